@@ -1,0 +1,70 @@
+# The two commands a newcomer needs are `make run` and `make test`.
+# Everything else here is what they install, idempotently, on a fresh Debian machine.
+
+SHELL        := /bin/bash
+PYTHON       ?= python3
+VENV         ?= .venv
+CACHE        ?= $(HOME)/.cache/govctl
+# Latest 8.x release of the x-pack-free distribution that resolved here (2026-11).
+ES_VERSION   ?= 8.19.21
+ES_ZIP       := $(CACHE)/dist/elasticsearch-$(ES_VERSION).zip
+SERVICE_USER ?= govctl
+STAMP        := $(VENV)/.govctl-installed
+export GOVCTL_CACHE := $(CACHE)
+
+.PHONY: run test setup system-packages service-user elasticsearch venv bench clean-var
+
+run: setup
+	$(VENV)/bin/govctl up
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+setup: system-packages service-user elasticsearch venv
+
+# Debian packages: Prometheus, node_exporter, PostgreSQL, the openssl CLI (interop tests).
+system-packages:
+	@need=""; \
+	command -v prometheus >/dev/null || need="$$need prometheus"; \
+	command -v promtool >/dev/null || need="$$need prometheus"; \
+	command -v prometheus-node-exporter >/dev/null || need="$$need prometheus-node-exporter"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v openssl >/dev/null || need="$$need openssl"; \
+	command -v setpriv >/dev/null || need="$$need util-linux"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing Debian packages:$$need"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$need >/dev/null; \
+	fi
+
+# Elasticsearch and PostgreSQL refuse to run as root: when we are root, they run as this system user.
+service-user:
+	@if [ "$$(id -u)" = 0 ] && ! id -u $(SERVICE_USER) >/dev/null 2>&1; then \
+	  useradd --system --no-create-home --shell /usr/sbin/nologin $(SERVICE_USER); \
+	  echo "created system user $(SERVICE_USER) for the local services"; \
+	fi
+
+# Elasticsearch 8.x, integ-test-zip distribution, from Maven Central, cached outside the clone.
+elasticsearch: $(ES_ZIP)
+$(ES_ZIP):
+	@mkdir -p $(CACHE)/dist
+	mvn -q -B dependency:copy \
+	  -Dartifact=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$(ES_VERSION):zip \
+	  -DoutputDirectory=$(CACHE)/dist
+	@test -s $@
+
+# The virtualenv, rebuilt only when pyproject.toml changes.
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+bench: setup
+	$(VENV)/bin/python bench/crypto.py
+	$(VENV)/bin/python bench/audit.py
+
+clean-var:
+	-$(VENV)/bin/govctl services down
+	rm -rf var

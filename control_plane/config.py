@@ -1,0 +1,269 @@
+"""Typed configuration: one YAML file, every key with an embedded default.
+
+The file comes from ``--config``, else ``$GOVCTL_CONFIG``, else ``./govctl.yaml`` if present;
+with none of them the embedded defaults apply, so ``make run`` needs no file at all.
+Relative paths are resolved against the file's directory (or the working directory).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from control_plane.errors import ConfigError
+
+ENV_CONFIG = "GOVCTL_CONFIG"
+ENV_CACHE = "GOVCTL_CACHE"
+DEFAULT_ES_VERSION = "8.19.21"
+
+
+def cache_dir() -> Path:
+    """Where heavy downloads live, outside any clone (``$GOVCTL_CACHE`` or ``~/.cache/govctl``)."""
+    return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "govctl")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+Port = int
+
+
+class ElasticsearchConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=9200, ge=1, le=65535)
+    version: str = DEFAULT_ES_VERSION
+    distribution: Path | None = Field(
+        default=None, description="the integ-test-zip; default: <cache>/dist/elasticsearch-<version>.zip"
+    )
+    java_home: Path | None = Field(default=None, description="a Java 17+ home; default: the machine's JDK 17")
+    heap_min_mb: int = Field(default=512, ge=256, le=8192)
+    heap_max_mb: int = Field(default=1024, ge=256, le=8192)
+    start_timeout_s: float = Field(default=150, gt=0)
+
+    @property
+    def url(self) -> str:
+        """The HTTP address of the node."""
+        return f"http://{self.host}:{self.port}"
+
+    def distribution_path(self) -> Path:
+        """The zip to unpack, from the configured path or the shared cache."""
+        return self.distribution or cache_dir() / "dist" / f"elasticsearch-{self.version}.zip"
+
+
+class PrometheusConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=9090, ge=1, le=65535)
+    binary: str = "prometheus"
+    scrape_interval_s: int = Field(default=15, ge=1, le=3600)
+    retention: str = Field(default="400d", pattern=r"^\d+[smhdwy]$")
+    start_timeout_s: float = Field(default=30, gt=0)
+
+    @property
+    def url(self) -> str:
+        """The HTTP address of the server."""
+        return f"http://{self.host}:{self.port}"
+
+
+class NodeExporterConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=9100, ge=1, le=65535)
+    binary: str = "prometheus-node-exporter"
+    start_timeout_s: float = Field(default=15, gt=0)
+
+
+class PostgresConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=5432, ge=1, le=65535, description="the first port tried; the next free one is used")
+    bin_dir: Path | None = Field(default=None, description="default: the newest /usr/lib/postgresql/*/bin")
+    database: str = Field(default="govctl", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field(default="govctl", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    password: SecretStr = SecretStr("govctl-local")
+    start_timeout_s: float = Field(default=30, gt=0)
+
+
+class ServicesConfig(_Model):
+    run_as: str = Field(default="govctl", description="the unprivileged user services run as when govctl runs as root")
+    elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    node_exporter: NodeExporterConfig = NodeExporterConfig()
+    postgres: PostgresConfig = PostgresConfig()
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: Port = Field(default=8700, ge=1, le=65535)
+
+    @property
+    def url(self) -> str:
+        """The base address of the HTTP API."""
+        return f"http://{self.host}:{self.port}"
+
+
+class StateConfig(_Model):
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the state DB; default: SQLite under var/state (production: postgresql+psycopg://…)",
+    )
+
+
+class SchedulerConfig(_Model):
+    enabled: bool = True
+    timezone: str = "Asia/Shanghai"
+    misfire_grace_s: int = Field(default=3600, ge=1)
+    leader_poll_s: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as 'Asia/Shanghai'") from None
+        return v
+
+
+class CryptoConfig(_Model):
+    key_dir: Path = Path("var/keys")
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        description="passphrase wrapping the platform SM2 key; default: a random one kept in key_dir/passphrase (0600)",
+    )
+    signer_id: str = Field(default="1234567812345678", min_length=1, max_length=8191)
+    kdf_iterations: int = Field(default=600_000, ge=100_000)
+
+
+class AuditConfig(_Model):
+    checkpoint_every_records: int = Field(default=100, ge=1)
+    checkpoint_every_seconds: int = Field(default=60, ge=1)
+    es_index: str = Field(default="govctl-audit", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    mirror_every_seconds: int = Field(default=5, ge=1)
+    anchor_file: Path = Field(
+        default=Path("var/audit/checkpoints.jsonl"),
+        description="signed checkpoints are also appended here, off the state DB",
+    )
+
+
+class Settings(_Model):
+    var_dir: Path = Path("var")
+    services: ServicesConfig = ServicesConfig()
+    api: ApiConfig = ApiConfig()
+    state: StateConfig = StateConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    crypto: CryptoConfig = CryptoConfig()
+    audit: AuditConfig = AuditConfig()
+
+    # Where relative paths are anchored; set by load(), not read from the file.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    source: str = Field(default="embedded defaults", exclude=True)
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the config's base directory."""
+        p = Path(os.path.expanduser(str(p)))
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def var(self) -> Path:
+        """The absolute runtime directory (state, services' data and logs, keys)."""
+        return self.path(self.var_dir)
+
+    def state_url(self) -> str:
+        """The SQLAlchemy URL of the state database."""
+        if self.state.url is not None:
+            return self.state.url.get_secret_value()
+        return f"sqlite:///{self.var / 'state' / 'govctl.db'}"
+
+    def postgres_url(self, port: int | None = None, database: str | None = None) -> str:
+        """A URL for our own PostgreSQL cluster (port as actually started)."""
+        pg = self.services.postgres
+        pw = pg.password.get_secret_value()
+        return f"postgresql+psycopg://{pg.user}:{pw}@{pg.host}:{port or pg.port}/{database or pg.database}"
+
+
+def _format_validation(err: ValidationError, data: dict[str, Any], source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(Settings, e["loc"][:-1])
+            allowed = ", ".join(sorted(parent.model_fields)) if parent else "see `govctl config show`"
+            lines.append(f"{loc}: unknown key; allowed here: {allowed}")
+        else:
+            lines.append(f"{loc}: bad value {e.get('input')!r}: {e['msg']}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def load(path: str | os.PathLike[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load and validate the configuration; refuse a bad file with key path, value and what is allowed."""
+    chosen = path or os.environ.get(ENV_CONFIG)
+    if chosen is None and Path("govctl.yaml").is_file():
+        chosen = "govctl.yaml"
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    source = "embedded defaults"
+    if chosen is not None:
+        p = Path(chosen).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist", hint=f"create it, or unset {ENV_CONFIG} to use the defaults")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})", hint="fix the syntax") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded
+        base = p.resolve().parent
+        source = str(p.resolve())
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Settings.model_validate({**data, "base_dir": base, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, data, source), hint="see `govctl config show` for every key and its default") from None
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked as ``****``."""
+
+    def mask(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return "****"
+        if isinstance(v, dict):
+            return {k: mask(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    raw = settings.model_dump(mode="python")
+    return mask(raw)
+
