@@ -144,7 +144,7 @@ class CryptoConfig(_Model):
 
 
 class AuditConfig(_Model):
-    checkpoint_every_records: int = Field(default=100, ge=1)
+    checkpoint_every_records: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: int = Field(default=60, ge=1)
     es_index: str = Field(default="govctl-audit", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     mirror_every_seconds: int = Field(default=5, ge=1)

@@ -1,0 +1,357 @@
+"""The audit ledger: append-only, SM3-chained records with SM2-signed checkpoints.
+
+Every record carries the SM3 hash of its predecessor; every ``checkpoint_every`` records (and
+on a timer) the chain head is signed with the platform SM2 key. Checkpoints are stored in the
+state DB and appended to an anchor file off the DB, so deleting the newest records *and* their
+checkpoint rows is still detected. Appends from many processes serialise on the database's own
+write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction advisory lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from sqlalchemy import Engine, and_, func, insert, select, text
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from control_plane.audit.models import (
+    GENESIS,
+    HASHED_FIELDS,
+    AuditEvent,
+    AuditRecord,
+    canonical_json,
+    checkpoint_payload,
+    checkpoints,
+    params_digest,
+    record_hash,
+    records,
+)
+from control_plane.crypto import InvalidSignature, KeyFormatError, SM2PrivateKey, SM2PublicKey
+from control_plane.db import is_sqlite, write_tx
+from control_plane.errors import GovctlError
+
+_APPEND_LOCK_KEY = 0x676F7663746C0002
+# Built once: constructing statements per call costs more than the durable commit itself.
+_HEAD = select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
+_INSERT_RECORD = insert(records)
+_INSERT_CHECKPOINT = insert(checkpoints)
+_PG_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(%d)" % _APPEND_LOCK_KEY)
+
+
+class AuditError(GovctlError):
+    """Root of the audit package's errors."""
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as fixed-width ISO-8601 with microseconds (sorts as time sorts)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of ``Ledger.verify``: ok, or the first bad record and why."""
+
+    ok: bool
+    records: int
+    checkpoints: int
+    anchors: int
+    head_seq: int
+    head_hash: str
+    first_bad: int | None = None
+    problem: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output."""
+        return dict(self.__dict__)
+
+
+class Ledger:
+    """Append, checkpoint, verify and query the audit chain in one state database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        signer: SM2PrivateKey,
+        *,
+        anchor_file: Path | None = None,
+        checkpoint_every: int = 100,
+    ) -> None:
+        self.engine = engine
+        self.signer = signer
+        self.anchor_file = Path(anchor_file) if anchor_file else None
+        self.checkpoint_every = checkpoint_every
+        self._anchor_lock = threading.Lock()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, event: AuditEvent) -> AuditRecord:
+        """Append one record to the chain (durably committed) and return it."""
+        details = canonical_json(event.details or {})
+        digest = params_digest(event.params)
+        with write_tx(self.engine) as conn:
+            if not is_sqlite(conn):
+                conn.execute(_PG_APPEND_LOCK)
+            head = conn.execute(_HEAD).first()
+            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            row = {
+                "seq": seq,
+                "ts": utc_now_iso(),
+                "actor": event.actor,
+                "role": event.role,
+                "source": event.source,
+                "operation": event.operation,
+                "target": event.target,
+                "params_digest": digest,
+                "decision": event.decision,
+                "outcome": event.outcome,
+                "request_id": event.request_id,
+                "details": details,
+            }
+            row["prev_hash"] = prev
+            row["hash"] = record_hash(prev, row)
+            conn.execute(_INSERT_RECORD, row)
+        rec = AuditRecord(**row)
+        if seq % self.checkpoint_every == 0:
+            self._checkpoint_at(seq, rec.hash)
+        return rec
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the current head if no checkpoint covers it yet; return the checkpoint or None."""
+        with self.engine.connect() as conn:
+            head = conn.execute(_HEAD).first()
+            last = conn.execute(select(func.max(checkpoints.c.seq))).scalar()
+        if head is None or (last is not None and last >= head[0]):
+            return None
+        return self._checkpoint_at(head[0], head[1])
+
+    def _checkpoint_at(self, seq: int, head_hash: str) -> dict[str, Any] | None:
+        ts = utc_now_iso()
+        pub = self.signer.public_key
+        cp = {
+            "seq": seq,
+            "head_hash": head_hash,
+            "ts": ts,
+            "key_id": pub.key_id,
+            "public_key": pub.to_hex(),
+            "signature": self.signer.sign(checkpoint_payload(seq, head_hash, ts)).hex(),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT_CHECKPOINT, cp)
+        except SAIntegrityError:
+            return None  # another process signed this head first
+        self._anchor(cp)
+        return cp
+
+    def _anchor(self, cp: dict[str, Any]) -> None:
+        if self.anchor_file is None:
+            return
+        self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(cp, separators=(",", ":")) + "\n"
+        with self._anchor_lock, open(self.anchor_file, "a", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest record; (0, GENESIS) when empty."""
+        with self.engine.connect() as conn:
+            head = conn.execute(_HEAD).first()
+        return (head[0], head[1]) if head else (0, GENESIS)
+
+    def query(
+        self,
+        *,
+        actor: str | None = None,
+        operation: str | None = None,
+        target: str | None = None,
+        outcome: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        after_seq: int | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[AuditRecord]:
+        """Records filtered by actor, operation (``prefix*`` allowed), target, outcome and time."""
+        conds = []
+        if actor:
+            conds.append(records.c.actor == actor)
+        if operation:
+            conds.append(records.c.operation.like(operation[:-1] + "%") if operation.endswith("*") else records.c.operation == operation)
+        if target:
+            conds.append(records.c.target == target)
+        if outcome:
+            conds.append(records.c.outcome == outcome)
+        if since:
+            conds.append(records.c.ts >= since)
+        if until:
+            conds.append(records.c.ts < until)
+        if after_seq is not None:
+            conds.append(records.c.seq > after_seq)
+        order = records.c.seq.desc() if newest_first else records.c.seq.asc()
+        stmt = select(records).where(and_(True, *conds)).order_by(order).limit(limit)
+        with self.engine.connect() as conn:
+            return [AuditRecord(**r._mapping) for r in conn.execute(stmt)]
+
+    def iter_records(self, after_seq: int = 0, batch: int = 5000) -> Iterator[AuditRecord]:
+        """All records after ``after_seq`` in chain order, fetched in batches."""
+        while True:
+            got = self.query(after_seq=after_seq, limit=batch, newest_first=False)
+            yield from got
+            if len(got) < batch:
+                return
+            after_seq = got[-1].seq
+
+    # -- verification --------------------------------------------------------------------------
+
+    def verify(self, trusted: SM2PublicKey | None = None) -> VerifyReport:
+        """Prove the chain and every checkpoint; pinpoint the first bad record if any."""
+        started = time.perf_counter()
+        trusted = trusted or self.signer.public_key
+        with self.engine.connect() as conn:
+            db_cps = {r.seq: dict(r._mapping) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.seq))}
+        anchors = self._read_anchors()
+        cp_seqs = set(db_cps) | set(anchors)
+        at_cp: dict[int, str] = {}
+
+        cols = ", ".join((*HASHED_FIELDS, "prev_hash", "hash"))
+        expected, prev, prev2 = 1, GENESIS, GENESIS
+        first_bad: int | None = None
+        problem: str | None = None
+        n = 0
+        sm3_algo = hashes.SM3()
+        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        new_hash, fromhex = hashes.Hash, bytes.fromhex
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).exec_driver_sql(
+                f"SELECT {cols} FROM audit_records ORDER BY seq"
+            )
+            for row in _rows(result):
+                seq = row[0]
+                if seq != expected:
+                    first_bad, problem = expected, (
+                        f"record {expected} is missing (deleted)" if seq == expected + 1
+                        else f"records {expected}..{seq - 1} are missing (deleted)"
+                    )  # fmt: skip
+                    break
+                stored_prev, stored_hash = row[12], row[13]
+                h = new_hash(sm3_algo)
+                h.update(fromhex(stored_prev))
+                h.update(encode(list(row[:12])).encode())
+                self_ok = h.finalize().hex() == stored_hash
+                if self_ok and stored_prev == prev:
+                    n += 1
+                    prev2, prev = prev, stored_hash
+                    if seq in cp_seqs:
+                        at_cp[seq] = stored_hash
+                    expected += 1
+                    continue
+                if not self_ok:
+                    shifted = dict(zip(HASHED_FIELDS, row[:12]))
+                    shifted["seq"] = seq - 1
+                    if seq > 1 and stored_prev == prev2 and record_hash(stored_prev, shifted) == stored_hash:
+                        first_bad, problem = seq - 1, (
+                            f"record {seq - 1} was inserted: record {seq} is the former record {seq - 1}, renumbered"
+                        )
+                    else:
+                        first_bad, problem = seq, f"record {seq} was altered: its content does not match its hash"
+                else:
+                    first_bad, problem = seq - 1, (
+                        f"record {seq - 1} was altered and re-hashed: record {seq} links to a different predecessor"
+                    )
+                break
+
+        head_seq, head_hash = expected - 1, prev
+        notes: list[str] = []
+        cp_problem = self._check_checkpoints(db_cps, anchors, at_cp, head_seq, trusted, first_bad, notes)
+        if cp_problem and (first_bad is None or cp_problem[0] < first_bad):
+            first_bad, problem = cp_problem
+        return VerifyReport(
+            ok=first_bad is None,
+            records=n,
+            checkpoints=len(db_cps),
+            anchors=len(anchors),
+            head_seq=head_seq,
+            head_hash=head_hash,
+            first_bad=first_bad,
+            problem=problem,
+            seconds=round(time.perf_counter() - started, 4),
+            notes=notes,
+        )
+
+    def _read_anchors(self) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        if self.anchor_file is None or not self.anchor_file.exists():
+            return out
+        for i, line in enumerate(self.anchor_file.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                cp = json.loads(line)
+                out[int(cp["seq"])] = cp
+            except (ValueError, KeyError, TypeError):
+                raise AuditError(f"{self.anchor_file}:{i}: not a checkpoint record", hint="the anchor file was altered") from None
+        return out
+
+    def _check_checkpoints(
+        self,
+        db_cps: dict[int, dict[str, Any]],
+        anchors: dict[int, dict[str, Any]],
+        at_cp: dict[int, str],
+        head_seq: int,
+        trusted: SM2PublicKey,
+        first_bad: int | None,
+        notes: list[str],
+    ) -> tuple[int, str] | None:
+        problems: list[tuple[int, str]] = []
+        prev_cp = 0
+        for seq in sorted(set(db_cps) | set(anchors)):
+            cp = db_cps.get(seq) or anchors[seq]
+            if seq in db_cps and seq in anchors and _cp_core(db_cps[seq]) != _cp_core(anchors[seq]):
+                problems.append((prev_cp + 1, f"checkpoint {seq} in the database differs from the anchored copy"))
+            try:
+                pub = SM2PublicKey.from_hex(cp["public_key"])
+                if pub != trusted:
+                    raise InvalidSignature(f"signed by key {pub.key_id}, not the platform key {trusted.key_id}")
+                pub.verify(checkpoint_payload(seq, cp["head_hash"], cp["ts"]), bytes.fromhex(cp["signature"]))
+            except (InvalidSignature, KeyFormatError, ValueError) as exc:
+                problems.append((prev_cp + 1, f"checkpoint {seq} is forged or damaged: {getattr(exc, 'message', exc)}"))
+            if first_bad is not None and seq >= first_bad:
+                prev_cp = seq
+                continue
+            if seq > head_seq:
+                problems.append((head_seq + 1, f"records {head_seq + 1}..{seq} are missing: checkpoint {seq} signed them (tail truncated)"))
+            elif at_cp.get(seq) != cp["head_hash"]:
+                problems.append((prev_cp + 1, f"records {prev_cp + 1}..{seq} were rewritten: checkpoint {seq} signed a different head"))
+            if seq not in db_cps:
+                notes.append(f"checkpoint {seq} exists only in the anchor file (deleted from the database)")
+            prev_cp = seq
+        return min(problems) if problems else None
+
+
+def _rows(result: Any, size: int = 5000) -> Iterator[tuple[Any, ...]]:
+    while True:
+        batch = result.fetchmany(size)
+        if not batch:
+            return
+        yield from batch
+
+
+def _cp_core(cp: dict[str, Any]) -> tuple[Any, ...]:
+    return (int(cp["seq"]), cp["head_hash"], cp["ts"], cp["signature"])

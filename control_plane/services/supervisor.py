@@ -1,0 +1,597 @@
+"""Start, stop and watch the local services as child processes with pid files and readiness checks.
+
+Each service has a state file ``<svc>/run/<name>.json`` (pid, address, command, log) and a
+plain ``<name>.pid``. ``up`` is idempotent: a live, healthy service we started is left alone.
+``down`` stops only processes whose command line proves they are ours. Errors name the service,
+the cause and the log file, and nothing waits past the service's start timeout.
+
+Elasticsearch and PostgreSQL refuse to run as root; when govctl runs as root, every service
+runs as the unprivileged ``services.run_as`` user (created by ``make setup``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from control_plane.config import Settings
+from control_plane.errors import GovctlError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+class ServiceError(GovctlError):
+    """A local service could not be started, stopped or reached."""
+
+
+@dataclass
+class ServiceStatus:
+    """One row of ``govctl services status``."""
+
+    name: str
+    address: str
+    pid: int | None
+    health: str  # healthy | starting | unhealthy | stopped | disabled
+    log: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Spec:
+    """How to run one service."""
+
+    name: str
+    host: str
+    port: int
+    argv: list[str]
+    env: dict[str, str]
+    marker: str  # a string that must appear in the process's command line for it to be ours
+    ready: Callable[[int], tuple[bool, str]]
+    timeout: float
+    stop_signal: int = signal.SIGTERM
+    prepare: Callable[[], None] | None = None
+    port_search: int = 0  # >0: try this many following ports when the first is taken
+    data_dirs: list[Path] = field(default_factory=list)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited child not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _http_ok(url: str, *, header: tuple[str, str] | None = None) -> tuple[bool, str]:
+    try:
+        r = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return False, type(exc).__name__
+    if r.status_code != 200:
+        return False, f"HTTP {r.status_code}"
+    if header and r.headers.get(header[0]) != header[1]:
+        return False, f"missing {header[0]} header: not the expected server"
+    return True, ""
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip()[:240] for line in text[-lines:])
+
+
+class Supervisor:
+    """Runs the four local services described by ``settings.services``."""
+
+    ORDER = ("postgres", "elasticsearch", "node_exporter", "prometheus")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cfg = settings.services
+        self.var = settings.var
+        self.root = self._service_root()
+        self.run_dir = self.root / "run"
+        self.log_dir = self.root / "logs"
+        self.user = self._service_user()
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _service_user(self) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(self.cfg.run_as)
+        except KeyError:
+            raise ServiceError(
+                f"services: user {self.cfg.run_as!r} does not exist; Elasticsearch and PostgreSQL refuse to run as root",
+                hint=f"run `make setup` (creates it) or `useradd --system {self.cfg.run_as}`",
+            ) from None
+
+    def _service_root(self) -> Path:
+        """``var/svc``; when root and var/ is not reachable by other users, a linked dir under /var/lib."""
+        root = self.var / "svc"
+        if os.geteuid() != 0 or root.is_symlink() or self._world_traversable(self.var):
+            root.parent.mkdir(parents=True, exist_ok=True)
+            return root
+        alt = Path("/var/lib/govctl") / hashlib.sha256(str(self.var).encode()).hexdigest()[:12]
+        alt.mkdir(parents=True, exist_ok=True)
+        os.chmod(alt.parent, 0o755)
+        self.var.mkdir(parents=True, exist_ok=True)
+        if root.exists() and not root.is_symlink():
+            shutil.rmtree(root)
+        root.symlink_to(alt)
+        return root
+
+    @staticmethod
+    def _world_traversable(path: Path) -> bool:
+        for p in [path, *path.parents]:
+            if p.exists() and not (p.stat().st_mode & stat.S_IXOTH):
+                return False
+        return True
+
+    def _own(self, *paths: Path) -> None:
+        for p in paths:
+            p.mkdir(parents=True, exist_ok=True)
+            if self.user is not None:
+                for sub in [p, *p.rglob("*")]:
+                    os.lchown(sub, self.user.pw_uid, self.user.pw_gid)
+
+    def log_path(self, name: str) -> Path:
+        """Where a service's stdout and stderr go."""
+        return self.log_dir / f"{name}.log"
+
+    def _state_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def _read_state(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._state_path(name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_state(self, name: str, state: dict[str, Any]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path(name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self._state_path(name))
+        (self.run_dir / f"{name}.pid").write_text(f"{state['pid']}\n")
+
+    def _clear_state(self, name: str) -> None:
+        for p in (self._state_path(name), self.run_dir / f"{name}.pid"):
+            p.unlink(missing_ok=True)
+
+    def _owned_pid(self, name: str) -> tuple[int | None, dict[str, Any] | None]:
+        st = self._read_state(name)
+        if not st:
+            return None, None
+        pid = int(st["pid"])
+        if _pid_alive(pid) and st["marker"] in _cmdline(pid):
+            return pid, st
+        return None, st
+
+    # -- specs ---------------------------------------------------------------------------------
+
+    def enabled(self) -> list[str]:
+        """Names of the services switched on in the configuration."""
+        return [n for n in self.ORDER if getattr(self.cfg, n).enabled]
+
+    def spec(self, name: str) -> Spec:
+        """The run specification of one service."""
+        return {"postgres": self._pg_spec, "elasticsearch": self._es_spec,
+                "node_exporter": self._node_spec, "prometheus": self._prom_spec}[name]()  # fmt: skip
+
+    def _es_spec(self) -> Spec:
+        c = self.cfg.elasticsearch
+        base = self.root / "elasticsearch"
+        home = self.root / "opt" / f"elasticsearch-{c.version}"
+        conf, data, logs, tmp = base / "config", base / "data", base / "logs", base / "tmp"
+        java = self._java_home(c.java_home)
+
+        def prepare() -> None:
+            if not (home / "bin" / "elasticsearch").exists():
+                dist = c.distribution_path()
+                if not dist.is_file():
+                    raise ServiceError(
+                        f"elasticsearch: distribution {dist} not found",
+                        hint="run `make setup` (fetches it with mvn dependency:copy) or set services.elasticsearch.distribution",
+                    )
+                _unzip(dist, home.parent)
+            conf.mkdir(parents=True, exist_ok=True)
+            for f in ("jvm.options", "log4j2.properties"):
+                shutil.copy2(home / "config" / f, conf / f)
+            (conf / "jvm.options.d").mkdir(exist_ok=True)
+            (conf / "elasticsearch.yml").write_text(
+                "# written by govctl services; edit govctl.yaml instead\n"
+                "cluster.name: govctl\n"
+                "node.name: govctl-local\n"
+                f"path.data: {data}\n"
+                f"path.logs: {logs}\n"
+                f"network.host: {c.host}\n"
+                f"http.port: {c.port}\n"
+                f"transport.port: {c.port + 100}-{c.port + 199}\n"
+                "discovery.type: single-node\n"
+                "xpack.security.enabled: false\n"
+                "action.destructive_requires_name: true\n"
+                "# a local single node on a shared disk: do not flip indices read-only when the disk fills\n"
+                "cluster.routing.allocation.disk.threshold_enabled: false\n"
+            )
+            self._own(conf, data, logs, tmp)
+
+        return Spec(
+            name="elasticsearch",
+            host=c.host,
+            port=c.port,
+            argv=[str(home / "bin" / "elasticsearch")],
+            env={
+                "ES_JAVA_HOME": str(java),
+                "ES_PATH_CONF": str(conf),
+                "ES_TMPDIR": str(tmp),
+                "ES_JAVA_OPTS": f"-Xms{c.heap_min_mb}m -Xmx{c.heap_max_mb}m",
+            },
+            marker="org.elasticsearch",
+            ready=lambda port: _http_ok(
+                f"http://{c.host}:{port}/_cluster/health?wait_for_status=yellow&timeout=1s",
+                header=("x-elastic-product", "Elasticsearch"),
+            ),
+            timeout=c.start_timeout_s,
+            prepare=prepare,
+            data_dirs=[data],
+        )
+
+    def _java_home(self, configured: Path | None) -> Path:
+        candidates = [configured] if configured else []
+        candidates += sorted(Path("/usr/lib/jvm").glob("java-17-openjdk*")) + sorted(Path("/usr/lib/jvm").glob("*17*"))
+        java = shutil.which("java")
+        if java:
+            candidates.append(Path(os.path.realpath(java)).parent.parent)
+        for c in candidates:
+            if c and (Path(c) / "bin" / "java").exists():
+                return Path(c)
+        raise ServiceError("elasticsearch: no Java 17+ found", hint="install a JDK 17 or set services.elasticsearch.java_home")
+
+    def _pg_bin(self) -> Path:
+        c = self.cfg.postgres
+        if c.bin_dir:
+            return c.bin_dir
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+        if not found:
+            raise ServiceError("postgres: no PostgreSQL server found under /usr/lib/postgresql", hint="run `make setup` (installs the Debian package postgresql)")
+        return found[-1].parent
+
+    def _pg_spec(self) -> Spec:
+        c = self.cfg.postgres
+        base = self.root / "postgres"
+        data, sock = base / "data", base / "socket"
+        bindir = self._pg_bin()
+        pw = c.password.get_secret_value()
+
+        def prepare() -> None:
+            self._own(base, sock)
+            if (data / "PG_VERSION").exists():
+                return
+            pwfile = base / ".pwfile"
+            pwfile.write_text(pw + "\n")
+            os.chmod(pwfile, 0o600)
+            self._own(base)
+            proc = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(data), "-U", c.user, "--auth=scram-sha-256",
+                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=120,
+                **self._as_user(),
+            )
+            pwfile.unlink(missing_ok=True)
+            if proc.returncode != 0:
+                shutil.rmtree(data, ignore_errors=True)
+                raise ServiceError(f"postgres: initdb failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+
+        def ready(port: int) -> tuple[bool, str]:
+            import psycopg
+
+            try:
+                with psycopg.connect(host=c.host, port=port, user=c.user, password=pw, dbname="postgres",
+                                     connect_timeout=2, autocommit=True) as conn:  # fmt: skip
+                    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (c.database,)).fetchone():
+                        conn.execute(f'CREATE DATABASE "{c.database}"')
+                return True, ""
+            except psycopg.OperationalError as exc:
+                return False, str(exc).strip().splitlines()[0] if str(exc).strip() else "not accepting connections"
+
+        return Spec(
+            name="postgres",
+            host=c.host,
+            port=c.port,
+            argv=[str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={c.host}",
+                  "-c", f"unix_socket_directories={sock}", "-c", "wal_level=replica", "-c", "max_wal_senders=10",
+                  "-c", "logging_collector=off", "-p", "{port}"],  # fmt: skip
+            env={},
+            marker=str(data),
+            ready=ready,
+            timeout=c.start_timeout_s,
+            stop_signal=signal.SIGINT,  # PostgreSQL's "fast" shutdown
+            prepare=prepare,
+            port_search=20,
+            data_dirs=[data],
+        )
+
+    def _binary(self, service: str, binary: str) -> str:
+        path = shutil.which(binary)
+        if not path:
+            raise ServiceError(f"{service}: binary {binary!r} not found on PATH", hint="run `make setup` (installs the Debian packages)")
+        return path
+
+    def _node_spec(self) -> Spec:
+        c = self.cfg.node_exporter
+        return Spec(
+            name="node_exporter",
+            host=c.host,
+            port=c.port,
+            argv=[self._binary("node_exporter", c.binary), f"--web.listen-address={c.host}:{{port}}"],
+            env={},
+            marker=f"--web.listen-address={c.host}:",
+            ready=lambda port: _http_ok(f"http://{c.host}:{port}/metrics"),
+            timeout=c.start_timeout_s,
+        )
+
+    def _prom_spec(self) -> Spec:
+        c = self.cfg.prometheus
+        base = self.root / "prometheus"
+        data, cfgfile = base / "data", base / "prometheus.yml"
+
+        def prepare() -> None:
+            from control_plane.monitoring import write_prometheus_config
+
+            write_prometheus_config(self.settings, cfgfile, node_port=self.cfg.node_exporter.port)
+            self._own(base, data)
+
+        return Spec(
+            name="prometheus",
+            host=c.host,
+            port=c.port,
+            argv=[self._binary("prometheus", c.binary), f"--config.file={cfgfile}", f"--storage.tsdb.path={data}",
+                  f"--storage.tsdb.retention.time={c.retention}", f"--web.listen-address={c.host}:{{port}}",
+                  "--web.enable-lifecycle"],  # fmt: skip
+            env={},
+            marker=str(cfgfile),
+            ready=lambda port: _http_ok(f"http://{c.host}:{port}/-/ready"),
+            timeout=c.start_timeout_s,
+            prepare=prepare,
+            data_dirs=[data],
+        )
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _as_user(self) -> dict[str, Any]:
+        if self.user is None:
+            return {}
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+
+    def _launch(self, spec: Spec) -> tuple[subprocess.Popen[bytes], int]:
+        port = spec.port
+        for candidate in range(spec.port, spec.port + spec.port_search + 1):
+            if _port_free(spec.host, candidate):
+                port = candidate
+                break
+        else:
+            raise ServiceError(
+                f"{spec.name}: port {spec.port} on {spec.host} is already in use by another process"
+                + (f" (and the next {spec.port_search})" if spec.port_search else ""),
+                hint=f"stop that process or set services.{spec.name}.port in govctl.yaml",
+            )
+        if spec.prepare:
+            spec.prepare()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path(spec.name)
+        argv = [a.replace("{port}", str(port)) for a in spec.argv]
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.root),
+            **spec.env,
+        }
+        with open(log, "ab") as out:
+            out.write(f"\n=== govctl: starting {spec.name} on {spec.host}:{port} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+            out.flush()
+            try:
+                proc = subprocess.Popen(  # noqa: S603 - argv is built from configuration, not a shell
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                    cwd=str(self.root), start_new_session=True, **self._as_user(),
+                )  # fmt: skip
+            except OSError as exc:
+                raise ServiceError(f"{spec.name}: cannot execute {argv[0]}: {exc.strerror}", hint=f"see {log}") from None
+        self._write_state(spec.name, {"pid": proc.pid, "port": port, "host": spec.host, "marker": spec.marker,
+                                      "argv": argv, "log": str(log), "started": time.time()})  # fmt: skip
+        return proc, port
+
+    def up(self, names: list[str] | None = None, on_event: Callable[[str, str], None] | None = None) -> list[ServiceStatus]:
+        """Start the named (default: all enabled) services and wait until each is ready."""
+        names = self._select(names)
+        say = on_event or (lambda _n, _m: None)
+        waiting: dict[str, tuple[Spec, subprocess.Popen[bytes] | None, int, float]] = {}
+        errors: list[ServiceError] = []
+        for name in names:
+            spec = self.spec(name)
+            pid, st = self._owned_pid(name)
+            if pid is not None and st is not None:
+                say(name, f"already running (pid {pid})")
+                waiting[name] = (spec, None, int(st["port"]), time.monotonic())
+                continue
+            if st is not None:
+                self._clear_state(name)
+            try:
+                proc, port = self._launch(spec)
+            except ServiceError as exc:
+                errors.append(exc)
+                continue
+            say(name, f"starting on {spec.host}:{port} (pid {proc.pid})")
+            waiting[name] = (spec, proc, port, time.monotonic())
+        while waiting:
+            for name, (spec, proc, port, t0) in list(waiting.items()):
+                ok, why = spec.ready(port)
+                if ok:
+                    say(name, "ready")
+                    del waiting[name]
+                    continue
+                rc = proc.poll() if proc else None
+                if proc is not None and rc is not None:
+                    self._clear_state(name)
+                    errors.append(ServiceError(
+                        f"{name}: exited with code {rc} during start-up: {_tail(self.log_path(name))}",
+                        hint=f"full log: {self.log_path(name)}",
+                    ))  # fmt: skip
+                    del waiting[name]
+                elif time.monotonic() - t0 > spec.timeout:
+                    errors.append(ServiceError(
+                        f"{name}: not ready after {spec.timeout:.0f}s ({why}); stopped it",
+                        hint=f"see {self.log_path(name)}",
+                    ))  # fmt: skip
+                    self._stop_one(name)
+                    del waiting[name]
+            if waiting:
+                time.sleep(0.25)
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]
+            raise ServiceError("; ".join(e.message for e in errors), hint=errors[0].hint)
+        return self.status(names)
+
+    def _select(self, names: list[str] | None) -> list[str]:
+        enabled = self.enabled()
+        if not names:
+            return enabled
+        unknown = [n for n in names if n not in self.ORDER]
+        if unknown:
+            raise ServiceError(f"unknown service {unknown[0]!r}", hint=f"choose from {', '.join(self.ORDER)}")
+        return [n for n in self.ORDER if n in names]
+
+    def _stop_one(self, name: str, timeout: float = 60.0) -> bool:
+        pid, st = self._owned_pid(name)
+        if pid is None:
+            if st is not None:
+                self._clear_state(name)
+            return False
+        sig = signal.SIGINT if name == "postgres" else signal.SIGTERM
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.2)
+            _reap(pid)
+        self._clear_state(name)
+        return True
+
+    def down(self, names: list[str] | None = None) -> list[str]:
+        """Stop the named (default: all) services that we started; return those stopped."""
+        stopped = []
+        for name in reversed(self._select(names) if names else list(self.ORDER)):
+            if self._stop_one(name):
+                stopped.append(name)
+        return stopped
+
+    def status(self, names: list[str] | None = None) -> list[ServiceStatus]:
+        """Each service's address, pid and health."""
+        out = []
+        for name in self._select(names) if names else list(self.ORDER):
+            enabled = getattr(self.cfg, name).enabled
+            spec_host = getattr(self.cfg, name).host
+            pid, st = self._owned_pid(name)
+            port = int(st["port"]) if st else getattr(self.cfg, name).port
+            address = f"{spec_host}:{port}"
+            log = str(self.log_path(name))
+            if not enabled:
+                out.append(ServiceStatus(name, address, None, "disabled", log))
+            elif pid is None:
+                out.append(ServiceStatus(name, address, None, "stopped", log))
+            else:
+                ok, why = self.spec(name).ready(port)
+                out.append(ServiceStatus(name, address, pid, "healthy" if ok else "unhealthy", log, why))
+        return out
+
+    def port(self, name: str) -> int:
+        """The port a service actually listens on (PostgreSQL may have moved to the next free one)."""
+        st = self._read_state(name)
+        return int(st["port"]) if st else getattr(self.cfg, name).port
+
+    def postgres_url(self, database: str | None = None) -> str:
+        """SQLAlchemy URL of our PostgreSQL cluster, on the port it really uses."""
+        return self.settings.postgres_url(self.port("postgres"), database)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _unzip(archive: Path, dest: Path) -> None:
+    """Extract a zip keeping the Unix modes (``zipfile`` alone drops the executable bits)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f".unpack-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            path = Path(zf.extract(info, staging))
+            mode = (info.external_attr >> 16) & 0o7777
+            if mode and not info.is_dir():
+                os.chmod(path, mode)
+    for child in staging.iterdir():
+        target = dest / child.name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(child, target)
+    staging.rmdir()
