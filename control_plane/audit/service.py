@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, and_, func, insert, select, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from control_plane import metrics
 from control_plane.audit.models import (
     GENESIS,
     HASHED_FIELDS,
@@ -123,6 +124,7 @@ class Ledger:
             row["hash"] = record_hash(prev, row)
             conn.execute(_INSERT_RECORD, row)
         rec = AuditRecord(**row)
+        metrics.AUDIT_APPENDS.inc()
         if seq % self.checkpoint_every == 0:
             self._checkpoint_at(seq, rec.hash)
         return rec

@@ -1,0 +1,95 @@
+"""The process-wide runtime: settings plus the lazily built engine, platform key, ledger and clients.
+
+One ``Runtime`` per process (the CLI invocation, the API server, a test). Scheduled jobs reach
+it through ``current()`` because APScheduler's persistent store keeps only a textual reference.
+"""
+
+from __future__ import annotations
+
+import getpass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from control_plane.config import Settings
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+    from sqlalchemy import Engine
+
+    from control_plane.audit import Ledger
+    from control_plane.crypto import SM2PrivateKey
+    from control_plane.services import Supervisor
+
+
+class Runtime:
+    """Settings and the shared objects built from them, created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The migrated state-DB engine."""
+        from control_plane.db import engine_for
+
+        return engine_for(self.settings.state_url())
+
+    @cached_property
+    def signer(self) -> SM2PrivateKey:
+        """The platform SM2 key (created on first use, stored wrapped)."""
+        from control_plane.crypto import platform_key
+
+        c = self.settings.crypto
+        pw = c.key_passphrase.get_secret_value() if c.key_passphrase else None
+        return platform_key(self.settings.path(c.key_dir), pw, c.kdf_iterations)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The audit ledger in the state DB."""
+        from control_plane.audit import Ledger
+
+        a = self.settings.audit
+        return Ledger(self.engine, self.signer, anchor_file=self.settings.path(a.anchor_file),
+                      checkpoint_every=a.checkpoint_every_records)  # fmt: skip
+
+    @cached_property
+    def es(self) -> Elasticsearch:
+        """The official Elasticsearch client for our node (short timeouts, one retry)."""
+        from control_plane.es import client
+
+        return client(self.settings.services.elasticsearch.url)
+
+    @cached_property
+    def supervisor(self) -> Supervisor:
+        """The local services' supervisor."""
+        from control_plane.services import Supervisor
+
+        return Supervisor(self.settings)
+
+    def audit(self, operation: str, *, target: str = "", params: object = None, outcome: str = "succeeded",
+              actor: str | None = None, role: str = "operator", source: str = "cli", details: dict | None = None) -> None:  # fmt: skip
+        """Append an audit record for a local action (the gate will own this path)."""
+        from control_plane.audit import AuditEvent
+
+        self.ledger.append(AuditEvent(actor=actor or getpass.getuser(), role=role, source=source, operation=operation,
+                                      target=target, params=params, outcome=outcome, details=details or {}))  # fmt: skip
+
+
+_current: Runtime | None = None
+
+
+def set_current(rt: Runtime) -> Runtime:
+    """Make ``rt`` the runtime scheduled jobs of this process use."""
+    global _current
+    _current = rt
+    return rt
+
+
+def current() -> Runtime:
+    """The runtime of this process (built from the default configuration if none was set)."""
+    global _current
+    if _current is None:
+        from control_plane.config import load
+
+        _current = Runtime(load())
+    return _current
