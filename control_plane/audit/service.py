@@ -344,6 +344,7 @@ class Ledger:
             if seq not in db_cps:
                 notes.append(f"checkpoint {seq} exists only in the anchor file (deleted from the database)")
             prev_cp = seq
+        notes.extend(f"also: {p[1]}" for p in sorted(problems)[1:])
         return min(problems) if problems else None
 
 

@@ -1,0 +1,118 @@
+"""Shared fixtures: the real local services (started once per session), state DBs, runtimes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from control_plane.config import Settings, load
+from control_plane.runtime import Runtime, set_current
+from control_plane.services import Supervisor
+
+PROJECT = Path(__file__).resolve().parents[1]
+TEST_VAR = PROJECT / "var" / "test"
+# Ports of their own, so `make test` never collides with a `make run` on the defaults.
+TEST_PORTS = {"elasticsearch": 19200, "prometheus": 19090, "node_exporter": 19100, "postgres": 15432, "api": 18700}
+
+
+def test_config_data(var_dir: Path = TEST_VAR, **extra: object) -> dict:
+    """The configuration the test session runs its services with."""
+    data = {
+        "var_dir": str(var_dir),
+        "services": {
+            "elasticsearch": {"port": TEST_PORTS["elasticsearch"]},
+            "prometheus": {"port": TEST_PORTS["prometheus"], "scrape_interval_s": 5},
+            "node_exporter": {"port": TEST_PORTS["node_exporter"]},
+            "postgres": {"port": TEST_PORTS["postgres"]},
+        },
+        "api": {"port": TEST_PORTS["api"]},
+        "crypto": {"kdf_iterations": 100_000},
+    }
+    for k, v in extra.items():
+        data[k] = v
+    return data
+
+
+def write_config(path: Path, data: dict) -> Path:
+    """Write a govctl.yaml."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def config_file() -> Path:
+    """The session's govctl.yaml (real services on test ports under var/test)."""
+    return write_config(TEST_VAR / "govctl.yaml", test_config_data())
+
+
+@pytest.fixture(scope="session")
+def settings(config_file: Path) -> Settings:
+    """Validated settings of the test session."""
+    return load(config_file)
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[Supervisor]:
+    """Elasticsearch, Prometheus, node_exporter and PostgreSQL, really running, once per session."""
+    sup = Supervisor(settings)
+    started: list[str] = []
+    sup.up(on_event=lambda n, m: started.append(n) if m.startswith("starting") else None)
+    yield sup
+    if os.environ.get("GOVCTL_KEEP_SERVICES") != "1":
+        sup.down()
+
+
+@pytest.fixture()
+def pg_url(services: Supervisor) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database in our own cluster, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg = services.settings.services.postgres
+    admin = dict(host=pg.host, port=services.port("postgres"), user=pg.user, password=pg.password.get_secret_value(), dbname="postgres", autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield services.postgres_url(name)
+    from control_plane import db
+
+    for url, eng in list(db._engines.items()):
+        if name in url:
+            eng.dispose()
+            del db._engines[url]
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite state DB in a temporary directory."""
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each state-DB backend in turn: SQLite, then our real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture()
+def runtime(tmp_path: Path, settings: Settings, state_url: str) -> Runtime:
+    """A runtime with its own state DB, keys and anchor file, on the session's services."""
+    data = test_config_data(var_dir=tmp_path / "var")
+    data["state"] = {"url": state_url}
+    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", data)))
+    return set_current(rt)
+
+
+@pytest.fixture()
+def sqlite_runtime(tmp_path: Path, settings: Settings) -> Runtime:
+    """A runtime on a fresh SQLite state DB (for tests that do not need both backends)."""
+    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", test_config_data(var_dir=tmp_path / "var"))))
+    return set_current(rt)
