@@ -358,7 +358,7 @@ class _null:
 def main() -> None:
     """Console entry point: one-line errors, exit codes, --debug tracebacks."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns typer.Exit codes here instead of raising them
     except GovctlError as exc:
         if _state.get("debug"):
             raise
@@ -371,6 +371,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ TEST_VAR = PROJECT / "var" / "test"
 TEST_PORTS = {"elasticsearch": 19200, "prometheus": 19090, "node_exporter": 19100, "postgres": 15432, "api": 18700}
 
 
-def test_config_data(var_dir: Path = TEST_VAR, **extra: object) -> dict:
+def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
     """The configuration the test session runs its services with."""
     data = {
         "var_dir": str(var_dir),
@@ -49,7 +49,7 @@ def write_config(path: Path, data: dict) -> Path:
 @pytest.fixture(scope="session")
 def config_file() -> Path:
     """The session's govctl.yaml (real services on test ports under var/test)."""
-    return write_config(TEST_VAR / "govctl.yaml", test_config_data())
+    return write_config(TEST_VAR / "govctl.yaml", make_test_config())
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +89,19 @@ def pg_url(services: Supervisor) -> Iterator[str]:
 
 
 @pytest.fixture()
+def shared_tmp() -> Iterator[Path]:
+    """A scratch directory the unprivileged service user can read (pytest's tmp dirs are 0700)."""
+    import shutil
+
+    d = TEST_VAR / "scratch" / uuid.uuid4().hex[:10]
+    d.mkdir(parents=True, mode=0o755)
+    for p in (d, d.parent):
+        p.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture()
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite state DB in a temporary directory."""
     return f"sqlite:///{tmp_path / 'state.db'}"
@@ -105,7 +118,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture()
 def runtime(tmp_path: Path, settings: Settings, state_url: str) -> Runtime:
     """A runtime with its own state DB, keys and anchor file, on the session's services."""
-    data = test_config_data(var_dir=tmp_path / "var")
+    data = make_test_config(var_dir=tmp_path / "var")
     data["state"] = {"url": state_url}
     rt = Runtime(load(write_config(tmp_path / "govctl.yaml", data)))
     return set_current(rt)
@@ -114,5 +127,5 @@ def runtime(tmp_path: Path, settings: Settings, state_url: str) -> Runtime:
 @pytest.fixture()
 def sqlite_runtime(tmp_path: Path, settings: Settings) -> Runtime:
     """A runtime on a fresh SQLite state DB (for tests that do not need both backends)."""
-    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", test_config_data(var_dir=tmp_path / "var"))))
+    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))))
     return set_current(rt)

@@ -490,7 +490,11 @@ class Supervisor:
                         f"{name}: not ready after {spec.timeout:.0f}s ({why}); stopped it",
                         hint=f"see {self.log_path(name)}",
                     ))  # fmt: skip
-                    self._stop_one(name)
+                    if proc is not None:
+                        _kill_group(proc)
+                        self._clear_state(name)
+                    else:
+                        self._stop_one(name)
                     del waiting[name]
             if waiting:
                 time.sleep(0.25)
@@ -569,6 +573,18 @@ class Supervisor:
     def postgres_url(self, database: str | None = None) -> str:
         """SQLAlchemy URL of our PostgreSQL cluster, on the port it really uses."""
         return self.settings.postgres_url(self.port("postgres"), database)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process we just spawned, with its whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _reap(pid: int) -> None:
