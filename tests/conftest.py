@@ -89,11 +89,11 @@ def pg_url(services: Supervisor) -> Iterator[str]:
 
 
 @pytest.fixture()
-def shared_tmp() -> Iterator[Path]:
+def shared_tmp(settings: Settings) -> Iterator[Path]:
     """A scratch directory the unprivileged service user can read (pytest's tmp dirs are 0700)."""
     import shutil
 
-    d = TEST_VAR / "scratch" / uuid.uuid4().hex[:10]
+    d = Supervisor(settings).root / "scratch" / uuid.uuid4().hex[:10]
     d.mkdir(parents=True, mode=0o755)
     for p in (d, d.parent):
         p.chmod(0o755)
