@@ -152,19 +152,26 @@ class Supervisor:
             ) from None
 
     def _service_root(self) -> Path:
-        """``var/svc``; when root and var/ is not reachable by other users, a linked dir under /var/lib."""
+        """``var/svc``; when root and var/ is not reachable by other users, a dir under /var/lib linked from var/svc.
+
+        Services always get the resolved path: a path through the link would still cross the
+        unreachable directory.
+        """
         root = self.var / "svc"
-        if os.geteuid() != 0 or root.is_symlink() or self._world_traversable(self.var):
+        if root.is_symlink():
+            return root.resolve()
+        if os.geteuid() != 0 or self._world_traversable(self.var):
             root.parent.mkdir(parents=True, exist_ok=True)
             return root
         alt = Path("/var/lib/govctl") / hashlib.sha256(str(self.var).encode()).hexdigest()[:12]
         alt.mkdir(parents=True, exist_ok=True)
         os.chmod(alt.parent, 0o755)
+        os.chmod(alt, 0o755)
         self.var.mkdir(parents=True, exist_ok=True)
-        if root.exists() and not root.is_symlink():
+        if root.exists():
             shutil.rmtree(root)
         root.symlink_to(alt)
-        return root
+        return alt
 
     @staticmethod
     def _world_traversable(path: Path) -> bool:
@@ -323,6 +330,7 @@ class Supervisor:
                 capture_output=True,
                 text=True,
                 timeout=120,
+                cwd=str(base),
                 **self._as_user(),
             )
             pwfile.unlink(missing_ok=True)
