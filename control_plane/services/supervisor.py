@@ -181,11 +181,16 @@ class Supervisor:
         return True
 
     def _own(self, *paths: Path) -> None:
+        """Give the service user its directories (recursing only when the top is not yet theirs)."""
         for p in paths:
             p.mkdir(parents=True, exist_ok=True)
-            if self.user is not None:
-                for sub in [p, *p.rglob("*")]:
-                    os.lchown(sub, self.user.pw_uid, self.user.pw_gid)
+            if self.user is None:
+                continue
+            st = p.stat()
+            if (st.st_uid, st.st_gid) == (self.user.pw_uid, self.user.pw_gid):
+                continue
+            for sub in [p, *p.rglob("*")]:
+                os.lchown(sub, self.user.pw_uid, self.user.pw_gid)
 
     def log_path(self, name: str) -> Path:
         """Where a service's stdout and stderr go."""
