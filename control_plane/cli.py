@@ -326,8 +326,13 @@ def up() -> None:
     if not _port_free(s.api.host, s.api.port):
         raise GovctlError(f"api: port {s.api.port} on {s.api.host} is already in use", hint="stop the other process or set api.port")
     started: list[str] = []
-    with err.status("starting services…", spinner="dots"):
-        rt.supervisor.up(on_event=lambda n, m: (started.append(n) if m.startswith("starting") else None, err.print(f"[bold]{n}[/bold]: {m}")))
+    try:
+        with err.status("starting services…", spinner="dots"):
+            rt.supervisor.up(on_event=lambda n, m: (started.append(n) if m.startswith("starting") else None, err.print(f"[bold]{n}[/bold]: {m}")))
+    except GovctlError as exc:
+        stopped = rt.supervisor.down(started) if started else []
+        rt.audit("control_plane.up", outcome="failed", details={"error": exc.message, "stopped_again": stopped})
+        raise
     rt.audit("control_plane.up", details={"started": started})
     sched = SchedulerService(rt) if s.scheduler.enabled else None
     if sched:

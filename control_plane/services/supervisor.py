@@ -328,7 +328,8 @@ class Supervisor:
             pwfile = base / ".pwfile"
             pwfile.write_text(pw + "\n")
             os.chmod(pwfile, 0o600)
-            self._own(base)
+            if self.user is not None:
+                os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
             proc = subprocess.run(
                 [str(bindir / "initdb"), "-D", str(data), "-U", c.user, "--auth=scram-sha-256",
                  f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],  # fmt: skip

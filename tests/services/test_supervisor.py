@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -70,12 +72,32 @@ def test_postgres_never_uses_system_cluster(services: Supervisor) -> None:
     assert str(services.root.resolve()) in os.path.realpath(cmd.split("\0")[2]) or "/svc/postgres/data" in cmd
 
 
+_MADE: list[Supervisor] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_fallback_roots() -> Iterator[None]:
+    """Isolated supervisors in pytest's 0700 tmp dirs get a root under /var/lib/govctl: remove it afterwards."""
+    yield
+    while _MADE:
+        sup = _MADE.pop()
+        sup.down()
+        if str(sup.root).startswith("/var/lib/govctl/"):
+            shutil.rmtree(sup.root, ignore_errors=True)
+
+
+def _supervisor(tmp_path: Path, data: dict) -> Supervisor:
+    sup = Supervisor(load(write_config(tmp_path / "govctl.yaml", data)))
+    _MADE.append(sup)
+    return sup
+
+
 def _isolated(tmp_path: Path, **node: object) -> Supervisor:
     data = make_test_config(var_dir=tmp_path / "var")
     data["services"]["node_exporter"].update(node)
     for other in ("elasticsearch", "prometheus", "postgres"):
         data["services"][other]["enabled"] = False
-    return Supervisor(load(write_config(tmp_path / "govctl.yaml", data)))
+    return _supervisor(tmp_path, data)
 
 
 def _free_port() -> int:
@@ -156,3 +178,21 @@ def test_own_start_and_stop(tmp_path: Path) -> None:
     assert sup.down() == ["node_exporter"]
     time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+
+def test_fresh_postgres_cluster_from_nothing(tmp_path: Path) -> None:
+    """initdb on an empty var/, start, create the database, accept our login, stop: the first-run path."""
+    data = make_test_config(var_dir=tmp_path / "var")
+    for other in ("elasticsearch", "prometheus", "node_exporter"):
+        data["services"][other]["enabled"] = False
+    data["services"]["postgres"].update(port=_free_port(), database="fresh_db", password="first-run-pw")
+    sup = _supervisor(tmp_path, data)
+    try:
+        rows = sup.up(["postgres"])
+        assert rows[0].health == "healthy"
+        pg = sup.settings.services.postgres
+        with psycopg.connect(host=pg.host, port=sup.port("postgres"), user=pg.user, password="first-run-pw", dbname="fresh_db") as conn:
+            assert conn.execute("SELECT current_database()").fetchone()[0] == "fresh_db"
+        assert not (sup.root / "postgres" / ".pwfile").exists()
+    finally:
+        assert sup.down() == ["postgres"]
