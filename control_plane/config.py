@@ -154,6 +154,14 @@ class AuditConfig(_Model):
     )
 
 
+class GateConfig(_Model):
+    policy_file: Path | None = Field(default=None, description="the gate policy; default: the packaged control_plane/gate/policy.yaml")
+    local_peer_roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {"root": ["sysadmin"]},
+        description="OS users whose CLI on this host acts with these roles without a token ({} to require tokens)",
+    )
+
+
 class Settings(_Model):
     var_dir: Path = Path("var")
     services: ServicesConfig = ServicesConfig()
@@ -162,6 +170,7 @@ class Settings(_Model):
     scheduler: SchedulerConfig = SchedulerConfig()
     crypto: CryptoConfig = CryptoConfig()
     audit: AuditConfig = AuditConfig()
+    gate: GateConfig = GateConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -19,3 +19,7 @@ AUDIT_APPENDS = Counter("govctl_audit_appends_total", "Audit records appended by
 AUDIT_MIRROR_LAG = Gauge("govctl_audit_mirror_lag_records", "Audit records not yet in Elasticsearch", registry=REGISTRY)
 AUDIT_CHAIN_BROKEN = Gauge("govctl_audit_chain_broken", "1 if the last full verification found a broken audit chain", registry=REGISTRY)
 AUDIT_LAST_VERIFY = Gauge("govctl_audit_last_verify_timestamp_seconds", "When the audit chain was last verified", registry=REGISTRY)
+GATE_DECISIONS = Counter("govctl_gate_decisions_total", "Gate decisions by operation and outcome", ["operation", "decision"], registry=REGISTRY)
+GATE_SECONDS = Histogram("govctl_gate_decision_seconds", "Time the gate takes to decide (before running)", registry=REGISTRY,
+                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+GATE_BREAK_GLASS = Counter("govctl_gate_break_glass_total", "Break-glass operations", registry=REGISTRY)

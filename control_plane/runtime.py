@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from control_plane.audit import Ledger
     from control_plane.crypto import SM2PrivateKey
+    from control_plane.gate import Gate
     from control_plane.services import Supervisor
 
 
@@ -58,6 +59,15 @@ class Runtime:
         from control_plane.es import client
 
         return client(self.settings.services.elasticsearch.url)
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The operation gate with its policy and the SOC inline engine."""
+        from control_plane.gate import Gate
+        from control_plane.gate.policy import load_policy
+
+        p = self.settings.gate.policy_file
+        return Gate(self, load_policy(self.settings.path(p) if p else None))
 
     @cached_property
     def supervisor(self) -> Supervisor:

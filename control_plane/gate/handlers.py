@@ -1,0 +1,105 @@
+"""What each operation does once the gate lets it through.
+
+A handler takes the runtime, the target and the parameters and returns a JSON-able result
+(and, for new tokens only, a secret shown once). Operations whose domain has not landed yet
+have no handler; the gate refuses them before asking anyone to approve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[Any, str, dict[str, Any]], "dict[str, Any] | tuple[dict[str, Any], str]"]
+HANDLERS: dict[str, Handler] = {}
+PREVIEWS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {}
+
+
+def handler(operation: str) -> Callable[[Handler], Handler]:
+    """Register the function that carries out ``operation``."""
+
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[operation] = fn
+        return fn
+
+    return deco
+
+
+@handler("services.up")
+def _services_up(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    names = [n for n in target.split(",") if n and n != "all"] or None
+    started: list[str] = []
+    rows = rt.supervisor.up(names, on_event=lambda n, m: started.append(n) if m.startswith("starting") else None)
+    return {"started": started, "status": [r.as_dict() for r in rows]}
+
+
+@handler("services.down")
+def _services_down(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    names = [n for n in target.split(",") if n and n != "all"] or None
+    return {"stopped": rt.supervisor.down(names)}
+
+
+@handler("jobs.run")
+def _jobs_run(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.scheduler import run_job
+
+    res = run_job(rt, target, trigger="manual")
+    if res.status == "failed":
+        raise RuntimeError(f"job {target} failed: {res.detail}")
+    return res.as_dict()
+
+
+@handler("jobs.pause")
+def _jobs_pause(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.scheduler import set_paused
+
+    return set_paused(rt, target, True)
+
+
+@handler("jobs.resume")
+def _jobs_resume(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.scheduler import set_paused
+
+    return set_paused(rt, target, False)
+
+
+@handler("audit.checkpoint")
+def _audit_checkpoint(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    cp = rt.ledger.checkpoint()
+    return {"checkpoint": cp["seq"] if cp else None}
+
+
+@handler("iam.user.change")
+def _user_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.gate import iam
+
+    return iam.change_user(rt, target, roles=params.get("roles"), disabled=params.get("disabled"))
+
+
+@handler("iam.role.change")
+def _role_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.gate import iam
+
+    return iam.change_user(rt, target, roles=params["roles"])
+
+
+@handler("iam.token.create")
+def _token_create(rt: Any, target: str, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    from control_plane.gate import iam
+
+    token_id, secret, expires = iam.create_token(rt, target, ttl_days=int(params.get("ttl_days", 30)), description=params.get("description", ""))
+    return {"token_id": token_id, "user": target, "expires": expires}, secret
+
+
+@handler("iam.token.revoke")
+def _token_revoke(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.gate import iam
+
+    return iam.revoke_token(rt, params["token_id"], owner=target)
+
+
+@handler("gate.review.close")
+def _review_close(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.gate import service
+
+    return service.close_review(rt, target, reviewer=params["reviewer"], verdict=params["verdict"])

@@ -1,0 +1,386 @@
+"""The operation gate: the one path every change to the world takes.
+
+authenticate → authorize (role and whitelist of role, operation, target, source network)
+→ risk (policy) → SOC inline decision → approval (bound to the SM3 hash of the exact request;
+high: one approver, critical: two distinct ones, never the requester; single use, expiring)
+→ run → audit before and after, with the outcome. Every refusal is audited too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, select, update
+
+from control_plane import metrics
+from control_plane.audit import AuditEvent
+from control_plane.audit.models import canonical_json
+from control_plane.audit.service import utc_now_iso
+from control_plane.errors import GovctlError
+from control_plane.gate import iam
+from control_plane.gate.errors import ApprovalError, Blocked, DependencyDown, Forbidden, GateError, NotFound, Unauthenticated
+from control_plane.gate.handlers import HANDLERS, PREVIEWS
+from control_plane.gate.models import OperationRequest, OperationView, Principal, approvals, operations, request_hash, reviews
+from control_plane.gate.policy import RISK_ORDER, Policy
+from control_plane.soc.inline import Decision, InlineEngine, OperationEvent, SocUnavailable
+
+log = logging.getLogger("govctl.gate")
+APPROVER_ROLE = "approver"
+_OP_BY_ID = select(operations).where(operations.c.id == "")  # shape only; rebuilt with a bound id below
+
+
+def _iso_in(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Gate:
+    """Decides, records and runs operations for one runtime."""
+
+    def __init__(self, rt: Any, policy: Policy, soc: InlineEngine | None = None) -> None:
+        self.rt = rt
+        self.policy = policy
+        self.soc = soc if soc is not None else InlineEngine()
+
+    # -- authentication ------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None, *, source: str, local_user: str | None = None) -> Principal:
+        """A principal from a bearer token, or (local CLI only) from the OS user's configured roles."""
+        try:
+            if token:
+                user, token_id = iam.verify_token(self.rt, token)
+                row = iam.get_user(self.rt, user)
+                if row is None or row["disabled"]:
+                    raise Unauthenticated(f"user {user!r} is disabled or gone", hint="ask a security administrator")
+                return Principal(user, tuple(row["roles"]), source, "token", token_id)
+            if source == "local" and local_user is not None:
+                roles = self.rt.settings.gate.local_peer_roles.get(local_user)
+                if roles:
+                    return Principal(f"local:{local_user}", tuple(roles), "local", "peer")
+            raise Unauthenticated(
+                "no credentials", hint="pass --token (or set GOVCTL_TOKEN); tokens come from `govctl iam token create`"
+            )
+        except Unauthenticated as exc:
+            self._audit(Principal("anonymous", (), source, "none"), OperationRequest("gate.authenticate"), "deny", "refused", {"error": exc.message})
+            metrics.GATE_DECISIONS.labels(operation="authenticate", decision="unauthenticated").inc()
+            raise
+
+    # -- the decision ------------------------------------------------------------------------------
+
+    def authorize(self, p: Principal, req: OperationRequest) -> None:
+        """Raise Forbidden unless the principal's roles and source allow the request."""
+        op = self.policy.operations.get(req.operation)
+        if op is None:
+            raise Forbidden(f"unknown operation {req.operation!r}", hint=f"known: {', '.join(sorted(self.policy.operations))}")
+        allowed = set(p.roles) & set(op.roles)
+        if not allowed:
+            raise Forbidden(f"{p.name} ({', '.join(p.roles) or 'no roles'}) may not {req.operation}",
+                            hint=f"it needs one of the roles: {', '.join(op.roles)}")  # fmt: skip
+        if op.self_only_except is not None and req.target != p.name and not set(p.roles) & set(op.self_only_except):
+            raise Forbidden(f"{p.name} may {req.operation} only for themself, not for {req.target!r}",
+                            hint=f"a user with {', '.join(op.self_only_except)} can do it for others")  # fmt: skip
+        if not any(w.matches(list(allowed), req.operation, req.target, p.source) for w in self.policy.whitelist):
+            raise Forbidden(f"no whitelist entry allows {req.operation} on {req.target!r} from {p.source} for {', '.join(sorted(allowed))}",
+                            hint="ask a security administrator to extend the gate policy's whitelist")  # fmt: skip
+
+    def _soc_decision(self, p: Principal, req: OperationRequest, risk: str) -> Decision:
+        event = OperationEvent(req.operation, req.target, req.params, p.name, p.roles, p.source)
+        try:
+            return self.soc.evaluate(event)
+        except (SocUnavailable, OSError) as exc:
+            mode = self.policy.fail_mode_of(req.operation, risk)  # type: ignore[arg-type]
+            if mode == "closed":
+                raise DependencyDown(f"SOC engine unavailable ({exc}); {req.operation} is {risk} risk and fails closed",
+                                     hint="retry when Elasticsearch is back, or use break-glass if this is an emergency") from None  # fmt: skip
+            return Decision("allow", reasons=(f"SOC engine unavailable ({exc}); allowed because the policy fails open for {risk} risk",), degraded=True)
+
+    def submit(self, p: Principal, req: OperationRequest) -> OperationView:
+        """Decide on a request; run it at once if it needs no approval, else leave it pending."""
+        t0 = time.perf_counter()
+        if not isinstance(req.params, dict):
+            raise GateError("params must be a mapping of names to values")
+        try:
+            self.authorize(p, req)
+            if req.operation not in HANDLERS:
+                raise GateError(f"{req.operation} cannot run here yet: its domain has not landed", hint="see the open issues")
+            risk = self.policy.risk_of(req.operation, req.target, req.params)
+            decision = self._soc_decision(p, req, risk)
+            if decision.action == "block":
+                raise Blocked(f"blocked by the SOC engine: {'; '.join(decision.reasons)}",
+                              hint=f"rules: {', '.join(decision.matched_rules)}; a security administrator can add an exception")  # fmt: skip
+            if decision.action == "require_approval" and risk == "low":
+                risk = "high"
+            needed = self.policy.approval.required.get(risk, 2)  # type: ignore[call-overload]
+            if req.break_glass:
+                self._check_break_glass(p, req)
+                needed = 0
+        except GovctlError as exc:
+            self._audit(p, req, "deny", "refused", {"error": exc.message})
+            metrics.GATE_DECISIONS.labels(operation=req.operation, decision=type(exc).__name__).inc()
+            raise
+        h = request_hash(req.operation, req.target, req.params)
+        reuse = self._approved_twin(p, h)
+        if reuse is not None:
+            return self.run(p, reuse)
+        op_id = f"op-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
+        now = utc_now_iso()
+        preview = PREVIEWS[req.operation](self.rt, req.target, req.params) if needed and req.operation in PREVIEWS else None
+        row = {
+            "id": op_id, "operation": req.operation, "target": req.target, "params": canonical_json(req.params),
+            "request_hash": h, "requester": p.name, "roles": json.dumps(list(p.roles)), "source": p.source,
+            "reason": req.reason, "risk": risk, "approvals_needed": needed,
+            "status": "approved" if needed == 0 else "pending_approval", "soc": json.dumps(decision.as_dict()),
+            "preview": json.dumps(preview) if preview is not None else "", "result": "", "break_glass": req.break_glass,
+            "created": now, "expires": _iso_in(self.policy.approval.request_ttl_s), "updated": now,
+        }  # fmt: skip
+        with self.rt.engine.begin() as conn:
+            conn.execute(operations.insert().values(**row))
+        self._audit(p, req, "break_glass" if req.break_glass else ("allow" if needed == 0 else "require_approval"),
+                    "accepted", {"op": op_id, "risk": risk, "approvals_needed": needed, "soc": decision.as_dict()}, op_id)  # fmt: skip
+        metrics.GATE_DECISIONS.labels(operation=req.operation, decision="allow" if needed == 0 else "pending").inc()
+        metrics.GATE_SECONDS.observe(time.perf_counter() - t0)
+        if req.break_glass:
+            self._open_review(op_id, p, req)
+        if needed == 0:
+            return self.run(p, op_id)
+        return self.get(op_id)
+
+    def _check_break_glass(self, p: Principal, req: OperationRequest) -> None:
+        bg = self.policy.break_glass
+        if not set(p.roles) & set(bg.roles):
+            raise Forbidden(f"{p.name} may not use break-glass", hint=f"break-glass is for: {', '.join(bg.roles) or 'nobody'}")
+        if not any(fnmatch.fnmatchcase(req.operation, o) for o in bg.operations):
+            raise Forbidden(f"break-glass does not cover {req.operation}", hint=f"it covers: {', '.join(bg.operations)}")
+        if not req.reason.strip():
+            raise GateError("break-glass needs a reason", hint="say why with --reason")
+
+    def _approved_twin(self, p: Principal, h: str) -> str | None:
+        with self.rt.engine.connect() as conn:
+            row = conn.execute(
+                select(operations.c.id).where(and_(operations.c.request_hash == h, operations.c.requester == p.name,
+                                                   operations.c.status == "approved", operations.c.expires > utc_now_iso()))  # fmt: skip
+            ).first()
+        return row[0] if row else None
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def _load(self, op_id: str) -> Any:
+        with self.rt.engine.connect() as conn:
+            row = conn.execute(select(operations).where(operations.c.id == op_id)).first()
+        if row is None:
+            raise NotFound(f"no operation {op_id!r}", hint="list them with govctl ops list")
+        return row
+
+    def approve(self, p: Principal, op_id: str, comment: str = "", *, decision: str = "approve") -> OperationView:
+        """Record an approver's decision on the exact request; enough approvals make it runnable."""
+        row = self._load(op_id)
+        req = OperationRequest(row.operation, row.target, json.loads(row.params))
+        try:
+            if APPROVER_ROLE not in p.roles:
+                raise Forbidden(f"{p.name} is not an approver", hint="approvals need the approver role")
+            if not any(w.matches([APPROVER_ROLE], "ops.approve", row.target, p.source) for w in self.policy.whitelist):
+                raise Forbidden(f"approvals from {p.source} are not whitelisted")
+            if p.name == row.requester:
+                raise ApprovalError("the requester cannot approve their own operation", hint="ask another approver")
+            if row.status != "pending_approval":
+                raise ApprovalError(f"operation {op_id} is {row.status}, not awaiting approval")
+            if row.expires <= utc_now_iso():
+                self._set_status(op_id, "expired")
+                raise ApprovalError(f"operation {op_id} expired at {row.expires}", hint="submit it again")
+            current = request_hash(row.operation, row.target, json.loads(row.params))
+            if current != row.request_hash:
+                raise ApprovalError(f"operation {op_id} was changed after it was submitted", hint="submit it again")
+            with self.rt.engine.begin() as conn:
+                if conn.execute(select(approvals.c.approver).where(and_(approvals.c.op_id == op_id, approvals.c.approver == p.name))).first():
+                    raise ApprovalError(f"{p.name} already decided on {op_id}", hint="a second approval must come from someone else")
+                conn.execute(approvals.insert().values(op_id=op_id, approver=p.name, decision=decision, request_hash=current,
+                                                       comment=comment, ts=utc_now_iso(), expires=_iso_in(self.policy.approval.approval_ttl_s)))  # fmt: skip
+        except GovctlError as exc:
+            self._audit(p, req, "deny", "refused", {"op": op_id, "error": exc.message, "as": f"ops.{decision}"}, op_id, operation=f"ops.{decision}")
+            raise
+        if decision == "reject":
+            self._set_status(op_id, "rejected")
+        elif self._valid_approvals(self._load(op_id)) >= row.approvals_needed:
+            self._set_status(op_id, "approved")
+        self._audit(p, req, decision, "succeeded", {"op": op_id, "comment": comment}, op_id, operation=f"ops.{decision}")
+        return self.get(op_id)
+
+    def _valid_approvals(self, row: Any) -> int:
+        now = utc_now_iso()
+        current = request_hash(row.operation, row.target, json.loads(row.params))
+        with self.rt.engine.connect() as conn:
+            rows = conn.execute(select(approvals).where(approvals.c.op_id == row.id)).all()
+        good = {a.approver for a in rows if a.decision == "approve" and a.request_hash == current == row.request_hash
+                and a.expires > now and a.approver != row.requester}  # fmt: skip
+        return len(good)
+
+    def cancel(self, p: Principal, op_id: str) -> OperationView:
+        """The requester (or a security administrator) withdraws a pending or approved operation."""
+        row = self._load(op_id)
+        req = OperationRequest(row.operation, row.target, json.loads(row.params))
+        if p.name != row.requester and "secadmin" not in p.roles:
+            exc = Forbidden(f"only {row.requester} or a security administrator may cancel {op_id}")
+            self._audit(p, req, "deny", "refused", {"op": op_id, "error": exc.message}, op_id, operation="ops.cancel")
+            raise exc
+        if row.status not in ("pending_approval", "approved"):
+            raise ApprovalError(f"operation {op_id} is {row.status}; only pending or approved operations can be cancelled")
+        self._set_status(op_id, "cancelled")
+        self._audit(p, req, "cancel", "succeeded", {"op": op_id}, op_id, operation="ops.cancel")
+        return self.get(op_id)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self, p: Principal, op_id: str) -> OperationView:
+        """Run an approved operation once: the requester only, approvals re-checked against the request."""
+        row = self._load(op_id)
+        params = json.loads(row.params)
+        req = OperationRequest(row.operation, row.target, params, row.reason, bool(row.break_glass))
+        try:
+            if p.name != row.requester:
+                raise ApprovalError(f"only the requester {row.requester} may run {op_id}")
+            if row.status != "approved":
+                raise ApprovalError(f"operation {op_id} is {row.status}, not approved", hint="it needs its approvals first")
+            if row.expires <= utc_now_iso():
+                self._set_status(op_id, "expired")
+                raise ApprovalError(f"operation {op_id} expired at {row.expires}")
+            if request_hash(row.operation, row.target, params) != row.request_hash:
+                raise ApprovalError(f"operation {op_id} was changed after approval: its approvals are void", hint="submit it again")
+            if not row.break_glass and self._valid_approvals(row) < row.approvals_needed:
+                raise ApprovalError(f"operation {op_id} lacks valid approvals ({row.approvals_needed} needed; expired or voided ones do not count)")
+            with self.rt.engine.begin() as conn:  # single use: only one runner wins this transition
+                won = conn.execute(update(operations).where(and_(operations.c.id == op_id, operations.c.status == "approved"))
+                                   .values(status="running", updated=utc_now_iso())).rowcount  # fmt: skip
+            if won != 1:
+                raise ApprovalError(f"operation {op_id} is already running or done")
+        except GovctlError as exc:
+            self._audit(p, req, "deny", "refused", {"op": op_id, "error": exc.message}, op_id, operation="ops.run")
+            raise
+        self._audit(p, req, "allow", "started", {"op": op_id, "risk": row.risk}, op_id)
+        secret = None
+        try:
+            out = HANDLERS[row.operation](self.rt, row.target, params)
+            if isinstance(out, tuple):
+                out, secret = out
+            status, outcome = "succeeded", "succeeded"
+        except Exception as exc:  # noqa: BLE001 - the outcome is recorded whatever it is
+            out, status, outcome = {"error": f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"}, "failed", "failed"
+        with self.rt.engine.begin() as conn:
+            conn.execute(update(operations).where(operations.c.id == op_id)
+                         .values(status=status, result=json.dumps(out, default=str), updated=utc_now_iso()))  # fmt: skip
+        self._audit(p, req, "allow", outcome, {"op": op_id, "result_sm3": _digest(out)}, op_id)
+        view = self.get(op_id)
+        view.secret = secret
+        if status == "failed":
+            err = out["error"]
+            raise GateError(f"{row.operation} on {row.target!r} failed: {err}", hint=f"details: govctl ops show {op_id}")
+        return view
+
+    # -- break-glass reviews -----------------------------------------------------------------------
+
+    def _open_review(self, op_id: str, p: Principal, req: OperationRequest) -> None:
+        with self.rt.engine.begin() as conn:
+            conn.execute(reviews.insert().values(op_id=op_id, opened=utc_now_iso(), status="open", alert_sent=False))
+        metrics.GATE_BREAK_GLASS.inc()
+        send_break_glass_alerts(self.rt)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, op_id: str) -> OperationView:
+        """One operation with its approvals."""
+        row = self._load(op_id)
+        with self.rt.engine.connect() as conn:
+            aps = conn.execute(select(approvals).where(approvals.c.op_id == op_id).order_by(approvals.c.ts)).all()
+        return OperationView.from_row(row, aps)
+
+    def list(self, *, status: str | None = None, limit: int = 50) -> list[OperationView]:
+        """Operations, newest first, optionally by status."""
+        q = select(operations).order_by(operations.c.created.desc()).limit(limit)
+        if status:
+            q = q.where(operations.c.status == status)
+        with self.rt.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            aps = conn.execute(select(approvals).where(approvals.c.op_id.in_([r.id for r in rows]))).all() if rows else []
+        return [OperationView.from_row(r, [a for a in aps if a.op_id == r.id]) for r in rows]
+
+    def _set_status(self, op_id: str, status: str) -> None:
+        with self.rt.engine.begin() as conn:
+            conn.execute(update(operations).where(operations.c.id == op_id).values(status=status, updated=utc_now_iso()))
+
+    def _audit(self, p: Principal, req: OperationRequest, decision: str, outcome: str, details: dict[str, Any],
+               request_id: str = "", *, operation: str | None = None) -> None:  # fmt: skip
+        self.rt.ledger.append(AuditEvent(
+            actor=p.name, role=",".join(p.roles), source=p.source, operation=operation or req.operation,
+            target=req.target, params=req.params, decision=decision, outcome=outcome, request_id=request_id,
+            details={**details, "via": p.via, **({"break_glass": True, "reason": req.reason} if req.break_glass else {})},
+        ))  # fmt: skip
+
+
+def _digest(out: Any) -> str:
+    from control_plane.crypto import sm3_hex
+
+    return sm3_hex(json.dumps(out, sort_keys=True, default=str).encode())
+
+
+def open_reviews(rt: Any) -> list[dict[str, Any]]:
+    """Break-glass reviews not yet closed."""
+    with rt.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(reviews).where(reviews.c.status == "open").order_by(reviews.c.opened))]
+
+
+def close_review(rt: Any, op_id: str, *, reviewer: str, verdict: str) -> dict[str, Any]:
+    """Close a break-glass review with a verdict (the reviewer must not be the one who broke the glass)."""
+    with rt.engine.connect() as conn:
+        op = conn.execute(select(operations.c.requester).where(operations.c.id == op_id)).first()
+    if op is None:
+        raise NotFound(f"no operation {op_id!r}")
+    if op.requester == reviewer:
+        raise ApprovalError("whoever broke the glass cannot review it", hint="another security administrator must")
+    with rt.engine.begin() as conn:
+        n = conn.execute(update(reviews).where(and_(reviews.c.op_id == op_id, reviews.c.status == "open"))
+                         .values(status="closed", reviewer=reviewer, verdict=verdict, closed=utc_now_iso())).rowcount  # fmt: skip
+    if not n:
+        raise NotFound(f"no open review for {op_id}")
+    return {"review": op_id, "status": "closed", "verdict": verdict}
+
+
+ALERTS_INDEX = "soc-alerts"
+
+
+def send_break_glass_alerts(rt: Any) -> int:
+    """Index a critical alert for each break-glass review not yet alerted; keep the rest for the next try."""
+    from control_plane.es import UNREACHABLE
+
+    with rt.engine.connect() as conn:
+        pending = conn.execute(select(reviews, operations).join(operations, operations.c.id == reviews.c.op_id)
+                               .where(reviews.c.alert_sent.is_(False))).all()  # fmt: skip
+    sent = 0
+    for r in pending:
+        doc = {
+            "@timestamp": r.opened, "rule": {"id": "gate.break_glass", "name": "Break-glass operation"},
+            "severity": "critical", "status": "open", "kind": "gate",
+            "summary": f"{r.requester} used break-glass for {r.operation} on {r.target}: {r.reason}",
+            "operation": {"id": r.op_id, "type": r.operation, "target": r.target, "requester": r.requester, "source": r.source},
+        }  # fmt: skip
+        try:
+            rt.es.index(index=ALERTS_INDEX, id=f"gate-break-glass-{r.op_id}", document=doc, refresh="wait_for")
+        except UNREACHABLE:
+            log.warning("break-glass alert for %s not sent yet: Elasticsearch unreachable", r.op_id)
+            break
+        with rt.engine.begin() as conn:
+            conn.execute(update(reviews).where(reviews.c.op_id == r.op_id).values(alert_sent=True))
+        sent += 1
+    return sent
+
+
+def in_network(source: str, networks: list[str]) -> bool:
+    """True if ``source`` is 'local' and allowed, or an address inside one of ``networks``."""
+    if source == "local":
+        return "local" in networks
+    addr = ipaddress.ip_address(source)
+    return any(n != "local" and addr in ipaddress.ip_network(n, strict=False) for n in networks)
