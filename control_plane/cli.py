@@ -51,6 +51,29 @@ def _rt() -> Runtime:
     return rt
 
 
+def _principal() -> Any:
+    import getpass
+
+    return _rt().gate.authenticate(_state.get("token"), source="local", local_user=getpass.getuser())
+
+
+def _gated(operation: str, target: str = "", params: dict | None = None, *, reason: str = "", break_glass: bool = False) -> Any:
+    """Submit a change through the operation gate; returns the operation view (run, or awaiting approval)."""
+    from control_plane.gate import OperationRequest
+
+    rt = _rt()
+    return rt.gate.submit(_principal(), OperationRequest(operation, target, params or {}, reason, break_glass))
+
+
+def _pending_note(view: Any) -> bool:
+    """Tell the user an operation awaits approval; True if it does."""
+    if view.status != "pending_approval":
+        return False
+    err.print(f"[yellow]{view.id}[/yellow]: {view.operation} on {view.target!r} is {view.risk} risk and awaits "
+              f"{view.approvals_needed} approval(s): `govctl ops approve {view.id}` (by an approver), then `govctl ops run {view.id}`")
+    return True
+
+
 def _emit_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str, ensure_ascii=False))
 
@@ -59,9 +82,11 @@ def _emit_json(data: Any) -> None:
 def _main(
     config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="GOVCTL_CONFIG", help="Path of govctl.yaml."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="GOVCTL_TOKEN", help="API token (default: this host's OS user, if the policy maps it to roles)."),
 ) -> None:
     """Global options."""
     _state["config"] = str(config) if config else None
+    _state["token"] = token
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -87,37 +112,29 @@ def _status_table(rows: list[Any]) -> Table:
 @services_app.command("up")
 def services_up(names: Optional[list[str]] = typer.Argument(None, help="Services to start (default: all enabled)."), as_json: bool = JsonOpt) -> None:
     """Start the services (idempotent) and wait until each is ready."""
-    rt = _rt()
-    started: list[str] = []
-
-    def on_event(name: str, msg: str) -> None:
-        if msg.startswith("starting"):
-            started.append(name)
-        if not as_json:
-            err.print(f"[bold]{name}[/bold]: {msg}")
-
-    try:
-        with err.status("starting services…", spinner="dots") if not as_json else _null():
-            rows = rt.supervisor.up(names, on_event=on_event)
-    except GovctlError as exc:
-        rt.audit("services.up", target=",".join(names or []) or "all", outcome="failed", details={"error": exc.message})
-        raise
-    rt.audit("services.up", target=",".join(names or []) or "all", details={"started": started})
+    with err.status("starting services…", spinner="dots") if not as_json else _null():
+        view = _gated("services.up", ",".join(names or []) or "all")
+    rows = view.result["status"]
     if as_json:
-        _emit_json([r.as_dict() for r in rows])
-    else:
-        out.print(_status_table(rows))
+        _emit_json(rows)
+        return
+    if view.result["started"]:
+        err.print(f"started: {', '.join(view.result['started'])}")
+    t = Table("service", "address", "pid", "health", "log")
+    for r in rows:
+        t.add_row(r["name"], r["address"], str(r["pid"] or "-"), r["health"], r["log"])
+    out.print(t)
 
 
 @services_app.command("down")
-def services_down(names: Optional[list[str]] = typer.Argument(None, help="Services to stop (default: all we started)."), as_json: bool = JsonOpt) -> None:
-    """Stop the services govctl started (never anything else)."""
-    rt = _rt()
-    stopped = rt.supervisor.down(names)
-    rt.audit("services.down", target=",".join(names or []) or "all", details={"stopped": stopped})
+def services_down(names: Optional[list[str]] = typer.Argument(None, help="Services to stop (default: all we started)."),
+                  reason: str = typer.Option("", help="Why (recorded with the request)."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Stop the services govctl started (never anything else). High risk: needs an approval."""
+    view = _gated("services.down", ",".join(names or []) or "all", reason=reason)
     if as_json:
-        _emit_json({"stopped": stopped})
-    else:
+        _emit_json(view.as_dict())
+    elif not _pending_note(view):
+        stopped = view.result["stopped"]
         out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -174,40 +191,38 @@ def jobs_list(as_json: bool = JsonOpt) -> None:
 @jobs_app.command("run")
 def jobs_run(job_id: str, as_json: bool = JsonOpt) -> None:
     """Run a job now, in this process, with its own run key."""
-    from control_plane.scheduler import run_job
+    from control_plane.scheduler.registry import get
 
-    rt = _rt()
-    res = run_job(rt, job_id, trigger="manual")
-    rt.audit("jobs.run", target=job_id, outcome="succeeded" if res.status == "succeeded" else "failed", details=res.as_dict())
+    get(job_id)
+    view = _gated("jobs.run", job_id)
     if as_json:
-        _emit_json(res.as_dict())
+        _emit_json(view.result)
     else:
-        out.print(f"{res.job_id}: {res.status} in {res.seconds}s — {res.detail}")
-    if res.status == "failed":
-        raise typer.Exit(1)
+        r = view.result
+        out.print(f"{r['job_id']}: {r['status']} in {r['seconds']}s — {r['detail']}")
 
 
 @jobs_app.command("pause")
-def jobs_pause(job_id: str, as_json: bool = JsonOpt) -> None:
-    """Pause a job (kept across restarts)."""
-    _pause(job_id, True, as_json)
+def jobs_pause(job_id: str, reason: str = typer.Option("", help="Why (recorded)."), as_json: bool = JsonOpt) -> None:
+    """Pause a job (kept across restarts). High risk: needs an approval."""
+    _pause(job_id, True, as_json, reason)
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: str, as_json: bool = JsonOpt) -> None:
     """Resume a paused job."""
-    _pause(job_id, False, as_json)
+    _pause(job_id, False, as_json, "")
 
 
-def _pause(job_id: str, paused: bool, as_json: bool) -> None:
-    from control_plane.scheduler import set_paused
+def _pause(job_id: str, paused: bool, as_json: bool, reason: str) -> None:
+    from control_plane.scheduler.registry import get
 
-    rt = _rt()
-    res = set_paused(rt, job_id, paused)
-    rt.audit("jobs.pause" if paused else "jobs.resume", target=job_id)
+    get(job_id)
+    view = _gated("jobs.pause" if paused else "jobs.resume", job_id, reason=reason)
     if as_json:
-        _emit_json(res)
-    else:
+        _emit_json(view.as_dict())
+    elif not _pending_note(view):
+        res = view.result
         out.print(f"{job_id}: {'paused' if res['paused'] else 'resumed, next run ' + str(res['next_run'])}")
 
 
@@ -289,11 +304,12 @@ def audit_show(
 @audit_app.command("checkpoint")
 def audit_checkpoint(as_json: bool = JsonOpt) -> None:
     """Sign a checkpoint over the chain head now."""
-    cp = _rt().ledger.checkpoint()
+    view = _gated("audit.checkpoint", "audit")
+    seq = view.result["checkpoint"]
     if as_json:
-        _emit_json(cp)
+        _emit_json(view.result)
     else:
-        out.print(f"signed checkpoint at record {cp['seq']} with key {cp['key_id']}" if cp else "the head is already covered by a checkpoint")
+        out.print(f"signed checkpoint at record {seq}" if seq else "the head is already covered by a checkpoint")
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -307,6 +323,223 @@ def keys_show(as_json: bool = JsonOpt) -> None:
         _emit_json({"key_id": pub.key_id, "public_key_hex": pub.to_hex(), "pem": pub.to_pem()})
     else:
         out.print(f"key id: {pub.key_id}\n{pub.to_pem()}", highlight=False, end="")
+
+
+# -- ops: the operation gate ---------------------------------------------------------------------------
+
+ops_app = typer.Typer(help="Operations awaiting, given or refused approval (the operation gate).", no_args_is_help=True)
+iam_app = typer.Typer(help="Users, roles and API tokens.", no_args_is_help=True)
+app.add_typer(ops_app, name="ops")
+app.add_typer(iam_app, name="iam")
+
+
+def _op_table(views: list[Any]) -> Table:
+    t = Table("id", "operation", "target", "requester", "risk", "status", "approvals", "created (UTC)")
+    for v in views:
+        got = sum(1 for a in v.approvals if a["decision"] == "approve")
+        t.add_row(v.id, v.operation, v.target, v.requester, v.risk, v.status, f"{got}/{v.approvals_needed}", v.created[:19])
+    return t
+
+
+@ops_app.command("list")
+def ops_list(status: Optional[str] = typer.Option(None, help="pending_approval, approved, succeeded, failed, rejected, cancelled, expired"),
+             limit: int = 50, as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Operations, newest first."""
+    _principal()
+    views = _rt().gate.list(status=status, limit=limit)
+    if as_json:
+        _emit_json([v.as_dict() for v in views])
+    else:
+        out.print(_op_table(views))
+
+
+@ops_app.command("show")
+def ops_show(op_id: str, as_json: bool = JsonOpt) -> None:
+    """The full request, its risk, the SOC findings, the preview and the approvals so far."""
+    _principal()
+    v = _rt().gate.get(op_id)
+    if as_json:
+        _emit_json(v.as_dict())
+        return
+    out.print(f"[bold]{v.id}[/bold]  {v.operation} on {v.target!r}  risk [bold]{v.risk}[/bold]  status {v.status}")
+    out.print(f"requested by {v.requester} from {v.source} at {v.created}; expires {v.expires}" + (" [red]BREAK-GLASS[/red]" if v.break_glass else ""))
+    out.print(f"reason: {v.reason or '-'}")
+    out.print(f"request hash (SM3, approvals are bound to it): {v.request_hash}")
+    out.print("parameters:", highlight=False)
+    out.print_json(json.dumps(v.params, ensure_ascii=False))
+    soc = v.soc
+    out.print(f"SOC decision: {soc['action']}" + (" (degraded)" if soc.get("degraded") else "") + f" — {'; '.join(soc['reasons'])}"
+              + (f" [rules: {', '.join(soc['matched_rules'])}]" if soc["matched_rules"] else ""))  # fmt: skip
+    if v.preview is not None:
+        out.print("preview:")
+        out.print_json(json.dumps(v.preview, ensure_ascii=False, default=str))
+    for a in v.approvals:
+        out.print(f"  {a['decision']} by {a['approver']} at {a['ts']}: {a['comment']}")
+    if v.result is not None:
+        out.print("result:")
+        out.print_json(json.dumps(v.result, ensure_ascii=False, default=str))
+
+
+@ops_app.command("approve")
+def ops_approve(op_id: str, comment: str = typer.Option("", help="Recorded with the approval."), as_json: bool = JsonOpt) -> None:
+    """Approve an operation as shown by `ops show` (approvers only, never your own)."""
+    v = _rt().gate.approve(_principal(), op_id, comment)
+    _emit_json(v.as_dict()) if as_json else out.print(f"{op_id}: {v.status}")
+
+
+@ops_app.command("reject")
+def ops_reject(op_id: str, comment: str = typer.Option("", help="Why."), as_json: bool = JsonOpt) -> None:
+    """Reject an operation."""
+    v = _rt().gate.approve(_principal(), op_id, comment, decision="reject")
+    _emit_json(v.as_dict()) if as_json else out.print(f"{op_id}: {v.status}")
+
+
+@ops_app.command("cancel")
+def ops_cancel(op_id: str, as_json: bool = JsonOpt) -> None:
+    """Withdraw your pending or approved operation."""
+    v = _rt().gate.cancel(_principal(), op_id)
+    _emit_json(v.as_dict()) if as_json else out.print(f"{op_id}: {v.status}")
+
+
+@ops_app.command("run")
+def ops_run(op_id: str, as_json: bool = JsonOpt) -> None:
+    """Run your approved operation (once)."""
+    v = _rt().gate.run(_principal(), op_id)
+    if as_json:
+        _emit_json(v.as_dict())
+    else:
+        out.print(f"{op_id}: {v.status}")
+        if v.secret:
+            out.print(f"token (shown once): {v.secret}", highlight=False)
+
+
+@ops_app.command("reviews")
+def ops_reviews(as_json: bool = JsonOpt) -> None:
+    """Open after-the-fact reviews of break-glass operations."""
+    from control_plane.gate.service import open_reviews
+
+    _principal()
+    rows = open_reviews(_rt())
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("operation", "opened", "alert sent")
+    for r in rows:
+        t.add_row(r["op_id"], r["opened"], "yes" if r["alert_sent"] else "not yet")
+    out.print(t)
+
+
+@ops_app.command("review-close")
+def ops_review_close(op_id: str, verdict: str = typer.Option(..., help="The reviewer's finding."), as_json: bool = JsonOpt) -> None:
+    """Close a break-glass review with a verdict (a security administrator other than the one who broke the glass)."""
+    p = _principal()
+    v = _rt().gate.submit(p, _req("gate.review.close", op_id, {"reviewer": p.name, "verdict": verdict}))
+    _emit_json(v.as_dict()) if as_json else out.print(f"review of {op_id}: closed")
+
+
+def _req(operation: str, target: str, params: dict) -> Any:
+    from control_plane.gate import OperationRequest
+
+    return OperationRequest(operation, target, params)
+
+
+@iam_app.command("bootstrap")
+def iam_bootstrap(as_json: bool = JsonOpt) -> None:
+    """First run only: create one user per role (two approvers) and print their tokens once."""
+    from control_plane.gate import iam
+
+    rt = _rt()
+    p = _principal()
+    if iam.list_users(rt):
+        raise GovctlError("users already exist; bootstrap runs only once", hint="use govctl iam user add / token create")
+    made = {}
+    for name, roles in (("sysadmin", ["sysadmin"]), ("secadmin", ["secadmin"]), ("auditor", ["auditor"]),
+                        ("ops", ["ops_engineer"]), ("approver1", ["approver"]), ("approver2", ["approver"])):  # fmt: skip
+        iam.change_user(rt, name, roles=roles)
+        tid, secret, expires = iam.create_token(rt, name, ttl_days=30, description="bootstrap")
+        made[name] = {"roles": roles, "token": secret, "expires": expires}
+    rt.ledger.append(__import__("control_plane.audit", fromlist=["AuditEvent"]).AuditEvent(
+        actor=p.name, role=",".join(p.roles), source=p.source, operation="iam.bootstrap", target="users",
+        params={n: m["roles"] for n, m in made.items()}, details={"users": sorted(made)}))  # fmt: skip
+    if as_json:
+        _emit_json(made)
+        return
+    t = Table("user", "roles", "token (shown once; keep it safe)", "expires")
+    for n, m in made.items():
+        t.add_row(n, ", ".join(m["roles"]), m["token"], m["expires"][:10])
+    out.print(t)
+
+
+user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (stored only as SM3 hashes).", no_args_is_help=True)
+iam_app.add_typer(user_app, name="user")
+iam_app.add_typer(token_app, name="token")
+
+
+@user_app.command("add")
+def user_add(name: str, role: list[str] = typer.Option(..., "--role", help="Repeat for several roles."), as_json: bool = JsonOpt) -> None:
+    """Create a user (or change its roles). Security administrators only; high risk."""
+    view = _gated("iam.user.change", name, {"roles": sorted(role)})
+    _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"user {name}: {', '.join(view.result['roles'])}"))
+
+
+@user_app.command("disable")
+def user_disable(name: str, as_json: bool = JsonOpt) -> None:
+    """Disable a user (their tokens stop working)."""
+    view = _gated("iam.user.change", name, {"disabled": True})
+    _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"user {name}: disabled"))
+
+
+@user_app.command("list")
+def user_list(as_json: bool = JsonOpt) -> None:
+    """Users with their roles."""
+    from control_plane.gate import iam
+
+    _principal()
+    rows = iam.list_users(_rt())
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("user", "roles", "disabled", "created")
+    for r in rows:
+        t.add_row(r["name"], ", ".join(r["roles"]), "yes" if r["disabled"] else "no", r["created"][:19])
+    out.print(t)
+
+
+@token_app.command("create")
+def token_create(user: Optional[str] = typer.Option(None, help="Whose token (default: yours)."), ttl_days: int = typer.Option(30, min=1, max=366),
+                 description: str = "", as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Issue an API token; the secret is printed once and stored only as its SM3 hash."""
+    p = _principal()
+    view = _gated("iam.token.create", user or p.name, {"ttl_days": ttl_days, "description": description})
+    if as_json:
+        _emit_json({**view.result, "token": view.secret})
+    elif not _pending_note(view):
+        out.print(f"token {view.result['token_id']} for {view.result['user']}, expires {view.result['expires'][:10]}:\n{view.secret}", highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, user: Optional[str] = typer.Option(None, help="Whose token (default: yours)."), as_json: bool = JsonOpt) -> None:
+    """Revoke a token at once."""
+    p = _principal()
+    view = _gated("iam.token.revoke", user or p.name, {"token_id": token_id})
+    _emit_json(view.result) if as_json else out.print(f"revoked {token_id}")
+
+
+@token_app.command("list")
+def token_list(user: Optional[str] = None, as_json: bool = JsonOpt) -> None:
+    """Tokens with expiry and revocation (never the secrets)."""
+    from control_plane.gate import iam
+
+    _principal()
+    rows = iam.list_tokens(_rt(), user)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("id", "user", "created", "expires", "revoked", "description")
+    for r in rows:
+        t.add_row(r["id"], r["user"], r["created"][:19], r["expires"][:19], (r["revoked"] or "-")[:19], r["description"])
+    out.print(t)
 
 
 # -- up ---------------------------------------------------------------------------------------------
@@ -325,15 +558,9 @@ def up() -> None:
     s = rt.settings
     if not _port_free(s.api.host, s.api.port):
         raise GovctlError(f"api: port {s.api.port} on {s.api.host} is already in use", hint="stop the other process or set api.port")
-    started: list[str] = []
-    try:
-        with err.status("starting services…", spinner="dots"):
-            rt.supervisor.up(on_event=lambda n, m: (started.append(n) if m.startswith("starting") else None, err.print(f"[bold]{n}[/bold]: {m}")))
-    except GovctlError as exc:
-        stopped = rt.supervisor.down(started) if started else []
-        rt.audit("control_plane.up", outcome="failed", details={"error": exc.message, "stopped_again": stopped})
-        raise
-    rt.audit("control_plane.up", details={"started": started})
+    with err.status("starting services…", spinner="dots"):
+        view = _gated("services.up", "all", {"rollback": True}, reason="govctl up")
+    started = view.result["started"]
     sched = SchedulerService(rt) if s.scheduler.enabled else None
     if sched:
         sched.start()
@@ -348,7 +575,7 @@ def up() -> None:
         if sched:
             sched.stop()
         stopped = rt.supervisor.down(started) if started else []
-        rt.audit("control_plane.down", details={"stopped": stopped})
+        rt.audit("control_plane.down", details={"stopped": stopped, "reason": "Ctrl-C on govctl up"})
         err.print(f"stopped: API, scheduler{', ' + ', '.join(stopped) if stopped else ''}")
 
 

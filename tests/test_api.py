@@ -38,10 +38,3 @@ def test_openapi_docs(sqlite_runtime: Runtime) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/healthz", "/metrics", "/api/v1/services", "/api/v1/jobs"} <= set(paths)
-
-
-def test_api_changes_nothing_yet(sqlite_runtime: Runtime) -> None:
-    """Until the operation gate lands, every route is read-only (GET): no path around the gate."""
-    app = create_app(sqlite_runtime)
-    methods = {m for r in app.routes for m in getattr(r, "methods", set())}
-    assert methods <= {"GET", "HEAD"}, methods

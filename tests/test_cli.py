@@ -70,7 +70,13 @@ def test_audit_show_filters(tmp_path: Path) -> None:
     govctl("jobs", "run", "scheduler.prune_runs", config=cfg)
     govctl("jobs", "pause", "audit.verify", config=cfg)
     rows = json.loads(govctl("audit", "show", "--operation", "jobs.*", "--since", "1h", "--json", config=cfg).stdout)
-    assert [r["operation"] for r in rows] == ["jobs.pause", "jobs.run"]
-    assert rows[0]["target"] == "audit.verify"
+    # newest first: the pause is high risk and waits for an approver; the run went through at once
+    assert [(r["operation"], r["decision"], r["outcome"]) for r in rows] == [
+        ("jobs.pause", "require_approval", "accepted"),
+        ("jobs.run", "allow", "succeeded"),
+        ("jobs.run", "allow", "started"),
+        ("jobs.run", "allow", "accepted"),
+    ]
+    assert rows[0]["target"] == "audit.verify" and rows[0]["actor"] == "local:root"
     bad = govctl("audit", "show", "--since", "yesterday-ish", config=cfg)
     assert bad.returncode != 0 and "cannot read time" in bad.stderr

@@ -29,7 +29,12 @@ def handler(operation: str) -> Callable[[Handler], Handler]:
 def _services_up(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     names = [n for n in target.split(",") if n and n != "all"] or None
     started: list[str] = []
-    rows = rt.supervisor.up(names, on_event=lambda n, m: started.append(n) if m.startswith("starting") else None)
+    try:
+        rows = rt.supervisor.up(names, on_event=lambda n, m: started.append(n) if m.startswith("starting") else None)
+    except Exception:
+        if params.get("rollback"):
+            rt.supervisor.down(started)  # leave nothing half-started behind
+        raise
     return {"started": started, "status": [r.as_dict() for r in rows]}
 
 

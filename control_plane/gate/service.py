@@ -107,6 +107,8 @@ class Gate:
             raise GateError("params must be a mapping of names to values")
         try:
             self.authorize(p, req)
+            if req.break_glass:
+                self._check_break_glass(p, req)
             if req.operation not in HANDLERS:
                 raise GateError(f"{req.operation} cannot run here yet: its domain has not landed", hint="see the open issues")
             risk = self.policy.risk_of(req.operation, req.target, req.params)
@@ -118,7 +120,6 @@ class Gate:
                 risk = "high"
             needed = self.policy.approval.required.get(risk, 2)  # type: ignore[call-overload]
             if req.break_glass:
-                self._check_break_glass(p, req)
                 needed = 0
         except GovctlError as exc:
             self._audit(p, req, "deny", "refused", {"error": exc.message})
