@@ -9,10 +9,14 @@ CACHE        ?= $(HOME)/.cache/govctl
 ES_VERSION   ?= 8.19.21
 ES_ZIP       := $(CACHE)/dist/elasticsearch-$(ES_VERSION).zip
 SERVICE_USER ?= govctl
+# The Pulumi engine, built from the Go module proxy (infra/engine pins it), cached outside the clone.
+PULUMI_VERSION ?= v3.274.1
+PULUMI_BIN   := $(CACHE)/pulumi-$(PULUMI_VERSION)/bin/pulumi
+GOENV        := GOFLAGS=-mod=mod GOPATH=$(CACHE)/go GOMODCACHE=$(CACHE)/go/pkg/mod GOCACHE=$(CACHE)/go/build
 STAMP        := $(VENV)/.govctl-installed
 export GOVCTL_CACHE := $(CACHE)
 
-.PHONY: run test setup system-packages service-user elasticsearch venv bench clean-var
+.PHONY: run test setup system-packages service-user elasticsearch pulumi venv bench clean-var
 
 run: setup
 	$(VENV)/bin/govctl up
@@ -20,9 +24,10 @@ run: setup
 test: setup
 	$(VENV)/bin/python -m pytest
 
-setup: system-packages service-user elasticsearch venv
+setup: system-packages service-user elasticsearch pulumi venv
 
-# Debian packages: Prometheus, node_exporter, PostgreSQL, the openssl CLI (interop tests).
+# Debian packages: Prometheus, node_exporter, PostgreSQL, the openssl CLI (interop tests),
+# iproute2, sshd and nftables (the local pools' hosts and the response playbooks).
 system-packages:
 	@need=""; \
 	command -v prometheus >/dev/null || need="$$need prometheus"; \
@@ -31,6 +36,10 @@ system-packages:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v openssl >/dev/null || need="$$need openssl"; \
 	command -v setpriv >/dev/null || need="$$need util-linux"; \
+	command -v ip >/dev/null || need="$$need iproute2"; \
+	command -v nft >/dev/null || need="$$need nftables"; \
+	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
+	command -v ssh >/dev/null || need="$$need openssh-client"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -53,17 +62,34 @@ $(ES_ZIP):
 	  -DoutputDirectory=$(CACHE)/dist
 	@test -s $@
 
-# The virtualenv, rebuilt only when pyproject.toml changes.
+# The Pulumi CLI from a small wrapper module (the upstream modules carry replace directives,
+# so a plain `go install` refuses them). Only the CLI: the Python language host module is not
+# served by the proxy; our programs run inline through the Automation API, which hosts the
+# language runtime in our own process.
+pulumi: $(PULUMI_BIN)
+$(PULUMI_BIN): infra/engine/go.mod infra/engine/go.sum
+	@mkdir -p $(dir $@)
+	cd infra/engine && $(GOENV) go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$(PULUMI_VERSION)" \
+	  -o $@.tmp github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+	@mv $@.tmp $@
+
+# The virtualenv, rebuilt only when pyproject.toml changes; the Pulumi CLI and the dynamic-provider
+# host (which the engine looks for on PATH) are linked into its bin/.
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PULUMI_BIN)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	ln -sf $(PULUMI_BIN) $(VENV)/bin/pulumi
+	printf '#!/bin/sh\n# Hosts Python dynamic providers for the Pulumi engine with this virtualenv.\nexec "%s" -u -m pulumi.dynamic "$$@"\n' \
+	  "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pulumi-resource-pulumi-python
+	chmod +x $(VENV)/bin/pulumi-resource-pulumi-python
 	@touch $@
 
 bench: setup
 	$(VENV)/bin/python bench/crypto.py
 	$(VENV)/bin/python bench/audit.py
+	$(VENV)/bin/python bench/gate.py
 
 clean-var:
 	-$(VENV)/bin/govctl services down

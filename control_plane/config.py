@@ -134,7 +134,7 @@ class SchedulerConfig(_Model):
 
 
 class CryptoConfig(_Model):
-    key_dir: Path = Path("var/keys")
+    key_dir: Path | None = Field(default=None, description="default: <var_dir>/keys")
     key_passphrase: SecretStr | None = Field(
         default=None,
         description="passphrase wrapping the platform SM2 key; default: a random one kept in key_dir/passphrase (0600)",
@@ -148,9 +148,32 @@ class AuditConfig(_Model):
     checkpoint_every_seconds: int = Field(default=60, ge=1)
     es_index: str = Field(default="govctl-audit", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     mirror_every_seconds: int = Field(default=5, ge=1)
-    anchor_file: Path = Field(
-        default=Path("var/audit/checkpoints.jsonl"),
-        description="signed checkpoints are also appended here, off the state DB",
+    anchor_file: Path | None = Field(
+        default=None,
+        description="signed checkpoints are also appended here, off the state DB (put it on the backup pool); default: <var_dir>/audit/checkpoints.jsonl",
+    )
+
+
+def _default_stacks() -> dict[str, dict[str, Any]]:
+    return {
+        "local": {
+            "target": "local",
+            "department": "city-big-data-bureau",
+            "classification": "sensitive",
+            "pools": {
+                "primary": {"role": "primary", "zone": "local-a", "cidr": "10.77.1.0/24",
+                            "tiers": {"app": {"count": 1}, "data": {"count": 1, "data_tier": True}}},
+                "backup": {"role": "backup", "zone": "local-b", "cidr": "10.77.2.0/24",
+                           "tiers": {"data": {"count": 1, "data_tier": True}}},
+            },
+        }
+    }  # fmt: skip
+
+
+class DeployConfig(_Model):
+    stacks: dict[str, dict[str, Any]] = Field(
+        default_factory=_default_stacks,
+        description="Pulumi stacks by name: target (local|openstack), department, classification, pools.primary/backup",
     )
 
 
@@ -171,6 +194,7 @@ class Settings(_Model):
     crypto: CryptoConfig = CryptoConfig()
     audit: AuditConfig = AuditConfig()
     gate: GateConfig = GateConfig()
+    deploy: DeployConfig = DeployConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -185,6 +209,16 @@ class Settings(_Model):
     def var(self) -> Path:
         """The absolute runtime directory (state, services' data and logs, keys)."""
         return self.path(self.var_dir)
+
+    @property
+    def key_dir(self) -> Path:
+        """Where the platform keys live."""
+        return self.path(self.crypto.key_dir) if self.crypto.key_dir else self.var / "keys"
+
+    @property
+    def anchor_file(self) -> Path:
+        """The off-database copy of the audit checkpoints."""
+        return self.path(self.audit.anchor_file) if self.audit.anchor_file else self.var / "audit" / "checkpoints.jsonl"
 
     def state_url(self) -> str:
         """The SQLAlchemy URL of the state database."""

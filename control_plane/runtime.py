@@ -42,7 +42,7 @@ class Runtime:
 
         c = self.settings.crypto
         pw = c.key_passphrase.get_secret_value() if c.key_passphrase else None
-        return platform_key(self.settings.path(c.key_dir), pw, c.kdf_iterations)
+        return platform_key(self.settings.key_dir, pw, c.kdf_iterations)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -50,7 +50,7 @@ class Runtime:
         from control_plane.audit import Ledger
 
         a = self.settings.audit
-        return Ledger(self.engine, self.signer, anchor_file=self.settings.path(a.anchor_file),
+        return Ledger(self.engine, self.signer, anchor_file=self.settings.anchor_file,
                       checkpoint_every=a.checkpoint_every_records)  # fmt: skip
 
     @cached_property

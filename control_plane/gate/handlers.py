@@ -108,3 +108,44 @@ def _review_close(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any
     from control_plane.gate import service
 
     return service.close_review(rt, target, reviewer=params["reviewer"], verdict=params["verdict"])
+
+
+def _progress(rt: Any) -> Any:
+    return getattr(rt, "deploy_progress", None)
+
+
+@handler("deploy.preview")
+def _deploy_preview(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.deploy import service as deploy
+
+    return deploy.preview(rt, target)
+
+
+@handler("deploy.up")
+def _deploy_up(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.deploy import service as deploy
+
+    return deploy.up(rt, target, _progress(rt))
+
+
+@handler("deploy.destroy")
+def _deploy_destroy(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.deploy import service as deploy
+
+    return deploy.destroy(rt, target, _progress(rt))
+
+
+def _preview_up(rt: Any, target: str, params: dict[str, Any]) -> Any:
+    from control_plane.deploy import service as deploy
+
+    return deploy.preview(rt, target)
+
+
+def _preview_destroy(rt: Any, target: str, params: dict[str, Any]) -> Any:
+    from control_plane.deploy import service as deploy
+
+    return deploy.preview_destroy(rt, target)
+
+
+PREVIEWS["deploy.up"] = _preview_up
+PREVIEWS["deploy.destroy"] = _preview_destroy

@@ -1,0 +1,1 @@
+"""Deployments of the resource pools through Pulumi's Automation API."""

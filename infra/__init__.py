@@ -1,0 +1,1 @@
+"""The Pulumi program for the primary and backup resource pools."""
