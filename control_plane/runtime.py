@@ -27,6 +27,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.deploy_progress = None  # a callback (op, resource, outcome) the CLI sets to show engine steps
 
     @cached_property
     def engine(self) -> Engine:

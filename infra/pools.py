@@ -58,7 +58,8 @@ class StackSpec(BaseModel):
     pools: dict[Role, PoolSpec]
     ssh_public_key: str = ""
     local_root: str = ""
-    local_bridge: str = "govbr0"
+    local_bridge: str = Field(default="govbr0", pattern=r"^[a-z][a-z0-9]{1,14}$")
+    local_prefix: str = Field(default="gc", pattern=r"^[a-z]{1,3}$", description="prefix of the local hosts' namespace names")
     local_gateway: str = "10.77.0.1/16"
     kek_hex: str = ""
 
@@ -116,7 +117,7 @@ class ResourcePool(pulumi.ComponentResource):
                 vol = Directory(f"{name}-{tier}-{i}-vol", {"path": f"{root}/volumes/{hname}", "kind": "volume", "encrypted": pool.encrypted_volumes,
                                                             "size_gb": ts.volume_gb, "tags": tags}, child)  # fmt: skip
                 host = Host(f"{name}-{tier}-{i}", {
-                    "netns": f"gc-{hname}", "address": f"{next(addrs)}/{spec.local_gateway.split('/')[1]}", "gateway": gw,
+                    "netns": f"{spec.local_prefix}-{hname}", "address": f"{next(addrs)}/{spec.local_gateway.split('/')[1]}", "gateway": gw,
                     "bridge": spec.local_bridge, "home": f"{root}/hosts/{hname}", "authorized_key": spec.ssh_public_key,
                     "ingress": ingress, "tier": tier, "data_tier": ts.data_tier, "public_ip": ts.public_ip, "tags": tags,
                     "volume": vol.path,
