@@ -1,7 +1,9 @@
 """The ``local`` target: Python dynamic providers that build each pool's hosts on this machine.
 
 A pool host is a Linux network namespace on a bridge, with its own address, an nftables
-"security group", and its own sshd (keys under the pool's storage directory). Volumes and the
+"security group", and its own sshd (keys under the pool's storage directory). sshd runs in a
+private mount and UTS namespace with overlay mounts over /etc and /var/log and the host's own
+hostname, so what a playbook changes on the host stays on the host, never on this machine. Volumes and the
 backup bucket are directories under the pool's storage root. Everything is made with the
 ordinary tools (iproute2, nft, sshd, ssh-keygen) and removed again on destroy.
 """
@@ -133,7 +135,14 @@ class HostProvider(ResourceProvider):
             f"Subsystem sftp internal-sftp\n"
         )
         sh("/usr/sbin/sshd", "-t", "-f", str(cfg))
-        sh("/usr/sbin/sshd", "-f", str(cfg), "-E", str(ssh / "sshd.log"), netns=ns)
+        mounts = []
+        for target in ("/etc", "/var/log"):
+            layer = home / "fs" / target.strip("/").replace("/", "_")
+            (layer / "upper").mkdir(parents=True, exist_ok=True)
+            (layer / "work").mkdir(parents=True, exist_ok=True)
+            mounts.append(f"mount -t overlay overlay -o lowerdir={target},upperdir={layer / 'upper'},workdir={layer / 'work'} {target}")
+        boot = " && ".join([*mounts, f"hostname {ns.split('-', 1)[1]}", f"exec /usr/sbin/sshd -f {cfg} -E {ssh / 'sshd.log'}"])
+        sh("unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", boot, netns=ns)
         for _ in range(50):
             text = (ssh / "sshd.pid").read_text().strip() if (ssh / "sshd.pid").exists() else ""
             if text.isdigit():  # sshd creates the file before writing it
@@ -172,7 +181,7 @@ class HostProvider(ResourceProvider):
         veth = props.get("veth")
         if veth and _link_exists(veth):
             sh("ip", "link", "del", veth, check=False)
-        shutil.rmtree(Path(props["home"]) / "ssh", ignore_errors=True)
+        shutil.rmtree(Path(props["home"]), ignore_errors=True)
 
 
 class Host(Resource):

@@ -93,6 +93,7 @@ class ResourcePool(pulumi.ComponentResource):
         super().__init__("govctl:infra:ResourcePool", name, {"role": pool.role}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.hosts: dict[str, pulumi.Output[str]] = {}
+        self.host_keys: dict[str, pulumi.Output[str]] = {}
         if spec.target == "local":
             self._local(name, spec, pool, child)
         else:
@@ -123,6 +124,7 @@ class ResourcePool(pulumi.ComponentResource):
                     "volume": vol.path,
                 }, pulumi.ResourceOptions(parent=self, depends_on=[vol]))  # fmt: skip
                 self.hosts[hname] = host.ip
+                self.host_keys[hname] = host.host_key
         self.bucket = Directory(f"{name}-bucket", {"path": f"{root}/bucket", "kind": "bucket", "encrypted": True,
                                                    "size_gb": 0, "tags": tags_for(spec, pool)}, child).path  # fmt: skip
 

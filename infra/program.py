@@ -34,5 +34,6 @@ def program() -> None:
     pools = {role: ResourcePool(f"{role}-pool", spec, spec.pools[role], opts) for role in ("primary", "backup")}
     for role, pool in pools.items():
         pulumi.export(f"{role}_hosts", pool.hosts)
+        pulumi.export(f"{role}_host_keys", pool.host_keys)
         pulumi.export(f"{role}_bucket", pool.bucket)
         pulumi.export(f"{role}_zone", spec.pools[role].zone)

@@ -196,7 +196,21 @@ def destroy(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None 
     return {"stack": name, "summary": res.summary.resource_changes}
 
 
+def state_file(rt: Any, name: str) -> Path:
+    """The stack's checkpoint in the local file backend."""
+    return rt.settings.var / "pulumi" / "state" / ".pulumi" / "stacks" / PROJECT / f"{name}.json"
+
+
 def outputs(rt: Any, name: str) -> dict[str, Any]:
-    """The stack's current outputs (hosts, buckets, zones)."""
-    with _engine_lock:
-        return {k: v.value for k, v in stack(rt, name).outputs().items() if not v.secret}
+    """The stack's current outputs (hosts, buckets, zones), read from the backend's checkpoint without the CLI."""
+    path = state_file(rt, name)
+    if not path.exists():
+        return {}
+    try:
+        resources = json.loads(path.read_text())["checkpoint"]["latest"].get("resources") or []
+        root = next((r for r in resources if r["type"] == "pulumi:pulumi:Stack"), None)
+        outs = (root or {}).get("outputs") or {}
+        return {k: v for k, v in outs.items() if not (isinstance(v, dict) and "4dabf18193072939515e22adb298388d" in v)}
+    except (KeyError, ValueError, TypeError):
+        with _engine_lock:  # an unexpected checkpoint format: ask the engine
+            return {k: v.value for k, v in stack(rt, name).outputs().items() if not v.secret}

@@ -13,6 +13,8 @@ from typing import Any
 Handler = Callable[[Any, str, dict[str, Any]], "dict[str, Any] | tuple[dict[str, Any], str]"]
 HANDLERS: dict[str, Handler] = {}
 PREVIEWS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {}
+# Checked at submission, before anyone is asked to approve: bad input is refused (and audited) early.
+VALIDATORS: dict[str, Callable[[Any, str, dict[str, Any]], None]] = {}
 
 
 def handler(operation: str) -> Callable[[Handler], Handler]:
@@ -149,3 +151,44 @@ def _preview_destroy(rt: Any, target: str, params: dict[str, Any]) -> Any:
 
 PREVIEWS["deploy.up"] = _preview_up
 PREVIEWS["deploy.destroy"] = _preview_destroy
+
+
+@handler("playbook.run")
+def _playbook_run(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.playbook import service as pb
+
+    res = pb.run(rt, params["playbook"], target.split(","), check=bool(params.get("check")), extravars=params.get("extravars") or {})
+    out = res.as_dict()
+    if res.status != "successful":
+        raise pb.PlaybookError(f"playbook {res.playbook} {res.status} (rc {res.rc}) on {target}", hint=f"artifacts: {res.artifacts}")
+    return out
+
+
+def _preview_playbook(rt: Any, target: str, params: dict[str, Any]) -> Any:
+    """The approver's preview: the same run in check mode, with diffs."""
+    from control_plane.playbook import service as pb
+
+    res = pb.run(rt, params["playbook"], target.split(","), check=True, extravars=params.get("extravars") or {})
+    return {"check_mode": res.status, "changed": res.changed, "diffs": res.diffs[:50]}
+
+
+PREVIEWS["playbook.run"] = _preview_playbook
+
+
+def _validate_playbook(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.playbook import service as pb
+
+    if not isinstance(params.get("playbook"), str):
+        raise pb.PlaybookError("params.playbook is required", hint=f"available: {', '.join(pb.available())}")
+    pb._check_request(rt, params["playbook"], [h for h in target.split(",") if h])
+
+
+def _validate_stack(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.deploy.service import stack_spec
+
+    stack_spec(rt, target)
+
+
+VALIDATORS["playbook.run"] = _validate_playbook
+for _op in ("deploy.preview", "deploy.up", "deploy.destroy"):
+    VALIDATORS[_op] = _validate_stack

@@ -26,7 +26,7 @@ from control_plane.audit.service import utc_now_iso
 from control_plane.errors import GovctlError
 from control_plane.gate import iam
 from control_plane.gate.errors import ApprovalError, Blocked, DependencyDown, Forbidden, GateError, NotFound, Unauthenticated
-from control_plane.gate.handlers import HANDLERS, PREVIEWS
+from control_plane.gate.handlers import HANDLERS, PREVIEWS, VALIDATORS
 from control_plane.gate.models import OperationRequest, OperationView, Principal, approvals, operations, request_hash, reviews
 from control_plane.gate.policy import RISK_ORDER, Policy
 from control_plane.soc.inline import Decision, InlineEngine, OperationEvent, SocUnavailable
@@ -111,6 +111,8 @@ class Gate:
                 self._check_break_glass(p, req)
             if req.operation not in HANDLERS:
                 raise GateError(f"{req.operation} cannot run here yet: its domain has not landed", hint="see the open issues")
+            if req.operation in VALIDATORS:
+                VALIDATORS[req.operation](self.rt, req.target, req.params)
             risk = self.policy.risk_of(req.operation, req.target, req.params)
             decision = self._soc_decision(p, req, risk)
             if decision.action == "block":

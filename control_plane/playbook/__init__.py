@@ -1,0 +1,1 @@
+"""Ansible playbooks run through ansible-runner."""

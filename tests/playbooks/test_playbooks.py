@@ -1,0 +1,149 @@
+"""Playbooks against the local pools' hosts over SSH: responses really take effect, and re-runs change nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control_plane.config import load
+from control_plane.gate import OperationRequest
+from control_plane.playbook import service as pb
+from control_plane.runtime import Runtime
+from tests.conftest import make_test_config, write_config
+from tests.deploy.test_local_stack import TEST_STACK, _netns, _ssh
+from tests.gate.conftest import make_people
+
+CLIENT_NS, CLIENT_IP = "gt-client", "10.78.3.50"
+
+
+def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def can_connect(ip: str, port: int = 22) -> bool:
+    """True if the test's client host can open a TCP connection to ip:port."""
+    code = f"import socket; socket.create_connection(('{ip}', {port}), timeout=2).close()"
+    return _sh("ip", "netns", "exec", CLIENT_NS, "python3", "-c", code).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, dict[str, str]]]:
+    """The test stack, deployed once for this module, plus a client host on the same bridge."""
+    from control_plane.deploy import service as deploy
+
+    tmp = tmp_path_factory.mktemp("pb")
+    data = make_test_config(var_dir=tmp / "var")
+    data["deploy"] = {"stacks": {"local": TEST_STACK}}
+    rt = Runtime(load(write_config(tmp / "govctl.yaml", data)))
+    outs = deploy.up(rt, "local")["outputs"]
+    hosts = {**outs["primary_hosts"], **outs["backup_hosts"]}
+    _sh("ip", "netns", "add", CLIENT_NS)
+    _sh("ip", "link", "add", "vgtclient", "type", "veth", "peer", "name", "eth0", "netns", CLIENT_NS)
+    _sh("ip", "link", "set", "vgtclient", "master", TEST_STACK["local_bridge"], "up")
+    _sh("ip", "netns", "exec", CLIENT_NS, "ip", "addr", "add", f"{CLIENT_IP}/16", "dev", "eth0")
+    _sh("ip", "netns", "exec", CLIENT_NS, "ip", "link", "set", "eth0", "up")
+    _sh("ip", "netns", "exec", CLIENT_NS, "ip", "link", "set", "lo", "up")
+    try:
+        yield rt, hosts
+    finally:
+        _sh("ip", "netns", "del", CLIENT_NS)
+        _sh("ip", "link", "del", "vgtclient")
+        deploy.destroy(rt, "local")
+
+
+def _twice(rt: Runtime, name: str, host: str, **extravars: str) -> tuple[pb.PlaybookRun, pb.PlaybookRun]:
+    first = pb.run(rt, name, [host], extravars=extravars)
+    second = pb.run(rt, name, [host], extravars=extravars)
+    assert first.status == second.status == "successful", (first.as_dict(), second.as_dict())
+    return first, second
+
+
+def test_block_then_unblock_through_the_gate(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """block_ip (approved via the gate, check-mode preview) stops the client; unblock_ip lets it back; re-runs change nothing."""
+    rt, hosts = pools
+    ip = hosts["prim-app-1"]
+    assert can_connect(ip)
+    people = make_people(rt)
+    view = rt.gate.submit(people["secadmin"], OperationRequest("playbook.run", "prim-app-1",
+                                                               {"playbook": "block_ip", "extravars": {"ip": CLIENT_IP}}, reason="brute force"))  # fmt: skip
+    assert view.status == "pending_approval" and view.preview["check_mode"] == "successful"
+    assert view.preview["changed"] == {"prim-app-1": 1}
+    assert can_connect(ip), "the check-mode preview must not change anything"
+    rt.gate.approve(people["approver"], view.id, "seen the diff")
+    done = rt.gate.run(people["secadmin"], view.id)
+    assert done.result["changed"] == {"prim-app-1": 1}
+    assert not can_connect(ip), "the blocked address still connects"
+    assert _ssh(rt, ip, "true").returncode == 0, "the control plane lost access"
+    again = pb.run(rt, "block_ip", ["prim-app-1"], extravars={"ip": CLIENT_IP})
+    assert again.status == "successful" and again.changed == {}
+    assert can_connect(hosts["prim-data-1"]), "only the limited host was changed"
+
+    first, second = _twice(rt, "unblock_ip", "prim-app-1", ip=CLIENT_IP)
+    assert first.changed == {"prim-app-1": 1} and second.changed == {}
+    assert can_connect(ip)
+    tasks = rt.ledger.query(operation="playbook.task", target="prim-app-1", limit=200)
+    assert [t.outcome for t in tasks].count("changed") >= 2  # the block and the unblock, recorded as they happened
+
+
+def test_isolate_and_release(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """isolate_host cuts the client off but keeps the control plane's access; release_host restores it."""
+    rt, hosts = pools
+    ip = hosts["back-data-1"]
+    first, second = _twice(rt, "isolate_host", "back-data-1")
+    assert first.changed == {"back-data-1": 1} and second.changed == {}
+    assert not can_connect(ip)
+    assert _ssh(rt, ip, "true").returncode == 0
+    first, second = _twice(rt, "release_host", "back-data-1")
+    assert first.changed == {"back-data-1": 1} and second.changed == {}
+    assert can_connect(ip)
+
+
+def test_lock_account_stays_on_the_host(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """lock_account locks the host's account; the machine's own /etc/passwd never sees it."""
+    rt, hosts = pools
+    ip = hosts["prim-data-1"]
+    assert _ssh(rt, ip, "id citizen-svc >/dev/null 2>&1 || useradd -M citizen-svc").returncode == 0
+    first, second = _twice(rt, "lock_account", "prim-data-1", account="citizen-svc")
+    assert first.changed == {"prim-data-1": 1} and second.changed == {}
+    assert _ssh(rt, ip, "passwd -S citizen-svc").stdout.split()[1] == "L"
+    assert "citizen-svc" not in Path("/etc/passwd").read_text()
+
+
+def test_baseline_check_then_apply(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """Check mode shows the diff and changes nothing; applying writes the host's files; a re-run changes nothing."""
+    rt, hosts = pools
+    ip = hosts["prim-app-1"]
+    dropin = "/etc/ssh/sshd_config.d/90-govctl-baseline.conf"
+    preview = pb.run(rt, "baseline", ["prim-app-1"], check=True)
+    assert preview.status == "successful" and preview.changed.get("prim-app-1", 0) >= 4
+    assert any("MaxAuthTries 3" in str(d["diff"]) for d in preview.diffs)
+    assert _ssh(rt, ip, f"test -e {dropin}").returncode == 1
+    first, second = _twice(rt, "baseline", "prim-app-1")
+    assert first.changed["prim-app-1"] >= 4 and second.changed == {}
+    assert "MaxAuthTries 3" in _ssh(rt, ip, f"cat {dropin}").stdout
+    assert not Path(dropin).exists(), "the playbook changed this machine instead of the host"
+
+
+def test_log_shipping_config(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """The rsyslog output points at the SOC's daily indices."""
+    rt, hosts = pools
+    first, second = _twice(rt, "log_shipping", "back-data-1", es_host="10.78.0.1")
+    assert first.changed["back-data-1"] >= 1 and second.changed == {}
+    conf = _ssh(rt, hosts["back-data-1"], "cat /etc/rsyslog.d/60-govctl-es.conf").stdout
+    assert "soc-events-%timereported:1:4%" in conf and 'server="10.78.0.1"' in conf
+
+
+def test_bad_input_refused_before_anything_runs(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """An unknown playbook or a host outside the inventory: refused at submission, audited, nothing run."""
+    rt, _ = pools
+    people = make_people(rt)
+    with pytest.raises(pb.PlaybookError, match="no playbook 'wipe_disks'") as ei:
+        rt.gate.submit(people["ops_engineer"], OperationRequest("playbook.run", "prim-app-1", {"playbook": "wipe_disks"}))
+    assert "block_ip" in ei.value.hint
+    with pytest.raises(pb.PlaybookError, match="outside the inventory"):
+        rt.gate.submit(people["ops_engineer"], OperationRequest("playbook.run", "db-9", {"playbook": "block_ip", "extravars": {"ip": "1.2.3.4"}}))
+    refused = [r for r in rt.ledger.query(operation="playbook.run", limit=50) if r.outcome == "refused"]
+    assert len(refused) >= 2
