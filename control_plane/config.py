@@ -148,6 +148,10 @@ class AuditConfig(_Model):
     checkpoint_every_seconds: int = Field(default=60, ge=1)
     es_index: str = Field(default="govctl-audit", pattern=r"^[a-z0-9][a-z0-9._-]*$")
     mirror_every_seconds: int = Field(default=5, ge=1)
+    anchor_copies: list[Path] = Field(
+        default_factory=list,
+        description="further copies of the checkpoints (the backup pools of deployed local stacks are added automatically)",
+    )
     anchor_file: Path | None = Field(
         default=None,
         description="signed checkpoints are also appended here, off the state DB (put it on the backup pool); default: <var_dir>/audit/checkpoints.jsonl",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from control_plane.config import Settings
@@ -52,7 +53,18 @@ class Runtime:
 
         a = self.settings.audit
         return Ledger(self.engine, self.signer, anchor_file=self.settings.anchor_file,
-                      checkpoint_every=a.checkpoint_every_records)  # fmt: skip
+                      checkpoint_every=a.checkpoint_every_records, extra_anchors=self.anchor_copies)  # fmt: skip
+
+    def anchor_copies(self) -> list[Path]:
+        """Configured checkpoint copies, plus the backup-pool bucket of every deployed stack."""
+        from control_plane.deploy.service import outputs
+
+        copies = [self.settings.path(p) for p in self.settings.audit.anchor_copies]
+        for name in self.settings.deploy.stacks:
+            bucket = outputs(self, name).get("backup_bucket")
+            if bucket and Path(bucket).is_dir():
+                copies.append(Path(bucket) / "audit" / "checkpoints.jsonl")
+        return copies
 
     @cached_property
     def es(self) -> Elasticsearch:

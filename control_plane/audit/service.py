@@ -14,7 +14,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ from control_plane.crypto import InvalidSignature, KeyFormatError, SM2PrivateKey
 from control_plane.db import is_sqlite, write_tx
 from control_plane.errors import GovctlError
 
+log = logging.getLogger("govctl.audit")
 _APPEND_LOCK_KEY = 0x676F7663746C0002
 # Built once: constructing statements per call costs more than the durable commit itself.
 _HEAD = select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
@@ -88,10 +90,13 @@ class Ledger:
         *,
         anchor_file: Path | None = None,
         checkpoint_every: int = 100,
+        extra_anchors: Callable[[], list[Path]] | None = None,
     ) -> None:
         self.engine = engine
         self.signer = signer
         self.anchor_file = Path(anchor_file) if anchor_file else None
+        # further copies off the state DB, e.g. on the backup pool; looked up at each checkpoint
+        self.extra_anchors = extra_anchors or (lambda: [])
         self.checkpoint_every = checkpoint_every
         self._anchor_lock = threading.Lock()
 
@@ -157,17 +162,23 @@ class Ledger:
         self._anchor(cp)
         return cp
 
+    def anchors(self) -> list[Path]:
+        """Every place checkpoints are copied to, off the state DB."""
+        return [p for p in [self.anchor_file, *self.extra_anchors()] if p is not None]
+
     def _anchor(self, cp: dict[str, Any]) -> None:
-        if self.anchor_file is None:
-            return
-        self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(cp, separators=(",", ":")) + "\n"
-        with self._anchor_lock, open(self.anchor_file, "a", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        for path in self.anchors():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with self._anchor_lock, open(path, "a", encoding="utf-8") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+            except OSError as exc:  # one unreachable copy must not stop the others (verify reports gaps)
+                log.warning("could not copy checkpoint %s to %s: %s", cp["seq"], path, exc)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -298,17 +309,23 @@ class Ledger:
         )
 
     def _read_anchors(self) -> dict[int, dict[str, Any]]:
+        """Checkpoints from every anchor copy; copies that disagree on a checkpoint are an error."""
         out: dict[int, dict[str, Any]] = {}
-        if self.anchor_file is None or not self.anchor_file.exists():
-            return out
-        for i, line in enumerate(self.anchor_file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
+        where: dict[int, Path] = {}
+        for path in self.anchors():
+            if not path.exists():
                 continue
-            try:
-                cp = json.loads(line)
-                out[int(cp["seq"])] = cp
-            except (ValueError, KeyError, TypeError):
-                raise AuditError(f"{self.anchor_file}:{i}: not a checkpoint record", hint="the anchor file was altered") from None
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    cp = json.loads(line)
+                    seq = int(cp["seq"])
+                except (ValueError, KeyError, TypeError):
+                    raise AuditError(f"{path}:{i}: not a checkpoint record", hint="the anchor file was altered") from None
+                if seq in out and _cp_core(out[seq]) != _cp_core(cp):
+                    raise AuditError(f"checkpoint {seq} differs between {where[seq]} and {path}", hint="one anchor copy was altered")
+                out[seq], where[seq] = cp, path
         return out
 
     def _check_checkpoints(

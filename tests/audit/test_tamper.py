@@ -128,3 +128,35 @@ def test_anchor_file_disagreeing_with_db(tmp_path: Path) -> None:
         c.execute(text("UPDATE audit_checkpoints SET ts = '2000-01-01T00:00:00.000000Z' WHERE seq = 10"))
     rep = led.verify()
     assert not rep.ok and "anchored copy" in rep.problem
+
+
+def test_backup_pool_copy_catches_deletion_of_db_rows_and_local_anchor(tmp_path: Path) -> None:
+    """With the newest records, their checkpoint rows and the local anchor file all deleted, the backup pool's copy still tells."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(eng)
+    backup_copy = tmp_path / "backup-pool" / "bucket" / "audit" / "checkpoints.jsonl"
+    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, extra_anchors=lambda: [backup_copy])
+    for i in range(12):
+        led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
+    assert [l.split(",")[0] for l in backup_copy.read_text().splitlines()] == ['{"seq":5', '{"seq":10']
+    with led.engine.begin() as c:
+        c.execute(text("DELETE FROM audit_records WHERE seq > 7"))
+        c.execute(text("DELETE FROM audit_checkpoints WHERE seq > 7"))
+    (tmp_path / "anchor.jsonl").unlink()
+    rep = led.verify()
+    assert not rep.ok and rep.first_bad == 8 and "truncated" in rep.problem
+
+
+def test_anchor_copies_that_disagree(tmp_path: Path) -> None:
+    """Two anchor copies with different content for one checkpoint are reported."""
+    from control_plane.audit import AuditError
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(eng)
+    copy = tmp_path / "copy.jsonl"
+    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, extra_anchors=lambda: [copy])
+    for i in range(5):
+        led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
+    copy.write_text(copy.read_text().replace('"seq":5,"head_hash":"', '"seq":5,"head_hash":"00'))
+    with pytest.raises(AuditError, match="differs between"):
+        led.verify()

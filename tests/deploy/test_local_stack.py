@@ -65,6 +65,9 @@ def test_local_pools_up_and_destroy_through_the_gate(deploy_rt: Runtime) -> None
         assert ip in res.stdout and "policy drop" in res.stdout
         steps = rt.ledger.query(operation="deploy.step", limit=100)
         assert len(steps) >= 10 and all(s.outcome == "succeeded" for s in steps)
+        cp = rt.ledger.checkpoint()  # checkpoints are now copied to the backup pool as well
+        copy = Path(outs["backup_bucket"]) / "audit" / "checkpoints.jsonl"
+        assert cp is not None and f'"seq":{cp["seq"]},' in copy.read_text()
 
         destroy = gate.submit(people["ops_engineer"], OperationRequest("deploy.destroy", "local", reason="test teardown"))
         assert destroy.risk == "critical" and destroy.approvals_needed == 2

@@ -147,3 +147,19 @@ def test_bad_input_refused_before_anything_runs(pools: tuple[Runtime, dict[str, 
         rt.gate.submit(people["ops_engineer"], OperationRequest("playbook.run", "db-9", {"playbook": "block_ip", "extravars": {"ip": "1.2.3.4"}}))
     refused = [r for r in rt.ledger.query(operation="playbook.run", limit=50) if r.outcome == "refused"]
     assert len(refused) >= 2
+
+
+def test_cancel_and_timeout_kill_the_run(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """A cancelled or timed-out run ends as such, leaves no ansible-playbook or ssh behind, and a re-run succeeds."""
+    import threading
+
+    rt, _ = pools
+    cancel = threading.Event()
+    cancel.set()
+    res = pb.run(rt, "baseline", ["prim-data-1"], cancel=cancel)
+    assert res.status == "canceled" and res.rc == 254
+    res = pb.run(rt, "baseline", ["prim-data-1"], timeout=1)
+    assert res.status in ("timeout", "successful")  # a very fast machine may finish within the second
+    left = subprocess.run(["pgrep", "-f", f"{rt.settings.var}/ansible/runs"], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of cancelled runs still alive: {left}"
+    assert pb.run(rt, "baseline", ["prim-data-1"]).status == "successful"
