@@ -126,6 +126,10 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
         "PATH": f"{Path(sys.prefix) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }  # fmt: skip
     diffs: list[dict[str, Any]] = []
+    import tempfile
+
+    control_dir = tempfile.mkdtemp(prefix="gcp-")  # ssh control sockets must fit in 108 bytes, so not under var/
+    envvars["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
 
     def on_event(ev: dict[str, Any]) -> bool:
         data = ev.get("event_data", {})
@@ -148,6 +152,7 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
         timeout=timeout, event_handler=on_event, cancel_callback=(lambda: cancel.is_set()) if cancel else None,
         quiet=True, ident="artifacts",
     )  # fmt: skip
+    shutil.rmtree(control_dir, ignore_errors=True)
     _prune(runs)
     stats = r.stats or {}
     changed = {h: n for h, n in (stats.get("changed") or {}).items()}
