@@ -551,9 +551,6 @@ StackOpt = typer.Option("local", "--stack", "-s", help="A stack from deploy.stac
 
 def _deploy(operation: str, stack: str, reason: str, as_json: bool, break_glass: bool = False) -> None:
     rt = _rt()
-    from control_plane.deploy.service import stack_spec
-
-    stack_spec(rt, stack)  # refuse an unknown or badly configured stack before anything else
     if not as_json:
         rt.deploy_progress = lambda op, name, outcome: err.print(f"  {'[green]✓' if outcome == 'succeeded' else '[red]✗'}[/] {op:8} {name}")
     view = _gated(operation, stack, reason=reason, break_glass=break_glass)

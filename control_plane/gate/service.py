@@ -133,7 +133,7 @@ class Gate:
             return self.run(p, reuse)
         op_id = f"op-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
         now = utc_now_iso()
-        preview = PREVIEWS[req.operation](self.rt, req.target, req.params) if needed and req.operation in PREVIEWS else None
+        preview = self._preview(req) if needed and req.operation in PREVIEWS else None
         row = {
             "id": op_id, "operation": req.operation, "target": req.target, "params": canonical_json(req.params),
             "request_hash": h, "requester": p.name, "roles": json.dumps(list(p.roles)), "source": p.source,
@@ -153,6 +153,14 @@ class Gate:
         if needed == 0:
             return self.run(p, op_id)
         return self.get(op_id)
+
+    def _preview(self, req: OperationRequest) -> Any:
+        """What the approver will see; a preview that fails says so instead of blocking the request."""
+        try:
+            return PREVIEWS[req.operation](self.rt, req.target, req.params)
+        except Exception as exc:  # noqa: BLE001 - shown to the approver, who decides
+            log.warning("preview of %s on %s failed: %s", req.operation, req.target, exc)
+            return {"error": f"the preview failed: {type(exc).__name__}: {getattr(exc, 'message', exc)}"}
 
     def _check_break_glass(self, p: Principal, req: OperationRequest) -> None:
         bg = self.policy.break_glass

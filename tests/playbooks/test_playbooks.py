@@ -163,3 +163,33 @@ def test_cancel_and_timeout_kill_the_run(pools: tuple[Runtime, dict[str, str]]) 
     left = subprocess.run(["pgrep", "-f", f"{rt.settings.var}/ansible/runs"], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes of cancelled runs still alive: {left}"
     assert pb.run(rt, "baseline", ["prim-data-1"]).status == "successful"
+
+
+def test_node_exporter_on_the_host_address(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """node_exporter answers on the host's own address after one run; the second run starts nothing."""
+    import httpx
+
+    rt, hosts = pools
+    first, second = _twice(rt, "node_exporter", "prim-data-1")
+    assert first.changed == {"prim-data-1": 2} and second.changed == {}  # pid directory, then the daemon
+    ip = hosts["prim-data-1"]
+    import time
+
+    for _ in range(30):
+        try:
+            if "node_cpu_seconds_total" in httpx.get(f"http://{ip}:9100/metrics", timeout=2).text:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    pytest.fail("node_exporter did not answer on the host's address")
+
+
+def test_failover_and_failback_markers(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """failover marks the backup host as serving; failback returns it to standby; both idempotent."""
+    rt, hosts = pools
+    first, second = _twice(rt, "failover", "backup")
+    assert first.changed == {"back-data-1": 2} and second.changed == {}
+    assert _ssh(rt, hosts["back-data-1"], "cat /etc/govctl/pool-role").stdout.startswith("active-primary")
+    first, second = _twice(rt, "failback", "backup")
+    assert first.changed == {"back-data-1": 1} and second.changed == {}
+    assert _ssh(rt, hosts["back-data-1"], "cat /etc/govctl/pool-role").stdout == "standby\n"
