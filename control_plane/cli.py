@@ -196,8 +196,8 @@ def jobs_run(job_id: str, as_json: bool = JsonOpt) -> None:
     get(job_id)
     view = _gated("jobs.run", job_id)
     if as_json:
-        _emit_json(view.result)
-    else:
+        _emit_json(view.result if view.result is not None else view.as_dict())
+    elif not _pending_note(view):
         r = view.result
         out.print(f"{r['job_id']}: {r['status']} in {r['seconds']}s — {r['detail']}")
 
@@ -648,6 +648,103 @@ def playbook_run(name: str, limit: str = typer.Option(..., "--limit", "-l", help
         r = view.result
         out.print(f"{name} on {limit}: {r['status']} (rc {r['rc']}){' [check mode]' if check else ''}; changed: {r['changed'] or 'nothing'}")
         out.print(f"artifacts: {r['artifacts']}")
+
+
+# -- soc ----------------------------------------------------------------------------------------------
+
+soc_app = typer.Typer(help="The SOC engine: detection rules and event ingestion.", no_args_is_help=True)
+rules_app = typer.Typer(help="Detection rules (Sigma YAML plus severity, action, mode, response).", no_args_is_help=True)
+app.add_typer(soc_app, name="soc")
+soc_app.add_typer(rules_app, name="rules")
+
+
+def _rules_dir(path: Optional[Path]) -> Optional[Path]:
+    if path:
+        return path
+    d = _rt().settings.soc.rules_dir
+    return _rt().settings.path(d) if d else None
+
+
+@rules_app.command("validate")
+def rules_validate(path: Optional[Path] = typer.Option(None, "--path", help="A rules directory (default: soc.rules_dir)."), as_json: bool = JsonOpt) -> None:
+    """Load every rule; list each refused file with line, field and reason; exit 1 if any."""
+    from control_plane.soc.rules import load_rules
+
+    rs = load_rules(_rules_dir(path))
+    if as_json:
+        _emit_json({"loaded": len(rs.rules), "issues": [str(i) for i in rs.issues]})
+    else:
+        out.print(f"{len(rs.rules)} rules loaded")
+        for i in rs.issues:
+            err.print(f"[red]refused[/red] {i}", highlight=False)
+    if rs.issues:
+        raise typer.Exit(1)
+
+
+@rules_app.command("list")
+def rules_list(path: Optional[Path] = typer.Option(None, "--path"), as_json: bool = JsonOpt) -> None:
+    """Rules with severity, action, mode and response."""
+    from control_plane.soc.rules import load_rules
+
+    rs = load_rules(_rules_dir(path))
+    rows = [{"id": r.id, "name": r.path.stem, "title": r.title, "severity": r.ours.severity, "action": r.ours.action,
+             "mode": r.ours.mode, "response": r.ours.response, "tags": r.tags} for r in rs.rules]  # fmt: skip
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("rule", "severity", "action", "mode", "response", "title")
+    for r in rows:
+        t.add_row(r["name"], r["severity"], r["action"], r["mode"], r["response"] or "-", r["title"])
+    out.print(t)
+
+
+@rules_app.command("test")
+def rules_test(path: Optional[Path] = typer.Option(None, "--path"), as_json: bool = JsonOpt) -> None:
+    """Run every rule over its test events in process (the Elasticsearch check runs in CI); exit 1 on a miss."""
+    import yaml as _yaml
+
+    from control_plane.soc.matcher import evaluate
+    from control_plane.soc.rules import load_rules
+
+    rs = load_rules(_rules_dir(path))
+    results, failed = [], 0
+    for r in rs.rules:
+        tf = r.path.parent / "tests" / f"{r.path.stem}.yml"
+        if not tf.exists():
+            results.append({"rule": r.path.stem, "ok": False, "why": f"no test file {tf}"})
+            failed += 1
+            continue
+        case = _yaml.safe_load(tf.read_text())
+        bad = [f"missed match #{i}" for i, e in enumerate(case.get("match", [])) if not evaluate(r.condition, e)]
+        bad += [f"matched nomatch #{i}" for i, e in enumerate(case.get("nomatch", [])) if evaluate(r.condition, e)]
+        failed += bool(bad)
+        results.append({"rule": r.path.stem, "ok": not bad, "why": "; ".join(bad)})
+    if as_json:
+        _emit_json(results)
+    else:
+        for x in results:
+            out.print(f"{'[green]ok[/green]  ' if x['ok'] else '[red]FAIL[/red]'} {x['rule']} {x['why']}")
+        out.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed or rs.issues:
+        raise typer.Exit(1)
+
+
+@soc_app.command("ingest")
+def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+               fmt: str = typer.Option(..., "--format", help="syslog, auditd or json"), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Parse a log file into ECS events and index them (spooled if Elasticsearch is down, bad lines dead-lettered)."""
+    from control_plane.soc.ingest import Ingestor
+
+    rt = _rt()
+    p = _principal()
+    with open(file, encoding="utf-8", errors="replace") as fh:
+        res = Ingestor(rt.es, rt.settings.var / "soc" / "spool").ingest_lines(fh, fmt, source=str(file))
+    rt.audit("soc.ingest", target=str(file), actor=p.name, role=",".join(p.roles), params={"format": fmt}, details=res.as_dict())
+    if as_json:
+        _emit_json(res.as_dict())
+    else:
+        out.print(f"indexed {res.indexed}, spooled {res.spooled}, replayed {res.replayed}, dead-lettered {res.dead_lettered}"
+                  + (f" — {res.errors[0]}" if res.errors else ""))  # fmt: skip
 
 
 # -- up ---------------------------------------------------------------------------------------------

@@ -181,6 +181,10 @@ class DeployConfig(_Model):
     )
 
 
+class SocConfig(_Model):
+    rules_dir: Path | None = Field(default=None, description="the detection rules; default: the project's soc_rules/")
+
+
 class GateConfig(_Model):
     policy_file: Path | None = Field(default=None, description="the gate policy; default: the packaged control_plane/gate/policy.yaml")
     local_peer_roles: dict[str, list[str]] = Field(
@@ -199,6 +203,7 @@ class Settings(_Model):
     audit: AuditConfig = AuditConfig()
     gate: GateConfig = GateConfig()
     deploy: DeployConfig = DeployConfig()
+    soc: SocConfig = SocConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

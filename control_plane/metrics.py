@@ -23,3 +23,4 @@ GATE_DECISIONS = Counter("govctl_gate_decisions_total", "Gate decisions by opera
 GATE_SECONDS = Histogram("govctl_gate_decision_seconds", "Time the gate takes to decide (before running)", registry=REGISTRY,
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
 GATE_BREAK_GLASS = Counter("govctl_gate_break_glass_total", "Break-glass operations", registry=REGISTRY)
+SOC_SHADOW_MATCHES = Counter("govctl_soc_shadow_matches_total", "Shadow-mode rule matches: what they would have done", ["rule", "would"], registry=REGISTRY)

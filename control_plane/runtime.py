@@ -80,7 +80,20 @@ class Runtime:
         from control_plane.gate.policy import load_policy
 
         p = self.settings.gate.policy_file
-        return Gate(self, load_policy(self.settings.path(p) if p else None))
+        return Gate(self, load_policy(self.settings.path(p) if p else None), self.inline_engine())
+
+    def inline_engine(self) -> object:
+        """The SOC engine's in-process rules (the gate's inline decision); bad rule files are logged, not fatal."""
+        import logging
+
+        from control_plane.soc.inline import InlineEngine
+        from control_plane.soc.rules import load_rules
+
+        d = self.settings.soc.rules_dir
+        ruleset = load_rules(self.settings.path(d) if d else None)
+        for issue in ruleset.issues:
+            logging.getLogger("govctl.soc").error("rule not loaded: %s", issue)
+        return InlineEngine.from_rules(ruleset)
 
     @cached_property
     def supervisor(self) -> Supervisor:

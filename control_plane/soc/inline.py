@@ -48,11 +48,65 @@ class Decision:
         return {"action": self.action, "matched_rules": list(self.matched_rules), "reasons": list(self.reasons), "degraded": self.degraded}
 
 
+def operation_events(op: OperationEvent) -> list[dict[str, Any]]:
+    """The ECS events an operation amounts to: the operation itself, and one per command any shell text in it would run."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from control_plane.soc.shell import commands
+
+    now = datetime.now(timezone.utc)
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    off_hours = local.weekday() >= 5 or not 8 <= local.hour < 20
+    base: dict[str, Any] = {
+        "@timestamp": now.isoformat().replace("+00:00", "Z"),
+        "event": {"kind": "event", "module": "govctl", "dataset": "govctl.operation", "category": ["configuration"], "action": op.operation},
+        "user": {"name": op.actor, "roles": list(op.roles)},
+        "source": {"address": op.source, **({"ip": op.source} if op.source[:1].isdigit() else {})},
+        "govctl": {"operation": op.operation, "target": op.target, "params": op.params, "off_hours": off_hours,
+                   **({"records": op.params["records"]} if isinstance(op.params.get("records"), int) else {})},
+    }  # fmt: skip
+    events = [base]
+    texts = [op.params[k] for k in ("command", "script", "cmd") if isinstance(op.params.get(k), str)]
+    for text in texts:
+        for argv in commands(text):
+            ev = {**base, "event": {**base["event"], "category": ["process"], "type": ["start"]},
+                  "process": {"command_line": " ".join(argv), "args": argv, "executable": argv[0], "name": argv[0].rsplit("/", 1)[-1]}}  # fmt: skip
+            events.append(ev)
+    return events
+
+
 @dataclass
 class InlineEngine:
     """Rules are callables returning a Decision or None; the strictest answer wins."""
 
     rules: list[tuple[str, Callable[[OperationEvent], Decision | None]]] = field(default_factory=list)
+
+    @classmethod
+    def from_rules(cls, ruleset: Any) -> InlineEngine:
+        """Single-event rules, matched in process against an operation's events.
+
+        A matching ``block`` rule blocks; a matching ``alert`` rule requires approval; a rule in
+        ``shadow`` mode only records what it would have done.
+        """
+        from control_plane import metrics
+
+        def compile_rule(rule: Any) -> Callable[[OperationEvent], Decision | None]:
+            def check(op: OperationEvent, events: list[dict[str, Any]] | None = None) -> Decision | None:
+                hit = next((ev for ev in (events if events is not None else operation_events(op)) if rule.match(ev)), None)
+                if hit is None:
+                    return None
+                what = "block" if rule.ours.action == "block" else "require_approval"
+                detail = hit.get("process", {}).get("command_line") or op.operation
+                if rule.ours.mode == "shadow":
+                    metrics.SOC_SHADOW_MATCHES.labels(rule=rule.id, would=what).inc()
+                    return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",))
+                return Decision(what, (rule.id,), (f"{rule.title} ({detail})",))
+
+            check.takes_events = True  # type: ignore[attr-defined]
+            return check
+
+        return cls([(r.id, compile_rule(r)) for r in ruleset.rules])
 
     def evaluate(self, event: OperationEvent) -> Decision:
         """Match the event against every loaded rule; block beats require_approval beats allow."""
@@ -60,12 +114,18 @@ class InlineEngine:
             return Decision("allow", reasons=("no rules loaded",))
         rank = {"allow": 0, "require_approval": 1, "block": 2}
         best, matched, reasons = "allow", [], []
+        events: list[dict[str, Any]] | None = None
         for name, rule in self.rules:
-            d = rule(event)
+            if getattr(rule, "takes_events", False):
+                if events is None:
+                    events = operation_events(event)  # once per decision, shared by every rule
+                d = rule(event, events)
+            else:
+                d = rule(event)
             if d is None:
                 continue
             matched.append(name)
             reasons.extend(d.reasons)
             if rank[d.action] > rank[best]:
                 best = d.action
-        return Decision(best, tuple(matched), tuple(reasons) or ("no rule matched",))
+        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({len(self.rules)} loaded)",))

@@ -38,7 +38,7 @@ def test_walkthrough(tmp_path: Path) -> None:
         assert govctl("deploy", "preview", token=ops)["status"] == "succeeded"
         view = govctl("deploy", "up", "--reason", "initial pools", token=ops)
         shown = govctl("ops", "show", view["id"], token=a1)
-        assert shown["preview"]["steps"] and shown["soc"]["reasons"] == ["no rules loaded"]
+        assert shown["preview"]["steps"] and shown["soc"]["action"] == "allow" and shown["soc"]["reasons"][0].startswith("no rule matched")
         assert approve_and_run(view, ops, [a1])["status"] == "succeeded"
         outs = govctl("deploy", "outputs", token=ops)
         assert set(outs["primary_hosts"]) == {"prim-app-1", "prim-data-1"}

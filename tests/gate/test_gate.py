@@ -219,6 +219,7 @@ def test_soc_block_and_require_approval(people: People) -> None:
 
 def test_empty_engine_says_no_rules_loaded(people: People) -> None:
     """With no SOC rules the decision is allow, and it says why."""
+    people.rt.gate.soc = InlineEngine()
     view = people.rt.gate.submit(people["sysadmin"], OperationRequest("jobs.run", "audit.checkpoint"))
     assert view.soc == {"action": "allow", "matched_rules": [], "reasons": ["no rules loaded"], "degraded": False}
 

@@ -1,0 +1,68 @@
+"""Event and alert indices: ECS field names, explicit mappings, daily event indices."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+EVENTS_PREFIX = "soc-events-"
+DEADLETTER_INDEX = "soc-deadletter"
+ALERTS_INDEX = "soc-alerts"
+
+_KW = {"type": "keyword", "normalizer": "lowercase_norm", "ignore_above": 4096}
+_ID = {"type": "keyword", "ignore_above": 1024}
+_IP = {"type": "ip", "ignore_malformed": True}
+
+EVENT_MAPPINGS: dict[str, Any] = {
+    "dynamic": True,  # shippers (rsyslog) add fields; known ones are typed below
+    "dynamic_templates": [{"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword", "ignore_above": 4096}}}],
+    "properties": {
+        "@timestamp": {"type": "date"},
+        "message": {"type": "text"},
+        "event": {"properties": {"id": _ID, "kind": _KW, "category": _KW, "type": _KW, "action": _KW, "outcome": _KW,
+                                 "module": _KW, "dataset": _KW, "original": {"type": "keyword", "index": False, "doc_values": False},
+                                 "ingested": {"type": "date"}}},
+        "host": {"properties": {"name": _KW, "ip": _IP}},
+        "source": {"properties": {"ip": _IP, "port": {"type": "long"}, "address": _KW}},
+        "destination": {"properties": {"ip": _IP, "port": {"type": "long"}}},
+        "user": {"properties": {"name": _KW, "id": _ID, "roles": _KW, "effective": {"properties": {"name": _KW}},
+                                "target": {"properties": {"name": _KW, "group": {"properties": {"name": _KW}}}}}},
+        "group": {"properties": {"name": _KW}},
+        "process": {"properties": {"name": _KW, "pid": {"type": "long"}, "executable": _KW, "command_line": _KW,
+                                   "args": _KW, "working_directory": _KW, "parent": {"properties": {"name": _KW}}}},
+        "file": {"properties": {"path": _KW}},
+        "log": {"properties": {"syslog": {"properties": {"appname": _KW, "hostname": _KW}}}},
+        "related": {"properties": {"ip": _IP, "user": _KW}},
+        "govctl": {"properties": {"target": _KW, "operation": _KW, "params": {"type": "flattened"}, "pool": _KW,
+                                  "records": {"type": "long"}, "audit": {"type": "object", "enabled": False}}},
+    },
+}
+
+INDEX_SETTINGS = {"analysis": {"normalizer": {"lowercase_norm": {"type": "custom", "filter": ["lowercase"]}}}}
+
+
+def events_index(ts: str | datetime | None = None) -> str:
+    """The daily index for an event time (UTC)."""
+    if isinstance(ts, str):
+        try:
+            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError:
+            ts = None
+    ts = ts or datetime.now(timezone.utc)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return f"{EVENTS_PREFIX}{ts.astimezone(timezone.utc):%Y.%m.%d}"
+
+
+def ensure_templates(es: Any) -> None:
+    """Create or update the event and dead-letter templates (one shard, no replicas locally)."""
+    es.indices.put_index_template(
+        name="soc-events", index_patterns=[f"{EVENTS_PREFIX}*"], priority=200,
+        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0, **INDEX_SETTINGS}, "mappings": EVENT_MAPPINGS},
+    )  # fmt: skip
+    es.indices.put_index_template(
+        name="soc-deadletter", index_patterns=[DEADLETTER_INDEX], priority=200,
+        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                  "mappings": {"properties": {"@timestamp": {"type": "date"}, "reason": {"type": "text"},
+                                              "source": {"type": "keyword"}, "original": {"type": "keyword", "index": False}}}},
+    )  # fmt: skip
