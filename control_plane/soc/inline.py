@@ -87,31 +87,31 @@ class InlineEngine:
         """Single-event rules, matched in process against an operation's events.
 
         A matching ``block`` rule blocks; a matching ``alert`` rule requires approval; a rule in
-        ``shadow`` mode only records what it would have done.
+        ``shadow`` mode only records what it would have done. Rules are grouped by log source, so
+        each event is tested against a few log-source conditions and then only their rules.
         """
-        from control_plane import metrics
+        from control_plane.soc.rules import LOGSOURCES
 
-        def compile_rule(rule: Any) -> Callable[[OperationEvent], Decision | None]:
-            def check(op: OperationEvent, events: list[dict[str, Any]] | None = None) -> Decision | None:
-                hit = next((ev for ev in (events if events is not None else operation_events(op)) if rule.match(ev)), None)
-                if hit is None:
-                    return None
-                what = "block" if rule.ours.action == "block" else "require_approval"
-                detail = hit.get("process", {}).get("command_line") or op.operation
-                if rule.ours.mode == "shadow":
-                    metrics.SOC_SHADOW_MATCHES.labels(rule=rule.id, would=what).inc()
-                    return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",))
-                return Decision(what, (rule.id,), (f"{rule.title} ({detail})",))
+        buckets: dict[tuple[Any, ...], list[Any]] = {}
+        for r in ruleset.rules:
+            ls = r.sigma.logsource
+            buckets.setdefault((ls.product, ls.category, ls.service), []).append(r)
+        prefilters = []
+        for key, rules in buckets.items():
+            cond = LOGSOURCES[key]
+            prefilters.append((_prefilter(cond), rules))
+        engine = cls([(r.id, _single(r)) for r in ruleset.rules])
+        engine.buckets = prefilters
+        return engine
 
-            check.takes_events = True  # type: ignore[attr-defined]
-            return check
-
-        return cls([(r.id, compile_rule(r)) for r in ruleset.rules])
+    buckets: list[tuple[Callable[[dict[str, Any]], bool], list[Any]]] | None = None
 
     def evaluate(self, event: OperationEvent) -> Decision:
         """Match the event against every loaded rule; block beats require_approval beats allow."""
         if not self.rules:
             return Decision("allow", reasons=("no rules loaded",))
+        if self.buckets is not None:
+            return self._evaluate_bucketed(event)
         rank = {"allow": 0, "require_approval": 1, "block": 2}
         best, matched, reasons = "allow", [], []
         events: list[dict[str, Any]] | None = None
@@ -129,3 +129,68 @@ class InlineEngine:
             if rank[d.action] > rank[best]:
                 best = d.action
         return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({len(self.rules)} loaded)",))
+
+    def _evaluate_bucketed(self, op: OperationEvent) -> Decision:
+        rank = {"allow": 0, "require_approval": 1, "block": 2}
+        best, matched, reasons = "allow", [], []
+        hits: dict[str, dict[str, Any]] = {}
+        for ev in operation_events(op):
+            for applies, rules in self.buckets or []:
+                if applies(ev):
+                    for r in rules:
+                        if r.id not in hits and r.match(ev):
+                            hits[r.id] = ev
+        for r_id, ev in hits.items():
+            d = _decision(self._rule(r_id), op, ev)
+            matched.extend(d.matched_rules)
+            reasons.extend(d.reasons)
+            if rank[d.action] > rank[best]:
+                best = d.action
+        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({len(self.rules)} loaded)",))
+
+    def _rule(self, rule_id: str) -> Any:
+        for _, rules in self.buckets or []:
+            for r in rules:
+                if r.id == rule_id:
+                    return r
+        raise KeyError(rule_id)
+
+
+def _prefilter(cond: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """A log source's event condition as a fast predicate (case-insensitive equality; lists match any)."""
+    from control_plane.soc.matcher import field_getter
+
+    want = [(field_getter(f), str(v).lower()) for f, v in cond.items()]
+
+    def applies(ev: dict[str, Any]) -> bool:
+        for get, v in want:
+            actual = get(ev)
+            if isinstance(actual, list):
+                if not any(str(a).lower() == v for a in actual):
+                    return False
+            elif str(actual).lower() != v:
+                return False
+        return True
+
+    return applies
+
+
+def _decision(rule: Any, op: OperationEvent, hit: dict[str, Any]) -> Decision:
+    from control_plane import metrics
+
+    what = "block" if rule.ours.action == "block" else "require_approval"
+    detail = hit.get("process", {}).get("command_line") or op.operation
+    if rule.ours.mode == "shadow":
+        metrics.SOC_SHADOW_MATCHES.labels(rule=rule.id, would=what).inc()
+        return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",))
+    return Decision(what, (rule.id,), (f"{rule.title} ({detail})",))
+
+
+def _single(rule: Any) -> Callable[[OperationEvent], Decision | None]:
+    """One rule as a callable on an operation (for callers holding a single rule)."""
+
+    def check(op: OperationEvent) -> Decision | None:
+        hit = next((ev for ev in operation_events(op) if rule.match(ev)), None)
+        return None if hit is None else _decision(rule, op, hit)
+
+    return check

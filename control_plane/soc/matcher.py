@@ -47,6 +47,22 @@ def get_field(event: dict[str, Any], path: str) -> Any:
     return cur
 
 
+def field_getter(path: str) -> Callable[[dict[str, Any]], Any]:
+    """``get_field`` for one path, with the path split once; plain nested dicts take the fast path."""
+    parts = tuple(path.split("."))
+
+    def get(event: dict[str, Any]) -> Any:
+        cur: Any = event
+        for p in parts:
+            if type(cur) is dict and p in cur:
+                cur = cur[p]
+            else:
+                return get_field(event, path)  # lists, flat dotted keys: the general walk
+        return cur
+
+    return get
+
+
 @lru_cache(maxsize=4096)
 def _wild_regex(parts: tuple[Any, ...]) -> re.Pattern[str]:
     rx = []
@@ -173,8 +189,8 @@ def compile_condition(cond: Any) -> Callable[[dict[str, Any]], bool]:
         inner = compile_condition(cond.args[0])
         return lambda ev: not inner(ev)
     if isinstance(cond, ConditionFieldEqualsValueExpression):
-        pred, path = _compile_value(cond.value), cond.field
-        return lambda ev: pred(get_field(ev, path))
+        pred, getter = _compile_value(cond.value), field_getter(cond.field)
+        return lambda ev: pred(getter(ev))
     if isinstance(cond, ConditionValueExpression):
         pred = _compile_value(cond.value)
         return lambda ev: any(pred(s) for s in _strings(ev))
