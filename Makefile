@@ -87,9 +87,7 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 	@touch $@
 
 bench: setup
-	$(VENV)/bin/python bench/crypto.py
-	$(VENV)/bin/python bench/audit.py
-	$(VENV)/bin/python bench/gate.py
+	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean-var:
 	-$(VENV)/bin/govctl services down

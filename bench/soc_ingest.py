@@ -29,7 +29,7 @@ N = int(os.environ.get("BENCH_EVENTS", "60000"))
 
 
 def lines(day: int) -> list[str]:
-    """N realistic sshd/sudo lines on one day of January 2001 (so each run has its own index)."""
+    """N realistic sshd/sudo lines on one day of January 2001 (so each run writes a fresh index)."""
     out = []
     for i in range(N):
         t = f"Jan {day:2d} {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}"
@@ -50,23 +50,27 @@ def main() -> None:
         es = client(settings.services.elasticsearch.url, timeout=60)
         ensure_templates(es)
         t0 = time.perf_counter()
-        docs_raw = [parse_syslog(x, year=2001) for x in lines(2)]
+        parsed = [parse_syslog(x, year=2001) for x in lines(2)]
         parse_rate = N / (time.perf_counter() - t0)
-        docs_ours = [parse_syslog(x, year=2001) for x in lines(3)]
-
-        t0 = time.perf_counter()
-        for ok, _ in helpers.streaming_bulk(es, ({"_index": "soc-events-2001.01.02", "_id": doc_id(d), "_source": d} for d in docs_raw),
-                                            chunk_size=2000, raise_on_error=True):  # fmt: skip
+        # warm the JVM and the client first, then alternate raw and ours, best of two each
+        for ok, _ in helpers.streaming_bulk(es, ({"_index": "soc-events-2001.01.01", "_source": d} for d in parsed[:10000]), chunk_size=2000):
             pass
-        raw_rate = N / (time.perf_counter() - t0)
-
-        ing = Ingestor(es, Path(tempfile.mkdtemp(prefix="govctl-spool-")))
-        t0 = time.perf_counter()
-        res = ing.ingest(docs_ours)
-        ours_rate = N / (time.perf_counter() - t0)
-        assert res.indexed == N and not res.spooled, res
-        for idx in ("soc-events-2001.01.02", "soc-events-2001.01.03"):
-            es.indices.delete(index=idx, ignore_unavailable=True)
+        raw_rate = ours_rate = 0.0
+        for day in (3, 5):
+            docs_raw = [parse_syslog(x, year=2001) for x in lines(day)]
+            docs_ours = [parse_syslog(x, year=2001) for x in lines(day + 1)]
+            t0 = time.perf_counter()
+            for ok, _ in helpers.streaming_bulk(es, ({"_index": f"soc-events-2001.01.{day:02d}", "_id": doc_id(d), "_source": d} for d in docs_raw),
+                                                chunk_size=2000, raise_on_error=True):  # fmt: skip
+                pass
+            raw_rate = max(raw_rate, N / (time.perf_counter() - t0))
+            ing = Ingestor(es, Path(tempfile.mkdtemp(prefix="govctl-spool-")))
+            t0 = time.perf_counter()
+            res = ing.ingest(docs_ours)
+            ours_rate = max(ours_rate, N / (time.perf_counter() - t0))
+            assert res.indexed == N and not res.spooled, res
+        for day in range(1, 7):  # the node refuses wildcard deletes (action.destructive_requires_name)
+            es.indices.delete(index=f"soc-events-2001.01.{day:02d}", ignore_unavailable=True)
     finally:
         if started:
             sup.down(started)
