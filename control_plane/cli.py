@@ -432,8 +432,7 @@ def ops_reviews(as_json: bool = JsonOpt) -> None:
 @ops_app.command("review-close")
 def ops_review_close(op_id: str, verdict: str = typer.Option(..., help="The reviewer's finding."), as_json: bool = JsonOpt) -> None:
     """Close a break-glass review with a verdict (a security administrator other than the one who broke the glass)."""
-    p = _principal()
-    v = _rt().gate.submit(p, _req("gate.review.close", op_id, {"reviewer": p.name, "verdict": verdict}))
+    v = _rt().gate.submit(_principal(), _req("gate.review.close", op_id, {"verdict": verdict}))
     _emit_json(v.as_dict()) if as_json else out.print(f"review of {op_id}: closed")
 
 
@@ -727,6 +726,84 @@ def rules_test(path: Optional[Path] = typer.Option(None, "--path"), as_json: boo
         out.print(f"{len(results) - failed} passed, {failed} failed")
     if failed or rs.issues:
         raise typer.Exit(1)
+
+
+alerts_app = typer.Typer(help="Alerts: list, show, acknowledge, assign, note, close with a verdict.", no_args_is_help=True)
+soc_app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(status: Optional[str] = typer.Option(None, help="open, acknowledged or closed"), severity: Optional[str] = None,
+                rule: Optional[str] = None, assignee: Optional[str] = None,
+                since: Optional[str] = typer.Option(None, help="ISO time or an age: 30m, 2h, 7d"), limit: int = 50,
+                as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Alerts, newest first."""
+    from control_plane.soc import alerts
+
+    _principal()
+    rows = alerts.search(_rt().es, status=status, severity=severity, rule=rule, assignee=assignee, since=_when(since), limit=limit)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("id", "severity", "status", "rule", "count", "last seen (UTC)", "assignee", "group")
+    for a in rows:
+        t.add_row(a["id"], a["severity"], a["status"] + (" (shadow)" if a.get("shadow") else ""), a["rule"]["name"], str(a["count"]),
+                  str(a["last_seen"])[:19], a.get("assignee") or "-", a["group_key"])  # fmt: skip
+    out.print(t)
+
+
+@alerts_app.command("show")
+def alerts_show(alert_id: str, as_json: bool = JsonOpt) -> None:
+    """One alert: the rule, the matched events (a snapshot), notes and history."""
+    from control_plane.soc import alerts
+
+    _principal()
+    a = alerts.get(_rt().es, alert_id)
+    if as_json:
+        _emit_json(a)
+        return
+    out.print(f"[bold]{a['id']}[/bold] {a['severity']} {a['status']} — {a['rule']['title']} ({a['rule']['name']})")
+    out.print(f"group {a['group_key']}; {a['count']} event(s) from {a['first_seen']} to {a['last_seen']}; assignee {a.get('assignee') or '-'}")
+    for ev in a.get("events", []):
+        out.print(f"  {ev.get('@timestamp')} {ev.get('host', {}).get('name', '')} {ev.get('message') or ev.get('process', {}).get('command_line', '')}", highlight=False)
+    for n in a.get("notes", []):
+        out.print(f"  note by {n['author']} at {n['ts']}: {n['text']}")
+    for h in a.get("history", []):
+        out.print(f"  {h['ts']} {h['actor']}: {h['action']}" + (f" {h.get('from')} → {h.get('to')}" if h.get("from") else ""))
+
+
+def _alert_action(alert_id: str, action: str, as_json: bool, **params: Any) -> None:
+    view = _gated("soc.alert.update", alert_id, {"action": action, **{k: v for k, v in params.items() if v is not None}})
+    if as_json:
+        _emit_json(view.result if view.result is not None else view.as_dict())
+    elif not _pending_note(view):
+        r = view.result
+        out.print(f"{alert_id}: {r['status']}" + (f", verdict {r['verdict']}" if r.get("verdict") else "") + (f", assignee {r['assignee']}" if r.get("assignee") else ""))
+
+
+@alerts_app.command("ack")
+def alerts_ack(alert_id: str, note: Optional[str] = None, as_json: bool = JsonOpt) -> None:
+    """Acknowledge an open alert (you become the assignee unless someone is)."""
+    _alert_action(alert_id, "ack", as_json, text=note)
+
+
+@alerts_app.command("assign")
+def alerts_assign(alert_id: str, assignee: str, as_json: bool = JsonOpt) -> None:
+    """Assign an alert to an analyst."""
+    _alert_action(alert_id, "assign", as_json, assignee=assignee)
+
+
+@alerts_app.command("note")
+def alerts_note(alert_id: str, text: str, as_json: bool = JsonOpt) -> None:
+    """Add a note."""
+    _alert_action(alert_id, "note", as_json, text=text)
+
+
+@alerts_app.command("close")
+def alerts_close(alert_id: str, verdict: str = typer.Option(..., help="true_positive, false_positive or benign"),
+                 note: Optional[str] = None, as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Close an alert with a verdict."""
+    _alert_action(alert_id, "close", as_json, verdict=verdict, text=note)
 
 
 @soc_app.command("ingest")

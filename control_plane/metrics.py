@@ -24,3 +24,5 @@ GATE_SECONDS = Histogram("govctl_gate_decision_seconds", "Time the gate takes to
                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
 GATE_BREAK_GLASS = Counter("govctl_gate_break_glass_total", "Break-glass operations", registry=REGISTRY)
 SOC_SHADOW_MATCHES = Counter("govctl_soc_shadow_matches_total", "Shadow-mode rule matches: what they would have done", ["rule", "would"], registry=REGISTRY)
+SOC_DETECTION_LAG = Gauge("govctl_soc_detection_lag_seconds", "How far each rule's detection checkpoint is behind now", ["rule"], registry=REGISTRY)
+SOC_RULE_ERRORS = Counter("govctl_soc_rule_errors_total", "Detection runs in which a rule failed", ["rule"], registry=REGISTRY)

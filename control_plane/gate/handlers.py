@@ -109,7 +109,7 @@ def _token_revoke(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any
 def _review_close(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     from control_plane.gate import service
 
-    return service.close_review(rt, target, reviewer=params["reviewer"], verdict=params["verdict"])
+    return service.close_review(rt, target, reviewer=params["_by"], verdict=params["verdict"])
 
 
 def _progress(rt: Any) -> Any:
@@ -192,3 +192,11 @@ def _validate_stack(rt: Any, target: str, params: dict[str, Any]) -> None:
 VALIDATORS["playbook.run"] = _validate_playbook
 for _op in ("deploy.preview", "deploy.up", "deploy.destroy"):
     VALIDATORS[_op] = _validate_stack
+
+
+@handler("soc.alert.update")
+def _alert_update(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.soc import alerts
+
+    return alerts.update(rt.es, target, actor=params["_by"], action=params["action"], assignee=params.get("assignee"),
+                         verdict=params.get("verdict"), text=params.get("text"))  # fmt: skip

@@ -275,7 +275,8 @@ class Gate:
         self._audit(p, req, "allow", "started", {"op": op_id, "risk": row.risk}, op_id)
         secret = None
         try:
-            out = HANDLERS[row.operation](self.rt, row.target, params)
+            # "_by": the authenticated requester, for handlers that record who acted (never taken from the request)
+            out = HANDLERS[row.operation](self.rt, row.target, {**params, "_by": row.requester})
             if isinstance(out, tuple):
                 out, secret = out
             status, outcome = "succeeded", "succeeded"
@@ -366,6 +367,7 @@ ALERTS_INDEX = "soc-alerts"
 def send_break_glass_alerts(rt: Any) -> int:
     """Index a critical alert for each break-glass review not yet alerted; keep the rest for the next try."""
     from control_plane.es import UNREACHABLE
+    from control_plane.soc.alerts import ensure_index
 
     with rt.engine.connect() as conn:
         pending = conn.execute(select(reviews, operations).join(operations, operations.c.id == reviews.c.op_id)
@@ -373,12 +375,14 @@ def send_break_glass_alerts(rt: Any) -> int:
     sent = 0
     for r in pending:
         doc = {
-            "@timestamp": r.opened, "rule": {"id": "gate.break_glass", "name": "Break-glass operation"},
-            "severity": "critical", "status": "open", "kind": "gate",
+            "@timestamp": r.opened, "first_seen": r.opened, "last_seen": r.opened, "count": 1, "group_key": f"operation={r.op_id}",
+            "rule": {"id": "gate.break_glass", "name": "break_glass", "title": "Break-glass operation"},
+            "severity": "critical", "status": "open", "kind": "gate", "history": [{"ts": r.opened, "actor": "gate", "action": "raised"}],
             "summary": f"{r.requester} used break-glass for {r.operation} on {r.target}: {r.reason}",
             "operation": {"id": r.op_id, "type": r.operation, "target": r.target, "requester": r.requester, "source": r.source},
         }  # fmt: skip
         try:
+            ensure_index(rt.es)
             rt.es.index(index=ALERTS_INDEX, id=f"gate-break-glass-{r.op_id}", document=doc, refresh="wait_for")
         except UNREACHABLE:
             log.warning("break-glass alert for %s not sent yet: Elasticsearch unreachable", r.op_id)

@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from control_plane.errors import GovctlError
 
-DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled")
+DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled", "control_plane.soc.scheduled")
 # Interval slots are counted from a fixed origin so every process computes the same slots.
 ORIGIN = datetime(2020, 1, 1)
 

@@ -1,0 +1,182 @@
+"""Alerts in the ``soc-alerts`` index: one per rule and group, updated while repeats stay within the
+rule's suppression window; status open → acknowledged → closed with a verdict; every change has a
+history entry (and, through the gate, an audit record)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+
+from control_plane.crypto import sm3_hex
+from control_plane.errors import GovctlError
+from control_plane.soc.schema import ALERTS_INDEX
+
+MAX_EVENT_IDS = 1000
+SNAPSHOT_EVENTS = 5
+STATUSES = ("open", "acknowledged", "closed")
+VERDICTS = ("true_positive", "false_positive", "benign")
+
+ALERT_MAPPINGS: dict[str, Any] = {
+    "properties": {
+        "@timestamp": {"type": "date"}, "first_seen": {"type": "date"}, "last_seen": {"type": "date"},
+        "rule": {"properties": {"id": {"type": "keyword"}, "name": {"type": "keyword"}, "title": {"type": "text"}}},
+        "severity": {"type": "keyword"}, "status": {"type": "keyword"}, "verdict": {"type": "keyword"},
+        "assignee": {"type": "keyword"}, "group_key": {"type": "keyword"}, "count": {"type": "long"},
+        "event_ids": {"type": "keyword"}, "events": {"type": "object", "enabled": False}, "shadow": {"type": "boolean"},
+        "kind": {"type": "keyword"}, "summary": {"type": "text"}, "response": {"type": "object", "enabled": False},
+        "notes": {"type": "object", "enabled": False}, "history": {"type": "object", "enabled": False},
+        "operation": {"type": "object", "enabled": False},
+    }
+}  # fmt: skip
+
+
+class AlertError(GovctlError):
+    """An alert action that cannot be done."""
+
+    http_status = 409
+
+
+_ensured: set[int] = set()
+
+
+def ensure_index(es: Elasticsearch) -> None:
+    """The alerts template, and its mapping on the index if something created it earlier (mappings only grow)."""
+    if id(es) in _ensured:
+        return
+    es.indices.put_index_template(name="soc-alerts", index_patterns=[ALERTS_INDEX], priority=200,
+                                  template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": ALERT_MAPPINGS})  # fmt: skip
+    if es.indices.exists(index=ALERTS_INDEX):
+        try:
+            es.indices.put_mapping(index=ALERTS_INDEX, properties=ALERT_MAPPINGS["properties"])
+        except BadRequestError as exc:
+            raise AlertError(f"index {ALERTS_INDEX} has a mapping this version cannot use ({exc.message})",
+                             hint="reindex it into a new index, or delete it if its alerts are not needed") from None
+    _ensured.add(id(es))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def group_key(rule: Any, event: dict[str, Any]) -> str:
+    """What makes two matches 'the same': rule plus host, user and source address."""
+    from control_plane.soc.matcher import get_field
+
+    parts = []
+    for f in ("host.name", "user.name", "source.ip", "govctl.target"):
+        v = get_field(event, f)
+        parts.append(f"{f}={v if isinstance(v, (str, int, float)) else ''}")
+    return "|".join(parts)
+
+
+def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]]) -> tuple[int, int]:
+    """Fold matching events into alerts; return (alerts created, alerts updated). Re-running is harmless."""
+    ensure_index(es)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for h in hits:
+        groups.setdefault(group_key(rule, h["_source"]), []).append(h)
+    created = updated = 0
+    for key, items in groups.items():
+        window = timedelta(seconds=rule.ours.suppression_s)
+        first_ts = items[0]["_source"].get("@timestamp")
+        existing = es.search(index=ALERTS_INDEX, size=1, sort=[{"last_seen": "desc"}], ignore_unavailable=True, query={"bool": {"filter": [
+            {"term": {"rule.id": rule.id}}, {"term": {"group_key": key}}, {"terms": {"status": ["open", "acknowledged"]}},
+            {"range": {"last_seen": {"gte": _shift(first_ts, -window)}}}]}})["hits"]["hits"]  # fmt: skip
+        ids = [h["_id"] for h in items]
+        last_ts = max(h["_source"].get("@timestamp", "") for h in items)
+        if existing:
+            doc = existing[0]["_source"]
+            known = set(doc.get("event_ids", []))
+            new = [i for i in ids if i not in known]
+            if not new:
+                continue
+            doc["event_ids"] = (doc.get("event_ids", []) + new)[:MAX_EVENT_IDS]
+            doc["count"] = doc.get("count", 0) + len(new)
+            doc["last_seen"] = max(doc["last_seen"], last_ts)
+            doc["history"] = doc.get("history", []) + [{"ts": _now(), "actor": "soc-engine", "action": "repeat", "added": len(new)}]
+            es.index(index=ALERTS_INDEX, id=existing[0]["_id"], document=doc, refresh="wait_for")
+            updated += 1
+        else:
+            alert_id = sm3_hex(f"{rule.id}|{key}|{ids[0]}".encode())[:24]
+            doc = {
+                "@timestamp": _now(), "kind": "detection", "rule": {"id": rule.id, "name": rule.path.stem, "title": rule.title},
+                "severity": rule.ours.severity, "status": "open", "verdict": None, "assignee": None, "group_key": key,
+                "first_seen": first_ts, "last_seen": last_ts, "count": len(ids), "event_ids": ids[:MAX_EVENT_IDS],
+                "events": [h["_source"] for h in items[:SNAPSHOT_EVENTS]], "shadow": rule.ours.mode == "shadow",
+                "summary": f"{rule.title}: {len(ids)} event(s), {key}", "notes": [],
+                "history": [{"ts": _now(), "actor": "soc-engine", "action": "raised"}],
+            }  # fmt: skip
+            try:
+                es.index(index=ALERTS_INDEX, id=alert_id, document=doc, op_type="create", refresh="wait_for")
+                created += 1
+            except ConflictError:
+                pass  # the same first event already raised this alert (a re-run of the window)
+    return created, updated
+
+
+def _shift(ts: str | None, delta: timedelta) -> str:
+    t = datetime.fromisoformat((ts or _now()).replace("Z", "+00:00"))
+    return (t + delta).isoformat().replace("+00:00", "Z")
+
+
+def get(es: Elasticsearch, alert_id: str) -> dict[str, Any]:
+    """One alert (with its id)."""
+    try:
+        return {"id": alert_id, **es.get(index=ALERTS_INDEX, id=alert_id)["_source"]}
+    except NotFoundError:
+        raise AlertError(f"no alert {alert_id!r}", hint="list them with govctl soc alerts list") from None
+
+
+def search(es: Elasticsearch, *, status: str | None = None, severity: str | None = None, rule: str | None = None,
+           assignee: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]:  # fmt: skip
+    """Alerts, newest first, filtered."""
+    ensure_index(es)
+    f: list[dict[str, Any]] = []
+    for field, value in (("status", status), ("severity", severity), ("assignee", assignee)):
+        if value:
+            f.append({"term": {field: value}})
+    if rule:
+        f.append({"bool": {"should": [{"term": {"rule.id": rule}}, {"term": {"rule.name": rule}}]}})
+    if since:
+        f.append({"range": {"last_seen": {"gte": since}}})
+    es.indices.refresh(index=ALERTS_INDEX, ignore_unavailable=True)
+    hits = es.search(index=ALERTS_INDEX, size=min(limit, 1000), ignore_unavailable=True, sort=[{"last_seen": {"order": "desc", "missing": "_last"}}, {"@timestamp": "desc"}],
+                     query={"bool": {"filter": f}})["hits"]["hits"]  # fmt: skip
+    return [{"id": h["_id"], **h["_source"]} for h in hits]
+
+
+def update(es: Elasticsearch, alert_id: str, *, actor: str, action: str, assignee: str | None = None,
+           verdict: str | None = None, text: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """ack | assign | close | note — with a history entry for each."""
+    doc = get(es, alert_id)
+    doc.pop("id")
+    before = doc["status"]
+    if action == "ack":
+        if before != "open":
+            raise AlertError(f"alert {alert_id} is {before}; only open alerts can be acknowledged")
+        doc["status"] = "acknowledged"
+        doc["assignee"] = doc.get("assignee") or actor
+    elif action == "assign":
+        if not assignee:
+            raise AlertError("say who with an assignee")
+        doc["assignee"] = assignee
+    elif action == "close":
+        if verdict not in VERDICTS:
+            raise AlertError(f"closing needs a verdict, one of {', '.join(VERDICTS)}")
+        if before == "closed":
+            raise AlertError(f"alert {alert_id} is already closed")
+        doc["status"], doc["verdict"] = "closed", verdict
+    elif action == "note":
+        if not text:
+            raise AlertError("a note needs text")
+    else:
+        raise AlertError(f"unknown alert action {action!r}", hint="ack, assign, close or note")
+    if text:
+        doc["notes"] = doc.get("notes", []) + [{"ts": _now(), "author": actor, "text": text}]
+    doc["history"] = doc.get("history", []) + [{"ts": _now(), "actor": actor, "action": action, "from": before, "to": doc["status"],
+                                                **({"assignee": doc["assignee"]} if action == "assign" else {}),
+                                                **({"verdict": verdict} if verdict else {})}]  # fmt: skip
+    es.index(index=ALERTS_INDEX, id=alert_id, document=doc, refresh="wait_for")
+    return {"id": alert_id, **doc}

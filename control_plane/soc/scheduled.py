@@ -1,0 +1,20 @@
+"""The SOC engine's scheduled jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_plane.scheduler.registry import job
+
+
+@job("soc.detect", description="run every detection rule over the events since its checkpoint", every_s=30)
+def detect(rt: Any) -> str:
+    """One detection pass; a rule that errors is reported (and counted) without stopping the others."""
+    from control_plane.soc import detect as d
+    from control_plane.soc.rules import load_rules
+
+    sd = rt.settings.soc.rules_dir
+    res = d.run(rt, load_rules(rt.settings.path(sd) if sd else None))
+    if res.errors:
+        raise RuntimeError(f"{len(res.errors)} rule(s) failed: {'; '.join(f'{k}: {v}' for k, v in list(res.errors.items())[:3])}")
+    return f"{res.rules} rules, {res.events} matching events, {res.created} alerts raised, {res.updated} updated"
