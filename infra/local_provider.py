@@ -98,6 +98,8 @@ class HostProvider(ResourceProvider):
         ns, addr, gw, bridge = props["netns"], props["address"], props["gateway"], props["bridge"]
         home = Path(props["home"])
         veth = "v" + hashlib.sha1(ns.encode()).hexdigest()[:10]
+        if _netns_exists(ns):  # create() is only for new hosts: a namespace by this name is left over from a killed run
+            self.delete(ns, {**props, "veth": veth, "home": props["home"] + ".stale"})
         try:
             if not _netns_exists(ns):
                 sh("ip", "netns", "add", ns)

@@ -47,11 +47,12 @@ def test_local_pools_up_and_destroy_through_the_gate(deploy_rt: Runtime) -> None
     rt = deploy_rt
     people = make_people(rt)
     gate = rt.gate
+    before = {n for n in _netns() if n.startswith("gt-")}
     pending = gate.submit(people["ops_engineer"], OperationRequest("deploy.up", "local", reason="initial provisioning"))
     assert pending.status == "pending_approval" and pending.risk == "high"
     planned = {(s["op"], s["name"]) for s in pending.preview["steps"]}
     assert ("create", "primary-pool-data-1") in planned and ("create", "backup-pool-bucket") in planned
-    assert not {n for n in _netns() if n.startswith("gt-")}, "preview must not create anything"
+    assert {n for n in _netns() if n.startswith("gt-")} == before, "preview must not create anything"
     gate.approve(people["approver"], pending.id, "preview checked")
     try:
         done = gate.run(people["ops_engineer"], pending.id)
