@@ -671,9 +671,9 @@ def rules_validate(path: Optional[Path] = typer.Option(None, "--path", help="A r
 
     rs = load_rules(_rules_dir(path))
     if as_json:
-        _emit_json({"loaded": len(rs.rules), "issues": [str(i) for i in rs.issues]})
+        _emit_json({"loaded": len(rs.rules), "correlations": len(rs.correlations), "issues": [str(i) for i in rs.issues]})
     else:
-        out.print(f"{len(rs.rules)} rules loaded")
+        out.print(f"{len(rs.rules)} rules and {len(rs.correlations)} correlations loaded")
         for i in rs.issues:
             err.print(f"[red]refused[/red] {i}", highlight=False)
     if rs.issues:
@@ -686,14 +686,20 @@ def rules_list(path: Optional[Path] = typer.Option(None, "--path"), as_json: boo
     from control_plane.soc.rules import load_rules
 
     rs = load_rules(_rules_dir(path))
+    feed_only = rs.correlation_only
     rows = [{"id": r.id, "name": r.path.stem, "title": r.title, "severity": r.ours.severity, "action": r.ours.action,
-             "mode": r.ours.mode, "response": r.ours.response, "tags": r.tags} for r in rs.rules]  # fmt: skip
+             "mode": r.ours.mode, "response": r.ours.response, "tags": r.tags,
+             "kind": "feeds correlations" if r.id in feed_only else "single event"} for r in rs.rules]  # fmt: skip
+    rows += [{"id": c.id, "name": c.path.stem, "title": c.title, "severity": c.ours.severity, "action": c.ours.action,
+              "mode": c.ours.mode, "response": c.ours.response, "tags": c.tags,
+              "kind": f"{c.type} over {', '.join(r.path.stem for r in c.rules)} by {', '.join(c.group_by)} in {c.timespan_s}s"}
+             for c in rs.correlations]  # fmt: skip
     if as_json:
         _emit_json(rows)
         return
-    t = Table("rule", "severity", "action", "mode", "response", "title")
+    t = Table("rule", "severity", "action", "mode", "response", "kind", "title")
     for r in rows:
-        t.add_row(r["name"], r["severity"], r["action"], r["mode"], r["response"] or "-", r["title"])
+        t.add_row(r["name"], r["severity"], r["action"], r["mode"], r["response"] or "-", r["kind"], r["title"])
     out.print(t)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from control_plane.errors import ConfigError
 
@@ -183,6 +183,17 @@ class DeployConfig(_Model):
 
 class SocConfig(_Model):
     rules_dir: Path | None = Field(default=None, description="the detection rules; default: the project's soc_rules/")
+    retention_days: int = Field(default=180, ge=1, description="event indices older than this are deleted (the law asks >= 180)")
+    force_short_retention: bool = Field(default=False, description="allow retention_days below 180")
+
+    @model_validator(mode="after")
+    def _legal_minimum(self) -> SocConfig:
+        if self.retention_days < 180 and not self.force_short_retention:
+            raise ValueError(
+                f"retention_days {self.retention_days} is below the 180 days (6 months) MLPS level 3 asks for logs; "
+                "set soc.force_short_retention: true to override"
+            )
+        return self
 
 
 class GateConfig(_Model):

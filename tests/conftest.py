@@ -61,7 +61,14 @@ def settings(config_file: Path) -> Settings:
 @pytest.fixture(scope="session")
 def services(settings: Settings) -> Iterator[Supervisor]:
     """Elasticsearch, Prometheus, node_exporter and PostgreSQL, really running, once per session."""
+    import shutil
+
     sup = Supervisor(settings)
+    sup.down()  # leftovers of an interrupted session
+    # Every session starts from empty Elasticsearch and Prometheus data: tests must not depend on (or trip over)
+    # indices and mappings an earlier run left behind. PostgreSQL stays: each test makes its own database.
+    for d in ("elasticsearch/data", "prometheus/data"):
+        shutil.rmtree(sup.root / d, ignore_errors=True)
     started: list[str] = []
     sup.up(on_event=lambda n, m: started.append(n) if m.startswith("starting") else None)
     yield sup

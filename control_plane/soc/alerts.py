@@ -61,11 +61,11 @@ def _now() -> str:
 
 
 def group_key(rule: Any, event: dict[str, Any]) -> str:
-    """What makes two matches 'the same': rule plus host, user and source address."""
+    """What makes two matches 'the same': a correlation's group-by fields, else host, user, source and target."""
     from control_plane.soc.matcher import get_field
 
     parts = []
-    for f in ("host.name", "user.name", "source.ip", "govctl.target"):
+    for f in getattr(rule, "group_by", None) or ("host.name", "user.name", "source.ip", "govctl.target"):
         v = get_field(event, f)
         parts.append(f"{f}={v if isinstance(v, (str, int, float)) else ''}")
     return "|".join(parts)

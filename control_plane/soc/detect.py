@@ -74,7 +74,10 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
     end = now - timedelta(seconds=SETTLE_S)
     res = DetectionRun(rules=len(ruleset.rules))
     budget = max_alerts
+    skip = ruleset.correlation_only
     for rule in ruleset.rules:
+        if rule.id in skip:
+            continue  # feeds a correlation only (generate: false)
         st = _state(rt, rule.id)
         start = datetime.fromisoformat(st.last_end.replace("Z", "+00:00")) if st else end - timedelta(seconds=lookback_s)
         if start >= end:
@@ -102,7 +105,30 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
         _save(rt, rule.id, last_end=_iso(new_end), last_run=_iso(now), last_error="", behind_s=max(0.0, (now - new_end).total_seconds()),
               gaps_filled=(st.gaps_filled if st else 0) + (1 if gap else 0))  # fmt: skip
         metrics.SOC_DETECTION_LAG.labels(rule=rule.id).set(max(0.0, (now - new_end).total_seconds()))
+    for corr in getattr(ruleset, "correlations", []):
+        _run_correlation(rt, es, corr, now, end, res)
     return res
+
+
+def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun) -> None:
+    from control_plane.soc.correlate import evaluate_window, windows
+
+    st = _state(rt, corr.id)
+    last = datetime.fromisoformat(st.last_end.replace("Z", "+00:00")) if st else None
+    try:
+        for w_start, w_end in windows(last, end, corr.timespan_s):
+            for _key, hits in evaluate_window(es, corr, w_start, w_end):
+                c, u = record_matches(es, corr, hits)
+                res.events += len(hits)
+                res.created, res.updated = res.created + c, res.updated + u
+    except UNREACHABLE as exc:
+        res.errors[corr.id] = f"Elasticsearch unreachable ({type(exc).__name__})"
+        return
+    except Exception as exc:  # noqa: BLE001 - reported, the others go on
+        res.errors[corr.id] = f"{type(exc).__name__}: {exc}"[:500]
+        _save(rt, corr.id, last_end=st.last_end if st else _iso(end), last_run=_iso(now), last_error=res.errors[corr.id])
+        return
+    _save(rt, corr.id, last_end=_iso(end), last_run=_iso(now), last_error="", behind_s=0.0)
 
 
 def _search(es: Any, rule: Any, start: datetime, end: datetime, budget: int) -> tuple[list[dict[str, Any]], datetime | None]:

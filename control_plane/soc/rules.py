@@ -108,6 +108,30 @@ class Rule:
 
 
 @dataclass
+class Correlation:
+    """A Sigma correlation rule over base rules, evaluated with aggregations in Elasticsearch."""
+
+    id: str
+    title: str
+    path: Path
+    ours: OurFields
+    type: str  # event_count | value_count | temporal | temporal_ordered
+    rules: list[Rule]
+    group_by: list[str]
+    timespan_s: int
+    op: str  # gte, gt, lte, lt, eq
+    count: int
+    field: str | None
+    generate: bool
+    tags: list[str] = field(default_factory=list)
+
+    def holds(self, value: float) -> bool:
+        """Does a measured value satisfy the condition?"""
+        return {"gte": value >= self.count, "gt": value > self.count, "lte": value <= self.count,
+                "lt": value < self.count, "eq": value == self.count}[self.op]  # fmt: skip
+
+
+@dataclass
 class RuleIssue:
     """Why a rule file was refused."""
 
@@ -127,6 +151,14 @@ class RuleSet:
 
     rules: list[Rule]
     issues: list[RuleIssue]
+    correlations: list[Correlation] = field(default_factory=list)
+
+    @property
+    def correlation_only(self) -> set[str]:
+        """Base rules that only feed correlations (``generate: false``): they raise no alerts of their own."""
+        feeding = {r.id for c in self.correlations if not c.generate for r in c.rules}
+        generating = {r.id for c in self.correlations if c.generate for r in c.rules}
+        return feeding - generating
 
     def by_id(self) -> dict[str, Rule]:
         """Rules keyed by id."""
@@ -205,7 +237,11 @@ def load_rules(directory: Path | None = None) -> RuleSet:
     backend = LuceneBackend(processing_pipeline=pipe)
     rules, issues = [], []
     seen: dict[str, Path] = {}
+    deferred = []
     for path in sorted(directory.glob("*.yml")):
+        if _is_correlation(path):
+            deferred.append(path)
+            continue
         try:
             rule = load_file(path, backend=backend, pipe=pipe)
         except RuleFileError as exc:
@@ -216,4 +252,56 @@ def load_rules(directory: Path | None = None) -> RuleSet:
             continue
         seen[rule.id] = path
         rules.append(rule)
-    return RuleSet(rules, issues)
+    correlations = []
+    for path in deferred:
+        try:
+            correlations.append(load_correlation(path, rules))
+        except RuleFileError as exc:
+            issues.append(exc.issue)
+    return RuleSet(rules, issues, correlations)
+
+
+def _is_correlation(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "correlation" in data
+
+
+def load_correlation(path: Path, base: list[Rule]) -> Correlation:
+    """A correlation file, its references resolved against the loaded base rules (by Sigma name, file name or id)."""
+    from sigma.correlations import SigmaCorrelationRule
+
+    text = path.read_text(encoding="utf-8")
+    lines = _key_lines(text)
+    data = yaml.safe_load(text)
+    ours_raw = {k: data.pop(k) for k in ("severity", "action", "mode", "response", "suppression_s") if k in data}
+    ours_raw.setdefault("severity", _LEVEL_TO_SEVERITY.get(str(data.get("level", "high")).lower(), "high"))
+    try:
+        ours = OurFields.model_validate(ours_raw)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = str(e["loc"][0]) if e["loc"] else None
+        raise _issue(path, lines.get(key or ""), key, e["msg"].removeprefix("Value error, ")) from None
+    try:
+        corr = SigmaCorrelationRule.from_dict(data)
+    except SigmaError as exc:
+        raise _issue(path, lines.get("correlation"), "correlation", f"Sigma: {exc}") from None
+    by_ref: dict[str, Rule] = {}
+    for r in base:
+        for key in (getattr(r.sigma, "name", None), r.path.stem, r.id):
+            if key:
+                by_ref[str(key)] = r
+    refs = [str(x.reference) for x in corr.rules]
+    missing = [x for x in refs if x not in by_ref]
+    if missing:
+        raise _issue(path, lines.get("correlation"), "correlation.rules", f"unknown rule {missing[0]!r}; refer to a base rule by name, file name or id")
+    cond = corr.condition
+    kind = corr.type.name.lower() if hasattr(corr.type, "name") else str(corr.type)
+    op = cond.op.name.lower() if cond else "gte"
+    count = int(cond.count) if cond else len(refs)
+    return Correlation(id=str(corr.id), title=corr.title, path=path, ours=ours, type=kind, rules=[by_ref[x] for x in refs],
+                       group_by=[FIELD_MAP.get(g, g) for g in (corr.group_by or [])], timespan_s=int(corr.timespan.seconds),
+                       op=op, count=count, field=FIELD_MAP.get(cond.fieldref, cond.fieldref) if cond and cond.fieldref else None,
+                       generate=bool(getattr(corr, "generate", False)), tags=[str(t) for t in corr.tags])  # fmt: skip

@@ -18,3 +18,12 @@ def detect(rt: Any) -> str:
     if res.errors:
         raise RuntimeError(f"{len(res.errors)} rule(s) failed: {'; '.join(f'{k}: {v}' for k, v in list(res.errors.items())[:3])}")
     return f"{res.rules} rules, {res.events} matching events, {res.created} alerts raised, {res.updated} updated"
+
+
+@job("soc.retention", description="delete daily event indices older than soc.retention_days (default 180)", cron="40 2 * * *")
+def retention(rt: Any) -> str:
+    """Apply the event retention."""
+    from control_plane.soc.retention import apply
+
+    gone = apply(rt.es, rt.settings.soc.retention_days)
+    return f"deleted {len(gone)} indices older than {rt.settings.soc.retention_days} days" + (f": {', '.join(gone[:5])}" if gone else "")
