@@ -189,14 +189,7 @@ def load_file(path: Path, *, backend: LuceneBackend | None = None, pipe: Process
         raise _issue(path, mark.line + 1 if mark else None, None, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise _issue(path, 1, None, "a rule file holds one mapping (a Sigma rule)")
-    ours_raw = {k: data.pop(k) for k in ("severity", "action", "mode", "response", "suppression_s") if k in data}
-    ours_raw.setdefault("severity", _LEVEL_TO_SEVERITY.get(str(data.get("level", "medium")).lower(), "medium"))
-    try:
-        ours = OurFields.model_validate(ours_raw)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        key = str(e["loc"][0]) if e["loc"] else None
-        raise _issue(path, lines.get(key or ""), key, e["msg"].removeprefix("Value error, ")) from None
+    ours = _our_fields(path, data, lines, default_level="medium")
     try:
         sigma = SigmaRule.from_dict(data)
         if sigma.id is None:
@@ -216,6 +209,18 @@ def load_file(path: Path, *, backend: LuceneBackend | None = None, pipe: Process
         raise _issue(path, getattr(src, "line", None), None, f"Sigma: {exc}") from None
     return Rule(id=str(sigma.id), title=sigma.title, path=path, sigma=sigma, ours=ours, query=queries[0],
                 condition=cond, tags=[str(t) for t in sigma.tags])  # fmt: skip
+
+
+def _our_fields(path: Path, data: dict[str, Any], lines: dict[str, int], *, default_level: str) -> OurFields:
+    """Take our fields off a rule's mapping (Sigma must not see ``action``) and validate them."""
+    raw = {k: data.pop(k) for k in ("severity", "action", "mode", "response", "suppression_s") if k in data}
+    raw.setdefault("severity", _LEVEL_TO_SEVERITY.get(str(data.get("level", default_level)).lower(), default_level))
+    try:
+        return OurFields.model_validate(raw)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        key = str(e["loc"][0]) if e["loc"] else None
+        raise _issue(path, lines.get(key or ""), key, e["msg"].removeprefix("Value error, ")) from None
 
 
 class RuleFileError(ValueError):
@@ -276,14 +281,7 @@ def load_correlation(path: Path, base: list[Rule]) -> Correlation:
     text = path.read_text(encoding="utf-8")
     lines = _key_lines(text)
     data = yaml.safe_load(text)
-    ours_raw = {k: data.pop(k) for k in ("severity", "action", "mode", "response", "suppression_s") if k in data}
-    ours_raw.setdefault("severity", _LEVEL_TO_SEVERITY.get(str(data.get("level", "high")).lower(), "high"))
-    try:
-        ours = OurFields.model_validate(ours_raw)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        key = str(e["loc"][0]) if e["loc"] else None
-        raise _issue(path, lines.get(key or ""), key, e["msg"].removeprefix("Value error, ")) from None
+    ours = _our_fields(path, data, lines, default_level="high")
     try:
         corr = SigmaCorrelationRule.from_dict(data)
     except SigmaError as exc:
