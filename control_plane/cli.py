@@ -812,6 +812,50 @@ def alerts_close(alert_id: str, verdict: str = typer.Option(..., help="true_posi
     _alert_action(alert_id, "close", as_json, verdict=verdict, text=note)
 
 
+exceptions_app = typer.Typer(help="Rule exceptions: owner, reason, expiry; changed through the gate.", no_args_is_help=True)
+soc_app.add_typer(exceptions_app, name="exceptions")
+
+
+@exceptions_app.command("list")
+def exceptions_list(all_: bool = typer.Option(False, "--all", help="Include expired and revoked ones."), as_json: bool = JsonOpt) -> None:
+    """Active exceptions (or all)."""
+    from control_plane.soc import exceptions as ex
+
+    _principal()
+    rows = ex.listing(_rt(), include_inactive=all_)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("id", "rule", "match", "owner", "expires", "active", "reason")
+    for r in rows:
+        t.add_row(r["id"], r["rule_id"], ", ".join(f"{k}={v}" for k, v in r["match"].items()), r["owner"], r["expires"][:10],
+                  "yes" if r["active"] else "no", r["reason"])  # fmt: skip
+    out.print(t)
+
+
+@exceptions_app.command("add")
+def exceptions_add(rule: str = typer.Argument(..., help="A rule id or file name, or * for every rule."),
+                   match: list[str] = typer.Option(..., "--match", help="field=value (a CIDR for addresses); repeatable."),
+                   reason: str = typer.Option(..., help="Why this is not a threat."), days: float = typer.Option(30, help="Expires after this many days (at most 180)."),
+                   owner: Optional[str] = typer.Option(None, help="Who answers for it (default: you)."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Add an exception (high risk: an approver sees it first)."""
+    pairs = {}
+    for m in match:
+        if "=" not in m:
+            raise GovctlError(f"--match {m!r} is not field=value")
+        k, v = m.split("=", 1)
+        pairs[k] = v
+    view = _gated("soc.exception.change", rule, {"action": "add", "match": pairs, "reason": reason, "days": days, **({"owner": owner} if owner else {})})
+    _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"exception {view.result['id']} until {view.result['expires'][:10]}"))
+
+
+@exceptions_app.command("revoke")
+def exceptions_revoke(exc_id: str, as_json: bool = JsonOpt) -> None:
+    """End an exception now."""
+    view = _gated("soc.exception.change", exc_id, {"action": "revoke"})
+    _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"revoked {exc_id}"))
+
+
 @soc_app.command("ingest")
 def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
                fmt: str = typer.Option(..., "--format", help="syslog, auditd or json"), as_json: bool = JsonOpt) -> None:  # fmt: skip

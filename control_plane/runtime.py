@@ -93,7 +93,11 @@ class Runtime:
         ruleset = load_rules(self.settings.path(d) if d else None)
         for issue in ruleset.issues:
             logging.getLogger("govctl.soc").error("rule not loaded: %s", issue)
-        return InlineEngine.from_rules(ruleset)
+        from control_plane.soc.exceptions import active
+
+        engine = InlineEngine.from_rules(ruleset)
+        engine.exceptions = lambda: active(self)
+        return engine
 
     @cached_property
     def supervisor(self) -> Supervisor:

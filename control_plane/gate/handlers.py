@@ -200,3 +200,13 @@ def _alert_update(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any
 
     return alerts.update(rt.es, target, actor=params["_by"], action=params["action"], assignee=params.get("assignee"),
                          verdict=params.get("verdict"), text=params.get("text"))  # fmt: skip
+
+
+@handler("soc.exception.change")
+def _exception_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.soc import exceptions as ex
+
+    if params.get("action") == "revoke":
+        return ex.revoke(rt, target)
+    return ex.add(rt, rule=target, match=params.get("match") or {}, owner=params.get("owner") or params["_by"],
+                  reason=params.get("reason", ""), days=float(params.get("days", 30)), by=params["_by"])  # fmt: skip

@@ -20,6 +20,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, se
 from control_plane import metrics
 from control_plane.es import UNREACHABLE
 from control_plane.soc.alerts import record_matches
+from control_plane.soc.exceptions import active, excepted
 from control_plane.soc.schema import EVENTS_PREFIX
 
 log = logging.getLogger("govctl.soc")
@@ -48,6 +49,7 @@ class DetectionRun:
     updated: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     capped: list[str] = field(default_factory=list)
+    excepted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -75,6 +77,7 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
     res = DetectionRun(rules=len(ruleset.rules))
     budget = max_alerts
     skip = ruleset.correlation_only
+    excs = active(rt, ttl_s=0)
     for rule in ruleset.rules:
         if rule.id in skip:
             continue  # feeds a correlation only (generate: false)
@@ -95,6 +98,9 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
             _save(rt, rule.id, last_end=_iso(start), last_run=_iso(now), last_error=res.errors[rule.id], behind_s=(now - start).total_seconds())
             metrics.SOC_RULE_ERRORS.labels(rule=rule.id).inc()
             continue
+        kept = [h for h in hits if not excepted(excs, rule.id, h["_source"])]
+        res.excepted += len(hits) - len(kept)
+        hits = kept
         c, u = record_matches(es, rule, hits) if hits else (0, 0)
         res.events += len(hits)
         res.created, res.updated = res.created + c, res.updated + u
@@ -106,11 +112,11 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
               gaps_filled=(st.gaps_filled if st else 0) + (1 if gap else 0))  # fmt: skip
         metrics.SOC_DETECTION_LAG.labels(rule=rule.id).set(max(0.0, (now - new_end).total_seconds()))
     for corr in getattr(ruleset, "correlations", []):
-        _run_correlation(rt, es, corr, now, end, res)
+        _run_correlation(rt, es, corr, now, end, res, excs)
     return res
 
 
-def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun) -> None:
+def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun, excs: list[dict[str, Any]]) -> None:
     from control_plane.soc.correlate import evaluate_window, windows
 
     st = _state(rt, corr.id)
@@ -118,6 +124,9 @@ def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, 
     try:
         for w_start, w_end in windows(last, end, corr.timespan_s):
             for _key, hits in evaluate_window(es, corr, w_start, w_end):
+                if any(excepted(excs, corr.id, h["_source"]) for h in hits[:1]):
+                    res.excepted += len(hits)
+                    continue
                 c, u = record_matches(es, corr, hits)
                 res.events += len(hits)
                 res.created, res.updated = res.created + c, res.updated + u

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from control_plane.errors import GovctlError
+from control_plane.soc.exceptions import excepted
 
 Action = Literal["allow", "block", "require_approval"]
 
@@ -81,6 +82,7 @@ class InlineEngine:
     """Rules are callables returning a Decision or None; the strictest answer wins."""
 
     rules: list[tuple[str, Callable[[OperationEvent], Decision | None]]] = field(default_factory=list)
+    exceptions: Callable[[], list[dict[str, Any]]] | None = None  # active exceptions, looked up per decision
 
     @classmethod
     def from_rules(cls, ruleset: Any) -> InlineEngine:
@@ -134,12 +136,19 @@ class InlineEngine:
         rank = {"allow": 0, "require_approval": 1, "block": 2}
         best, matched, reasons = "allow", [], []
         hits: dict[str, dict[str, Any]] = {}
+        excs = self.exceptions() if self.exceptions else []
+        waived: list[str] = []
         for ev in operation_events(op):
             for applies, rules in self.buckets or []:
                 if applies(ev):
                     for r in rules:
                         if r.id not in hits and r.match(ev):
-                            hits[r.id] = ev
+                            exc = excepted(excs, r.id, ev) if excs else None
+                            if exc is None:
+                                hits[r.id] = ev
+                            elif r.id not in waived:
+                                waived.append(r.id)
+                                reasons.append(f"{r.title}: waived by exception {exc['id']} ({exc['reason']}, owner {exc['owner']}, until {exc['expires'][:10]})")
         for r_id, ev in hits.items():
             d = _decision(self._rule(r_id), op, ev)
             matched.extend(d.matched_rules)

@@ -28,6 +28,7 @@ EXPECTED = {
     "dr.drill": {"ops_engineer", "sysadmin"},
     "soc.rule.change": {"secadmin"},
     "soc.alert.update": {"secadmin"},
+    "soc.exception.change": {"secadmin"},
     "iam.user.change": {"secadmin"},
     "iam.role.change": {"secadmin"},
     "iam.token.create": set(ROLES),
