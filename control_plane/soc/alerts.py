@@ -71,8 +71,11 @@ def group_key(rule: Any, event: dict[str, Any]) -> str:
     return "|".join(parts)
 
 
-def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]]) -> tuple[int, int]:
-    """Fold matching events into alerts; return (alerts created, alerts updated). Re-running is harmless."""
+def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], created_ids: list[str] | None = None) -> tuple[int, int]:
+    """Fold matching events into alerts; return (alerts created, alerts updated). Re-running is harmless.
+
+    The ids of newly raised alerts are appended to ``created_ids`` when given.
+    """
     ensure_index(es)
     groups: dict[str, list[dict[str, Any]]] = {}
     for h in hits:
@@ -111,6 +114,8 @@ def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]]) -> 
             try:
                 es.index(index=ALERTS_INDEX, id=alert_id, document=doc, op_type="create", refresh="wait_for")
                 created += 1
+                if created_ids is not None:
+                    created_ids.append(alert_id)
             except ConflictError:
                 pass  # the same first event already raised this alert (a re-run of the window)
     return created, updated
@@ -145,6 +150,15 @@ def search(es: Elasticsearch, *, status: str | None = None, severity: str | None
     hits = es.search(index=ALERTS_INDEX, size=min(limit, 1000), ignore_unavailable=True, sort=[{"last_seen": {"order": "desc", "missing": "_last"}}, {"@timestamp": "desc"}],
                      query={"bool": {"filter": f}})["hits"]["hits"]  # fmt: skip
     return [{"id": h["_id"], **h["_source"]} for h in hits]
+
+
+def set_response(es: Elasticsearch, alert_id: str, response: dict[str, Any]) -> None:
+    """Attach (or update) the response operation and its outcome on an alert."""
+    doc = get(es, alert_id)
+    doc.pop("id")
+    doc["response"] = {**(doc.get("response") or {}), **response}
+    doc["history"] = doc.get("history", []) + [{"ts": _now(), "actor": "soc-engine", "action": "response", **{k: v for k, v in response.items() if k in ("op_id", "status")}}]
+    es.index(index=ALERTS_INDEX, id=alert_id, document=doc, refresh="wait_for")
 
 
 def update(es: Elasticsearch, alert_id: str, *, actor: str, action: str, assignee: str | None = None,

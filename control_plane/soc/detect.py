@@ -101,7 +101,13 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
         kept = [h for h in hits if not excepted(excs, rule.id, h["_source"])]
         res.excepted += len(hits) - len(kept)
         hits = kept
-        c, u = record_matches(es, rule, hits) if hits else (0, 0)
+        new_ids: list[str] = []
+        c, u = record_matches(es, rule, hits, new_ids) if hits else (0, 0)
+        if new_ids and rule.ours.response and rule.ours.mode == "enforce":
+            from control_plane.soc.respond import request
+
+            for alert_id in new_ids:
+                request(rt, rule, alert_id)
         res.events += len(hits)
         res.created, res.updated = res.created + c, res.updated + u
         budget -= c
@@ -127,7 +133,13 @@ def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, 
                 if any(excepted(excs, corr.id, h["_source"]) for h in hits[:1]):
                     res.excepted += len(hits)
                     continue
-                c, u = record_matches(es, corr, hits)
+                new_ids: list[str] = []
+                c, u = record_matches(es, corr, hits, new_ids)
+                if new_ids and corr.ours.response and corr.ours.mode == "enforce":
+                    from control_plane.soc.respond import request
+
+                    for alert_id in new_ids:
+                        request(rt, corr, alert_id)
                 res.events += len(hits)
                 res.created, res.updated = res.created + c, res.updated + u
     except UNREACHABLE as exc:

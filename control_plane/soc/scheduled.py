@@ -27,3 +27,12 @@ def retention(rt: Any) -> str:
 
     gone = apply(rt.es, rt.settings.soc.retention_days)
     return f"deleted {len(gone)} indices older than {rt.settings.soc.retention_days} days" + (f": {', '.join(gone[:5])}" if gone else "")
+
+
+@job("soc.responses", description="run approved response playbooks and attach their outcome to the alert", every_s=30)
+def responses(rt: Any) -> str:
+    """Carry out approved responses."""
+    from control_plane.soc.respond import run_approved
+
+    done = run_approved(rt)
+    return f"{len(done)} responses run" + (f": {', '.join(d['status'] for d in done)}" if done else "")

@@ -193,3 +193,44 @@ def test_failover_and_failback_markers(pools: tuple[Runtime, dict[str, str]]) ->
     first, second = _twice(rt, "failback", "backup")
     assert first.changed == {"back-data-1": 1} and second.changed == {}
     assert _ssh(rt, hosts["back-data-1"], "cat /etc/govctl/pool-role").stdout == "standby\n"
+
+
+def test_alert_response_runs_through_the_gate(pools: tuple[Runtime, dict[str, str]], services, tmp_path: Path) -> None:  # noqa: ANN001
+    """An alert whose rule has response: block_ip asks the gate; once approved the job blocks the source and records it."""
+    from datetime import datetime, timedelta, timezone
+
+    from control_plane.soc import alerts, detect
+    from control_plane.soc.ingest import Ingestor
+    from control_plane.soc.respond import run_approved
+    from control_plane.soc.rules import load_rules
+
+    rt, hosts = pools
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "client_login.yml").write_text(
+        "title: Login from the test client\nid: 5e0c2a8e-8a1b-4c51-9a0d-3b5f0f6c7d21\nstatus: test\n"
+        "logsource: {product: linux, service: sshd}\n"
+        f"detection:\n  sel:\n    event.action: ssh_login\n    source.ip: '{CLIENT_IP}'\n  condition: sel\n"
+        "level: high\nseverity: high\naction: alert\nresponse: block_ip\ntags: [attack.initial_access]\n"
+    )
+    now = datetime.now(timezone.utc)
+    Ingestor(rt.es, tmp_path / "spool").ingest([{
+        "@timestamp": (now - timedelta(seconds=20)).isoformat().replace("+00:00", "Z"), "host": {"name": "prim-app-1"},
+        "process": {"name": "sshd"}, "event": {"module": "syslog", "category": ["authentication"], "action": "ssh_login", "outcome": "success"},
+        "user": {"name": "ops"}, "source": {"ip": CLIENT_IP}}])  # fmt: skip
+    rt.es.indices.refresh(index="soc-events-*")
+    assert can_connect(hosts["prim-app-1"])
+    detect.run(rt, load_rules(rules_dir), now=now)
+    alert = next(a for a in alerts.search(rt.es, rule="client_login", limit=50) if a.get("response"))
+    resp = alert["response"]
+    assert resp["status"] == "pending_approval" and resp["extravars"] == {"ip": CLIENT_IP} and resp["target"] == "prim-app-1"
+    assert can_connect(hosts["prim-app-1"]), "nothing runs before an approver says so"
+    people = make_people(rt)
+    rt.gate.approve(people["approver"], resp["op_id"], "block it")
+    done = run_approved(rt)
+    assert [d["status"] for d in done] == ["succeeded"]
+    assert not can_connect(hosts["prim-app-1"])
+    after = alerts.get(rt.es, alert["id"])
+    assert after["response"]["status"] == "succeeded" and after["response"]["changed"] == {"prim-app-1": 1}
+    pb.run(rt, "unblock_ip", ["prim-app-1"], extravars={"ip": CLIENT_IP})
+    assert can_connect(hosts["prim-app-1"])

@@ -118,7 +118,9 @@ def test_triage_through_the_gate(rt: Runtime, tmp_path: Path) -> None:
     done = rt.gate.submit(sec, OperationRequest("soc.alert.update", alert["id"], {"action": "close", "verdict": "false_positive"}))
     a = done.result
     assert (a["status"], a["verdict"], a["assignee"]) == ("closed", "false_positive", "secadmin")
-    assert [h["action"] for h in a["history"]] == ["raised", "ack", "note", "close"]
+    # the rule's response (block_ip) was asked of the gate and refused: this test host is in no inventory
+    assert [h["action"] for h in a["history"]] == ["raised", "response", "ack", "note", "close"]
+    assert a["response"]["status"] == "refused" and "outside the inventory" in a["response"]["error"]
     assert a["notes"][0]["author"] == "secadmin"
     audited = [r for r in rt.ledger.query(operation="soc.alert.update", limit=50) if r.outcome == "succeeded"]
     assert len(audited) == 3
