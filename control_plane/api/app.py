@@ -30,6 +30,12 @@ class SubmitBody(BaseModel):
     break_glass: bool = False
 
 
+class EventsBody(BaseModel):
+    """ECS events to index (each needs @timestamp)."""
+
+    events: list[dict[str, Any]] = Field(max_length=10000)
+
+
 class DecisionBody(BaseModel):
     """An approver's comment."""
 
@@ -38,6 +44,7 @@ class DecisionBody(BaseModel):
 
 _bearer = HTTPBearer(auto_error=False)
 AUDIT_READERS = {"auditor", "secadmin", "sysadmin"}
+INGESTERS = {"secadmin", "sysadmin"}
 
 
 def create_app(rt: Any, scheduler: Any = None) -> FastAPI:
@@ -131,6 +138,27 @@ def create_app(rt: Any, scheduler: Any = None) -> FastAPI:
     @app.post("/api/v1/ops/{op_id}/run", tags=["gate"], summary="Run your approved operation (once)")
     def run(op_id: str, p: Any = Depends(principal)) -> dict[str, Any]:
         return rt.gate.run(p, op_id).as_dict()
+
+    @app.post("/api/v1/soc/events", tags=["soc"], status_code=202, summary="Bulk-index ECS events (spooled if Elasticsearch is down)")
+    def ingest_events(body: EventsBody, p: Any = Depends(principal)) -> dict[str, Any]:
+        from control_plane.audit import AuditEvent
+        from control_plane.gate import Forbidden
+        from control_plane.soc.ingest import Ingestor
+
+        if not INGESTERS & set(p.roles):
+            raise Forbidden(f"{p.name} may not send events", hint=f"it needs one of: {', '.join(sorted(INGESTERS))}")
+        good = [e for e in body.events if isinstance(e, dict) and e.get("@timestamp")]
+        bad = [e for e in body.events if not (isinstance(e, dict) and e.get("@timestamp"))]
+        ing = Ingestor(rt.es, rt.settings.var / "soc" / "spool")
+        res = ing.ingest(good)
+        if bad:
+            import json as _json
+
+            ing._dead_letter([{"reason": "api: an event needs @timestamp", "source": f"api:{p.name}", "original": _json.dumps(e, default=str)[:10000]}
+                              for e in bad], res)  # fmt: skip
+        rt.ledger.append(AuditEvent(actor=p.name, role=",".join(p.roles), source=p.source, operation="soc.ingest", target="api",
+                                    params={"events": len(body.events)}, details=res.as_dict()))  # fmt: skip
+        return res.as_dict()
 
     @app.get("/api/v1/audit", tags=["audit"], summary="Audit records (auditors and administrators)")
     def audit(actor: str | None = None, operation: str | None = None, since: str | None = None, until: str | None = None,

@@ -80,12 +80,13 @@ def test_every_changing_route_needs_a_token(sqlite_runtime: Runtime) -> None:
     app = create_app(sqlite_runtime)
     routes = _mutating_routes(app)
     assert {r.path for r in routes} == {"/api/v1/ops", "/api/v1/ops/{op_id}/approve", "/api/v1/ops/{op_id}/reject",
-                                        "/api/v1/ops/{op_id}/cancel", "/api/v1/ops/{op_id}/run"}  # fmt: skip
+                                        "/api/v1/ops/{op_id}/cancel", "/api/v1/ops/{op_id}/run", "/api/v1/soc/events"}  # fmt: skip
     client = TestClient(app)
     for r in routes:
         assert any(d.call.__name__ == "principal" for d in r.dependant.dependencies), r.path
         method = next(iter(r.methods - {"HEAD"}))
-        resp = client.request(method, r.path.replace("{op_id}", "op-x"), json={"operation": "jobs.run", "target": "audit.checkpoint"})
+        body = {"events": []} if r.path.endswith("/events") else {"operation": "jobs.run", "target": "audit.checkpoint"}
+        resp = client.request(method, r.path.replace("{op_id}", "op-x"), json=body)
         assert resp.status_code == 401, (r.path, resp.text)
     reads = [r for r in app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/v1/") and not r.methods - {"GET", "HEAD"}]
     for r in reads:

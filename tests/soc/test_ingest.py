@@ -92,3 +92,24 @@ def test_malformed_lines_go_to_dead_letter(services, tmp_path: Path) -> None:  #
     es.indices.refresh(index=DEADLETTER_INDEX)
     hit = es.search(index=DEADLETTER_INDEX, query={"term": {"original": marker}})["hits"]["hits"][0]["_source"]
     assert hit["reason"].startswith("auth.log:2: not a syslog line")
+
+
+def test_http_bulk_endpoint(sqlite_runtime, services) -> None:  # noqa: ANN001
+    """POST /api/v1/soc/events: authenticated, role-checked, indexed, bad events dead-lettered, audited."""
+    from fastapi.testclient import TestClient
+
+    from control_plane.api.app import create_app
+    from tests.gate.conftest import make_people
+
+    rt = sqlite_runtime
+    people = make_people(rt)
+    client = TestClient(create_app(rt), client=("127.0.0.1", 50001))
+    host = f"api-{uuid.uuid4().hex[:6]}"
+    events = [parse_syslog(SSH_OK.replace("prim-app-1", host)), {"message": "no timestamp here"}]
+    assert client.post("/api/v1/soc/events", json={"events": events}).status_code == 401
+    assert client.post("/api/v1/soc/events", json={"events": events}, headers={"Authorization": f"Bearer {people.tokens['auditor']}"}).status_code == 403
+    r = client.post("/api/v1/soc/events", json={"events": events}, headers={"Authorization": f"Bearer {people.tokens['secadmin']}"})
+    assert r.status_code == 202 and r.json()["indexed"] == 1 and r.json()["dead_lettered"] == 1
+    rt.es.indices.refresh(index="soc-events-*")
+    assert rt.es.count(index="soc-events-*", query={"term": {"host.name": host}})["count"] == 1
+    assert rt.ledger.query(operation="soc.ingest")[0].actor == "secadmin"
