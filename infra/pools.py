@@ -9,7 +9,7 @@ pulumi-openstack; target ``local`` (the embedded default) builds the same shape 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Literal
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

@@ -147,15 +147,7 @@ def create_app(rt: Any, scheduler: Any = None) -> FastAPI:
 
         if not INGESTERS & set(p.roles):
             raise Forbidden(f"{p.name} may not send events", hint=f"it needs one of: {', '.join(sorted(INGESTERS))}")
-        good = [e for e in body.events if isinstance(e, dict) and e.get("@timestamp")]
-        bad = [e for e in body.events if not (isinstance(e, dict) and e.get("@timestamp"))]
-        ing = Ingestor(rt.es, rt.settings.var / "soc" / "spool")
-        res = ing.ingest(good)
-        if bad:
-            import json as _json
-
-            ing._dead_letter([{"reason": "api: an event needs @timestamp", "source": f"api:{p.name}", "original": _json.dumps(e, default=str)[:10000]}
-                              for e in bad], res)  # fmt: skip
+        res = Ingestor(rt.es, rt.settings.var / "soc" / "spool").ingest_documents(body.events, source=f"api:{p.name}")
         rt.ledger.append(AuditEvent(actor=p.name, role=",".join(p.roles), source=p.source, operation="soc.ingest", target="api",
                                     params={"events": len(body.events)}, details=res.as_dict()))  # fmt: skip
         return res.as_dict()

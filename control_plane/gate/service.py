@@ -9,7 +9,6 @@ high: one approver, critical: two distinct ones, never the requester; single use
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import json
 import logging
 import secrets
@@ -28,12 +27,11 @@ from control_plane.gate import iam
 from control_plane.gate.errors import ApprovalError, Blocked, DependencyDown, Forbidden, GateError, NotFound, Unauthenticated
 from control_plane.gate.handlers import HANDLERS, PREVIEWS, VALIDATORS
 from control_plane.gate.models import OperationRequest, OperationView, Principal, approvals, operations, request_hash, reviews
-from control_plane.gate.policy import RISK_ORDER, Policy
+from control_plane.gate.policy import Policy
 from control_plane.soc.inline import Decision, InlineEngine, OperationEvent, SocUnavailable
 
 log = logging.getLogger("govctl.gate")
 APPROVER_ROLE = "approver"
-_OP_BY_ID = select(operations).where(operations.c.id == "")  # shape only; rebuilt with a bound id below
 
 
 def _iso_in(seconds: float) -> str:
@@ -391,11 +389,3 @@ def send_break_glass_alerts(rt: Any) -> int:
             conn.execute(update(reviews).where(reviews.c.op_id == r.op_id).values(alert_sent=True))
         sent += 1
     return sent
-
-
-def in_network(source: str, networks: list[str]) -> bool:
-    """True if ``source`` is 'local' and allowed, or an address inside one of ``networks``."""
-    if source == "local":
-        return "local" in networks
-    addr = ipaddress.ip_address(source)
-    return any(n != "local" and addr in ipaddress.ip_network(n, strict=False) for n in networks)

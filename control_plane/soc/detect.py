@@ -10,7 +10,6 @@ last event it handled and the next run continues from there, so falling behind i
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any

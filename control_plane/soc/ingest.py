@@ -156,6 +156,18 @@ class Ingestor:
             self._spool_write(left)
             res.spooled += len(left)
 
+    def ingest_documents(self, docs: Iterable[Any], *, source: str) -> IngestResult:
+        """Index ready ECS documents (from the API); anything that is not an object with @timestamp is dead-lettered."""
+        items = list(docs)
+        good = [d for d in items if isinstance(d, dict) and d.get("@timestamp")]
+        res = self.ingest(good)
+        bad = [{"reason": f"{source}: an event must be an object with @timestamp", "source": source,
+                "original": json.dumps(d, default=str, ensure_ascii=False)[:10000]}
+               for d in items if not (isinstance(d, dict) and d.get("@timestamp"))]  # fmt: skip
+        if bad:
+            self._dead_letter(bad, res)
+        return res
+
     def ingest_lines(self, lines: Iterable[str], fmt: str, *, source: str = "file") -> IngestResult:
         """Parse lines of ``fmt`` (syslog, auditd, json); unparseable ones go to the dead-letter index."""
         if fmt not in PARSERS:
