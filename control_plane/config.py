@@ -185,6 +185,7 @@ class SocConfig(_Model):
     rules_dir: Path | None = Field(default=None, description="the detection rules; default: the project's soc_rules/")
     retention_days: int = Field(default=180, ge=1, description="event indices older than this are deleted (the law asks >= 180)")
     force_short_retention: bool = Field(default=False, description="allow retention_days below 180")
+    context_timeout_s: float = Field(default=0.5, gt=0, le=10, description="how long an inline decision waits for Elasticsearch's correlation context")
 
     @model_validator(mode="after")
     def _legal_minimum(self) -> SocConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from control_plane.config import Settings
 
@@ -95,9 +95,17 @@ class Runtime:
             logging.getLogger("govctl.soc").error("rule not loaded: %s", issue)
         from control_plane.soc.exceptions import active
 
+        from control_plane.soc.context import ContextRules
+
         engine = InlineEngine.from_rules(ruleset)
         engine.exceptions = lambda: active(self)
+        engine.context = ContextRules(ruleset.correlations, lambda: self.es_inline)
         return engine
+
+    @cached_property
+    def es_inline(self) -> Any:
+        """The Elasticsearch client for inline decisions: a short timeout and no retries (the gate is waiting)."""
+        return self.es.options(request_timeout=self.settings.soc.context_timeout_s, max_retries=0)
 
     @cached_property
     def supervisor(self) -> Supervisor:

@@ -1,5 +1,8 @@
 """Mirror the audit chain into Elasticsearch for the SOC engine.
 
+Each record is written twice: as itself into the audit index (the trail, searchable), and as an
+ECS event into the daily SOC event index, where detection and correlation rules see it.
+
 A cursor row (``audit_mirror``) remembers the last mirrored sequence number. Documents use the
 sequence number as ``_id``, so a batch re-sent after a crash overwrites itself instead of
 doubling. While Elasticsearch is down nothing moves and nothing is lost: the next run resumes.
@@ -16,6 +19,7 @@ from sqlalchemy import select
 from control_plane.audit.models import AuditRecord, mirror_state
 from control_plane.audit.service import Ledger, utc_now_iso
 from control_plane.es import UNREACHABLE, ensure_template
+from control_plane.soc.schema import ensure_templates, events_index
 
 MIRROR_NAME = "elasticsearch"
 
@@ -71,6 +75,28 @@ def to_document(rec: AuditRecord) -> dict[str, Any]:
     }
 
 
+OUTCOMES = {"succeeded": "success", "failed": "failure", "refused": "failure"}
+
+
+def to_soc_event(rec: AuditRecord) -> dict[str, Any]:
+    """An audit record as an ECS event for the SOC engine (``event.dataset: govctl.audit``).
+
+    Correlation rules count these (for example repeated refusals of one actor) and operation
+    rules see what was actually asked of the gate, after the fact.
+    """
+    src = rec.source or ""
+    ip = src.split("%", 1)[0] if src[:1].isdigit() or ":" in src else None
+    return {
+        "@timestamp": rec.ts,
+        "event": {"kind": "event", "module": "govctl", "dataset": "govctl.audit", "category": ["configuration"],
+                  "action": rec.operation, "outcome": OUTCOMES.get(rec.outcome, "unknown"), "id": f"audit-{rec.seq}"},
+        "user": {"name": rec.actor, "roles": [rec.role] if rec.role else []},
+        "source": {"address": src, **({"ip": ip} if ip else {})},
+        "govctl": {"operation": rec.operation, "target": rec.target, "decision": rec.decision, "outcome": rec.outcome,
+                   "seq": rec.seq, "request_id": rec.request_id},
+    }  # fmt: skip
+
+
 def cursor(ledger: Ledger) -> int:
     """The last sequence number known to be in Elasticsearch."""
     with ledger.engine.connect() as conn:
@@ -93,11 +119,13 @@ def mirror(ledger: Ledger, es: Elasticsearch, index: str, *, batch: int = 2000) 
     sent = 0
     try:
         ensure_template(es, f"{index}-template", [index, f"{index}-*"], AUDIT_MAPPINGS)
+        ensure_templates(es)
         while True:
             recs = ledger.query(after_seq=last, limit=batch, newest_first=False)
             if not recs:
                 break
-            actions = ({"_op_type": "index", "_index": index, "_id": str(r.seq), "_source": to_document(r)} for r in recs)
+            actions = [{"_op_type": "index", "_index": index, "_id": str(r.seq), "_source": to_document(r)} for r in recs]
+            actions += [{"_op_type": "index", "_index": events_index(r.ts), "_id": f"govctl-audit-{r.seq}", "_source": to_soc_event(r)} for r in recs]
             ok, errors = helpers.bulk(es, actions, raise_on_error=False, refresh=False)
             if errors:
                 return MirrorResult(sent, last, f"{len(errors)} documents refused, first: {errors[0]}")

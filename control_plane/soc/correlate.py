@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from control_plane.soc.schema import EVENTS_PREFIX
+from control_plane.soc.schema import indices_between
 
 COMPOSITE_PAGE = 500
 EVENTS_PER_GROUP = 200
@@ -30,8 +30,9 @@ def _check_shards(resp: dict[str, Any]) -> None:
         raise RuntimeError(f"{sh['failed']} shards failed: {reason.get('type')}: {reason.get('reason')}"[:400])
 
 
-def evaluate_window(es: Any, corr: Any, start: datetime, end: datetime, index: str = f"{EVENTS_PREFIX}*") -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def evaluate_window(es: Any, corr: Any, start: datetime, end: datetime, index: str | None = None) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Groups that satisfy the correlation in [start, end), each with the events that made it."""
+    index = index or indices_between(start, end)
     filters = {f"r{i}": {"query_string": {"query": r.query, "analyze_wildcard": True}} for i, r in enumerate(corr.rules)}
     query = {"bool": {"filter": [{"range": {"@timestamp": {"gte": _iso(start), "lt": _iso(end)}}}],
                       "should": list(filters.values()), "minimum_should_match": 1}}  # fmt: skip

@@ -20,7 +20,7 @@ from control_plane import metrics
 from control_plane.es import UNREACHABLE
 from control_plane.soc.alerts import record_matches
 from control_plane.soc.exceptions import active, excepted
-from control_plane.soc.schema import EVENTS_PREFIX
+from control_plane.soc.schema import indices_between
 
 log = logging.getLogger("govctl.soc")
 PAGE = 500
@@ -159,7 +159,7 @@ def _search(es: Any, rule: Any, start: datetime, end: datetime, budget: int) -> 
     after = None
     while True:
         kw: dict[str, Any] = {"search_after": after} if after else {}
-        resp = es.search(index=f"{EVENTS_PREFIX}*", size=PAGE, query=query, sort=[{"@timestamp": "asc"}, {"event.ingested": "asc"}],
+        resp = es.search(index=indices_between(start, end), size=PAGE, query=query, sort=[{"@timestamp": "asc"}, {"event.ingested": "asc"}],
                          track_total_hits=False, ignore_unavailable=True, allow_no_indices=True, **kw)  # fmt: skip
         shards = resp.get("_shards", {})
         if shards.get("failed"):  # a 200 with failed shards is a partial answer: never take it as "no matches"

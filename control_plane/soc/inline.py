@@ -107,14 +107,56 @@ class InlineEngine:
         return engine
 
     buckets: list[tuple[Callable[[dict[str, Any]], bool], list[Any]]] | None = None
+    context: Any = None  # ContextRules: correlation rules answered by Elasticsearch
 
     def evaluate(self, event: OperationEvent) -> Decision:
-        """Match the event against every loaded rule; block beats require_approval beats allow."""
-        if not self.rules:
+        """Match the event against every loaded rule; block beats require_approval beats allow.
+
+        In-process rules answer first; correlation context then comes from Elasticsearch. If it
+        cannot be reached the decision says so (``degraded``) and every enforced block-capable
+        context rule counts as require_approval: an unanswered question is never a silent allow.
+        """
+        if not self.rules and self.context is None:
             return Decision("allow", reasons=("no rules loaded",))
+        excs = self.exceptions() if self.exceptions else []
         if self.buckets is not None:
-            return self._evaluate_bucketed(event)
-        rank = {"allow": 0, "require_approval": 1, "block": 2}
+            best, matched, reasons = self._evaluate_bucketed(event, excs)
+        else:
+            best, matched, reasons = self._evaluate_plain(event)
+        degraded = False
+        if self.context is not None and self.context.rules:
+            best, degraded = self._with_context(event, excs, best, matched, reasons)
+        n = len(self.rules) + (len(self.context.rules) if self.context else 0)
+        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({n} loaded)",), degraded)  # type: ignore[arg-type]
+
+    def _with_context(self, op: OperationEvent, excs: list[dict[str, Any]], best: str, matched: list[str], reasons: list[str]) -> tuple[str, bool]:
+        from control_plane.soc.context import ContextUnavailable
+
+        assert self.context is not None
+        try:
+            hits = self.context.hits(op)
+        except ContextUnavailable as exc:
+            reasons.append(f"correlation context unavailable ({exc}); decided on the {len(self.rules)} in-process rules only")
+            for c in self.context.block_capable:
+                matched.append(c.id)
+                reasons.append(f"{c.title}: could not be checked, so it requires approval instead of blocking")
+                best = _stricter(best, "require_approval")
+            return best, True
+        base = operation_events(op)[0] if excs else {}
+        for h in hits:
+            exc_row = excepted(excs, h.rule.id, base) if excs else None
+            if exc_row is not None:
+                reasons.append(f"{h.rule.title}: waived by exception {exc_row['id']} ({exc_row['reason']}, owner {exc_row['owner']})")
+                continue
+            group = ", ".join(f"{k}={v}" for k, v in h.group.items())
+            d = _decision(h.rule, op, {}, detail=f"{group}: {h.value:g} in {h.rule.timespan_s // 60 or h.rule.timespan_s} "
+                                                  f"{'min' if h.rule.timespan_s >= 60 else 's'}")  # fmt: skip
+            matched.extend(d.matched_rules)
+            reasons.extend(d.reasons)
+            best = _stricter(best, d.action)
+        return best, False
+
+    def _evaluate_plain(self, event: OperationEvent) -> tuple[str, list[str], list[str]]:
         best, matched, reasons = "allow", [], []
         events: list[dict[str, Any]] | None = None
         for name, rule in self.rules:
@@ -128,15 +170,12 @@ class InlineEngine:
                 continue
             matched.append(name)
             reasons.extend(d.reasons)
-            if rank[d.action] > rank[best]:
-                best = d.action
-        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({len(self.rules)} loaded)",))
+            best = _stricter(best, d.action)
+        return best, matched, reasons
 
-    def _evaluate_bucketed(self, op: OperationEvent) -> Decision:
-        rank = {"allow": 0, "require_approval": 1, "block": 2}
+    def _evaluate_bucketed(self, op: OperationEvent, excs: list[dict[str, Any]]) -> tuple[str, list[str], list[str]]:
         best, matched, reasons = "allow", [], []
         hits: dict[str, dict[str, Any]] = {}
-        excs = self.exceptions() if self.exceptions else []
         waived: list[str] = []
         for ev in operation_events(op):
             for applies, rules in self.buckets or []:
@@ -153,9 +192,8 @@ class InlineEngine:
             d = _decision(self._rule(r_id), op, ev)
             matched.extend(d.matched_rules)
             reasons.extend(d.reasons)
-            if rank[d.action] > rank[best]:
-                best = d.action
-        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({len(self.rules)} loaded)",))
+            best = _stricter(best, d.action)
+        return best, matched, reasons
 
     def _rule(self, rule_id: str) -> Any:
         for _, rules in self.buckets or []:
@@ -184,11 +222,18 @@ def _prefilter(cond: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
     return applies
 
 
-def _decision(rule: Any, op: OperationEvent, hit: dict[str, Any]) -> Decision:
+_RANK = {"allow": 0, "require_approval": 1, "block": 2}
+
+
+def _stricter(a: str, b: str) -> str:
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+def _decision(rule: Any, op: OperationEvent, hit: dict[str, Any], *, detail: str | None = None) -> Decision:
     from control_plane import metrics
 
     what = "block" if rule.ours.action == "block" else "require_approval"
-    detail = hit.get("process", {}).get("command_line") or op.operation
+    detail = detail or hit.get("process", {}).get("command_line") or op.operation
     if rule.ours.mode == "shadow":
         metrics.SOC_SHADOW_MATCHES.labels(rule=rule.id, would=what).inc()
         return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",))

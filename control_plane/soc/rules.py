@@ -47,7 +47,7 @@ LOGSOURCES: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {
     ("linux", None, "useradd"): {"event.category": "iam"},
     ("linux", "process_creation", None): {"event.category": "process"},
     ("linux", "user_management", None): {"event.category": "iam"},
-    ("govctl", None, "audit"): {"event.module": "govctl"},
+    ("govctl", None, "audit"): {"event.module": "govctl", "event.dataset": "govctl.audit"},
     ("govctl", None, "operation"): {"event.module": "govctl"},
 }
 

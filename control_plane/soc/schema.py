@@ -33,7 +33,8 @@ EVENT_MAPPINGS: dict[str, Any] = {
         "file": {"properties": {"path": _KW}},
         "log": {"properties": {"syslog": {"properties": {"appname": _KW, "hostname": _KW}}}},
         "related": {"properties": {"ip": _IP, "user": _KW}},
-        "govctl": {"properties": {"target": _KW, "operation": _KW, "params": {"type": "flattened"}, "pool": _KW,
+        "govctl": {"properties": {"target": _KW, "operation": _KW, "decision": _KW, "outcome": _KW, "seq": {"type": "long"},
+                                  "request_id": _ID, "params": {"type": "flattened"}, "pool": _KW,
                                   "records": {"type": "long"}, "audit": {"type": "object", "enabled": False}}},
     },
 }
@@ -52,6 +53,20 @@ def events_index(ts: str | datetime | None = None) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=timezone.utc)
     return f"{EVENTS_PREFIX}{ts.astimezone(timezone.utc):%Y.%m.%d}"
+
+
+def indices_between(start: datetime, end: datetime, *, most: int = 31) -> str:
+    """The daily event indices a time range can touch (comma-separated), or the wildcard for long ranges.
+
+    Naming them lets Elasticsearch search one or two shards instead of every day kept (180+).
+    """
+    from datetime import timedelta
+
+    a, b = start.astimezone(timezone.utc).date(), end.astimezone(timezone.utc).date()
+    days = (b - a).days + 1
+    if days > most or days < 1:
+        return f"{EVENTS_PREFIX}*"
+    return ",".join(f"{EVENTS_PREFIX}{a + timedelta(days=i):%Y.%m.%d}" for i in range(days))
 
 
 def ensure_templates(es: Any) -> None:
