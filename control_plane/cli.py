@@ -873,6 +873,29 @@ def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, rea
                   + (f" — {res.errors[0]}" if res.errors else ""))  # fmt: skip
 
 
+@soc_app.command("health")
+def soc_health(as_json: bool = JsonOpt) -> None:
+    """The engine's own state: each rule's detection checkpoint, lag and last error, and open engine-health alerts."""
+    from control_plane.soc import alerts
+    from control_plane.soc.detect import status
+
+    _principal()
+    rt = _rt()
+    rows = status(rt)
+    open_alerts = [a for a in alerts.search(rt.es, kind="engine_health", limit=200) if a["status"] != "closed"]
+    if as_json:
+        _emit_json({"rules": rows, "engine_health_alerts": open_alerts})
+        return
+    t = Table("rule", "checkpoint (UTC)", "behind s", "gaps filled", "last error")
+    for r in rows:
+        t.add_row(r["rule_id"], r["last_end"][:19], f"{r['behind_s']:.0f}", str(r["gaps_filled"]), (r["last_error"] or "-")[:80])
+    out.print(t)
+    if not open_alerts:
+        out.print("no open engine-health alerts")
+    for a in open_alerts:
+        out.print(f"[red]{a['id']}[/red] {a['rule']['name']}: {a['summary']} (x{a['count']}, last {str(a['last_seen'])[:19]})", highlight=False)
+
+
 # -- up ---------------------------------------------------------------------------------------------
 
 

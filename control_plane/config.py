@@ -185,6 +185,9 @@ class SocConfig(_Model):
     rules_dir: Path | None = Field(default=None, description="the detection rules; default: the project's soc_rules/")
     retention_days: int = Field(default=180, ge=1, description="event indices older than this are deleted (the law asks >= 180)")
     force_short_retention: bool = Field(default=False, description="allow retention_days below 180")
+    stream_poll_s: float = Field(default=0.25, ge=0, le=60, description="streaming detection poll interval on the scheduler leader; 0 turns the fast path off")
+    lag_target_s: float = Field(default=300, gt=0, description="a rule's detection further behind than this is an engine-health alert")
+    synthetic_grace_s: float = Field(default=120, gt=0, description="how long a synthetic coverage event may take to raise its alert")
     context_timeout_s: float = Field(default=0.5, gt=0, le=10, description="how long an inline decision waits for Elasticsearch's correlation context")
 
     @model_validator(mode="after")

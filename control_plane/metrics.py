@@ -25,4 +25,8 @@ GATE_SECONDS = Histogram("govctl_gate_decision_seconds", "Time the gate takes to
 GATE_BREAK_GLASS = Counter("govctl_gate_break_glass_total", "Break-glass operations", registry=REGISTRY)
 SOC_SHADOW_MATCHES = Counter("govctl_soc_shadow_matches_total", "Shadow-mode rule matches: what they would have done", ["rule", "would"], registry=REGISTRY)
 SOC_DETECTION_LAG = Gauge("govctl_soc_detection_lag_seconds", "How far each rule's detection checkpoint is behind now", ["rule"], registry=REGISTRY)
+SOC_STREAM_EVENTS = Counter("govctl_soc_stream_events_total", "Matching events handled by the streaming path", registry=REGISTRY)
+SOC_STREAM_OVERFLOW = Counter("govctl_soc_stream_overflow_total", "Matches the streaming path left to scheduled detection (more than one poll takes)", registry=REGISTRY)
+SOC_STREAM_UP = Gauge("govctl_soc_stream_up", "1 while the streaming path's last poll succeeded", registry=REGISTRY)
+SOC_ENGINE_FINDINGS = Gauge("govctl_soc_engine_findings", "Open SOC engine self-check findings by check (rule_error, detection_lag, mapping_drift, coverage)", ["check"], registry=REGISTRY)
 SOC_RULE_ERRORS = Counter("govctl_soc_rule_errors_total", "Detection runs in which a rule failed", ["rule"], registry=REGISTRY)

@@ -33,6 +33,8 @@ def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
         },
         "api": {"port": TEST_PORTS["api"]},
         "crypto": {"kdf_iterations": 100_000},
+        # the streaming detector is exercised by its own tests; elsewhere it would race the counts scheduled detection reports
+        "soc": {"stream_poll_s": 0},
     }
     for k, v in extra.items():
         data[k] = v

@@ -126,11 +126,11 @@ def mirror(ledger: Ledger, es: Elasticsearch, index: str, *, batch: int = 2000) 
                 break
             actions = [{"_op_type": "index", "_index": index, "_id": str(r.seq), "_source": to_document(r)} for r in recs]
             actions += [{"_op_type": "index", "_index": events_index(r.ts), "_id": f"govctl-audit-{r.seq}", "_source": to_soc_event(r)} for r in recs]
-            ok, errors = helpers.bulk(es, actions, raise_on_error=False, refresh=False)
+            _ok, errors = helpers.bulk(es, actions, raise_on_error=False, refresh=False)
             if errors:
                 return MirrorResult(sent, last, f"{len(errors)} documents refused, first: {errors[0]}")
             last = recs[-1].seq
-            sent += ok
+            sent += len(recs)  # records, each written to both indices
             _set_cursor(ledger, last)
     except UNREACHABLE as exc:
         return MirrorResult(sent, last, f"Elasticsearch unreachable ({type(exc).__name__}); will retry")

@@ -59,6 +59,7 @@ class SchedulerService:
         self.rt = rt
         self.lock = LeaderLock(rt.engine, rt.settings.var / "run" / "scheduler.leader")
         self.sched: BackgroundScheduler | None = None
+        self.stream: Any = None  # the SOC streaming detector, run by the leader beside the jobs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,6 +82,7 @@ class SchedulerService:
                     sched.start(paused=True)
                     sync_jobs(self.rt, sched)
                     sched.resume()
+                    self._start_stream()
                     self.sched = sched
                     log.info("scheduler: this process is the leader (%s lock)", self.lock.kind)
                 elif self.sched is not None:
@@ -93,7 +95,20 @@ class SchedulerService:
                 log.exception("scheduler loop error")
             self._stop.wait(poll)
 
+    def _start_stream(self) -> None:
+        poll = self.rt.settings.soc.stream_poll_s
+        if poll <= 0:
+            return
+        from control_plane.soc.rules import load_rules
+        from control_plane.soc.stream import StreamDetector
+
+        d = self.rt.settings.soc.rules_dir
+        self.stream = StreamDetector(self.rt, load_rules(self.rt.settings.path(d) if d else None), poll_s=poll).start()
+
     def _shutdown_sched(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream = None
         if self.sched is not None:
             self.sched.shutdown(wait=True)
             self.sched = None

@@ -82,42 +82,57 @@ def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], cre
         groups.setdefault(group_key(rule, h["_source"]), []).append(h)
     created = updated = 0
     for key, items in groups.items():
-        window = timedelta(seconds=rule.ours.suppression_s)
-        first_ts = items[0]["_source"].get("@timestamp")
-        existing = es.search(index=ALERTS_INDEX, size=1, sort=[{"last_seen": "desc"}], ignore_unavailable=True, query={"bool": {"filter": [
-            {"term": {"rule.id": rule.id}}, {"term": {"group_key": key}}, {"terms": {"status": ["open", "acknowledged"]}},
-            {"range": {"last_seen": {"gte": _shift(first_ts, -window)}}}]}})["hits"]["hits"]  # fmt: skip
-        ids = [h["_id"] for h in items]
-        last_ts = max(h["_source"].get("@timestamp", "") for h in items)
-        if existing:
-            doc = existing[0]["_source"]
-            known = set(doc.get("event_ids", []))
-            new = [i for i in ids if i not in known]
-            if not new:
-                continue
-            doc["event_ids"] = (doc.get("event_ids", []) + new)[:MAX_EVENT_IDS]
-            doc["count"] = doc.get("count", 0) + len(new)
-            doc["last_seen"] = max(doc["last_seen"], last_ts)
-            doc["history"] = doc.get("history", []) + [{"ts": _now(), "actor": "soc-engine", "action": "repeat", "added": len(new)}]
-            es.index(index=ALERTS_INDEX, id=existing[0]["_id"], document=doc, refresh="wait_for")
-            updated += 1
-        else:
-            alert_id = sm3_hex(f"{rule.id}|{key}|{ids[0]}".encode())[:24]
-            doc = {
-                "@timestamp": _now(), "kind": "detection", "rule": {"id": rule.id, "name": rule.path.stem, "title": rule.title},
-                "severity": rule.ours.severity, "status": "open", "verdict": None, "assignee": None, "group_key": key,
-                "first_seen": first_ts, "last_seen": last_ts, "count": len(ids), "event_ids": ids[:MAX_EVENT_IDS],
-                "events": [h["_source"] for h in items[:SNAPSHOT_EVENTS]], "shadow": rule.ours.mode == "shadow",
-                "summary": f"{rule.title}: {len(ids)} event(s), {key}", "notes": [],
-                "history": [{"ts": _now(), "actor": "soc-engine", "action": "raised"}],
-            }  # fmt: skip
+        for _attempt in range(5):  # the streaming and the scheduled path may fold into one alert at once
             try:
-                es.index(index=ALERTS_INDEX, id=alert_id, document=doc, op_type="create", refresh="wait_for")
-                created += 1
-                if created_ids is not None:
-                    created_ids.append(alert_id)
+                c, u = _fold(es, rule, key, items, created_ids)
+                break
             except ConflictError:
-                pass  # the same first event already raised this alert (a re-run of the window)
+                continue
+        else:
+            raise AlertError(f"alert for {rule.id} {key} kept changing under us; retry the run")
+        created, updated = created + c, updated + u
+    return created, updated
+
+
+def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], created_ids: list[str] | None) -> tuple[int, int]:
+    """One group's events into its open alert (optimistic concurrency) or a new one; (created, updated)."""
+    window = timedelta(seconds=rule.ours.suppression_s)
+    first_ts = items[0]["_source"].get("@timestamp")
+    existing = es.search(index=ALERTS_INDEX, size=1, sort=[{"last_seen": "desc"}], ignore_unavailable=True, seq_no_primary_term=True, query={"bool": {"filter": [
+        {"term": {"rule.id": rule.id}}, {"term": {"group_key": key}}, {"terms": {"status": ["open", "acknowledged"]}},
+        {"range": {"last_seen": {"gte": _shift(first_ts, -window)}}}]}})["hits"]["hits"]  # fmt: skip
+    ids = [h["_id"] for h in items]
+    last_ts = max(h["_source"].get("@timestamp", "") for h in items)
+    if existing:
+        doc = existing[0]["_source"]
+        known = set(doc.get("event_ids", []))
+        new = [i for i in ids if i not in known]
+        if not new:
+            return 0, 0
+        doc["event_ids"] = (doc.get("event_ids", []) + new)[:MAX_EVENT_IDS]
+        doc["count"] = doc.get("count", 0) + len(new)
+        doc["last_seen"] = max(doc["last_seen"], last_ts)
+        doc["history"] = doc.get("history", []) + [{"ts": _now(), "actor": "soc-engine", "action": "repeat", "added": len(new)}]
+        es.index(index=ALERTS_INDEX, id=existing[0]["_id"], document=doc, refresh=True,
+                 if_seq_no=existing[0]["_seq_no"], if_primary_term=existing[0]["_primary_term"])  # fmt: skip
+        return 0, 1
+    alert_id = sm3_hex(f"{rule.id}|{key}|{ids[0]}".encode())[:24]
+    synthetic = all((h["_source"].get("govctl") or {}).get("synthetic") for h in items)
+    doc = {
+        "@timestamp": _now(), "kind": "synthetic" if synthetic else "detection", "rule": {"id": rule.id, "name": rule.path.stem, "title": rule.title},
+        "severity": rule.ours.severity, "status": "open", "verdict": None, "assignee": None, "group_key": key,
+        "first_seen": first_ts, "last_seen": last_ts, "count": len(ids), "event_ids": ids[:MAX_EVENT_IDS],
+        "events": [h["_source"] for h in items[:SNAPSHOT_EVENTS]], "shadow": rule.ours.mode == "shadow",
+        "summary": f"{rule.title}: {len(ids)} event(s), {key}", "notes": [],
+        "history": [{"ts": _now(), "actor": "soc-engine", "action": "raised"}],
+    }  # fmt: skip
+    try:
+        es.index(index=ALERTS_INDEX, id=alert_id, document=doc, op_type="create", refresh=True)
+    except ConflictError:
+        return 0, 0  # the same first event already raised this alert (a re-run of the window)
+    if created_ids is not None:
+        created_ids.append(alert_id)
+    return 1, 0
     return created, updated
 
 
@@ -135,10 +150,10 @@ def get(es: Elasticsearch, alert_id: str) -> dict[str, Any]:
 
 
 def search(es: Elasticsearch, *, status: str | None = None, severity: str | None = None, rule: str | None = None,
-           assignee: str | None = None, since: str | None = None, limit: int = 50) -> list[dict[str, Any]]:  # fmt: skip
-    """Alerts, newest first, filtered."""
+           assignee: str | None = None, since: str | None = None, limit: int = 50, kind: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Alerts, newest first, filtered. Synthetic coverage alerts are left out unless ``kind="synthetic"`` asks for them."""
     ensure_index(es)
-    f: list[dict[str, Any]] = []
+    f: list[dict[str, Any]] = [{"term": {"kind": kind}}] if kind else []
     for field, value in (("status", status), ("severity", severity), ("assignee", assignee)):
         if value:
             f.append({"term": {field: value}})
@@ -147,8 +162,9 @@ def search(es: Elasticsearch, *, status: str | None = None, severity: str | None
     if since:
         f.append({"range": {"last_seen": {"gte": since}}})
     es.indices.refresh(index=ALERTS_INDEX, ignore_unavailable=True)
+    hidden = [] if kind else [{"term": {"kind": "synthetic"}}]
     hits = es.search(index=ALERTS_INDEX, size=min(limit, 1000), ignore_unavailable=True, sort=[{"last_seen": {"order": "desc", "missing": "_last"}}, {"@timestamp": "desc"}],
-                     query={"bool": {"filter": f}})["hits"]["hits"]  # fmt: skip
+                     query={"bool": {"filter": f, "must_not": hidden}})["hits"]["hits"]  # fmt: skip
     return [{"id": h["_id"], **h["_source"]} for h in hits]
 
 

@@ -106,6 +106,21 @@ class Rule:
         """Our severity."""
         return self.ours.severity
 
+    @property
+    def fields(self) -> list[str]:
+        """The event fields the rule's condition reads (after field mapping and log-source conditions)."""
+        out: list[str] = []
+
+        def walk(c: Any) -> None:
+            f = getattr(c, "field", None)
+            if isinstance(f, str) and f not in out:
+                out.append(f)
+            for a in getattr(c, "args", None) or []:
+                walk(a)
+
+        walk(self.condition)
+        return out
+
 
 @dataclass
 class Correlation:

@@ -36,3 +36,17 @@ def responses(rt: Any) -> str:
 
     done = run_approved(rt)
     return f"{len(done)} responses run" + (f": {', '.join(d['status'] for d in done)}" if done else "")
+
+
+@job("soc.health", description="the engine's self-checks: rule errors, detection lag, mapping drift, synthetic coverage events", every_s=300)
+def health(rt: Any) -> str:
+    """Run the checks; each failure is an engine-health alert (and fails the run, so the job history shows it)."""
+    from control_plane.soc import health as h
+    from control_plane.soc.rules import RULES_DIR, load_rules
+
+    sd = rt.settings.soc.rules_dir
+    rules_dir = rt.settings.path(sd) if sd else RULES_DIR
+    found = h.run(rt, load_rules(rules_dir), rules_dir, lag_target_s=rt.settings.soc.lag_target_s, grace_s=rt.settings.soc.synthetic_grace_s)
+    if found:
+        raise RuntimeError(f"{len(found)} finding(s): " + "; ".join(f"{f.check} {f.message}" for f in found[:3]))
+    return "engine healthy: no rule errors, no lag, every rule field mapped, synthetic events alerted"

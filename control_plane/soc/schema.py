@@ -20,7 +20,7 @@ EVENT_MAPPINGS: dict[str, Any] = {
         "@timestamp": {"type": "date"},
         "message": {"type": "text"},
         "event": {"properties": {"id": _ID, "kind": _KW, "category": _KW, "type": _KW, "action": _KW, "outcome": _KW,
-                                 "module": _KW, "dataset": _KW, "original": {"type": "keyword", "index": False, "doc_values": False},
+                                 "module": _KW, "dataset": _KW, "reason": _KW, "original": {"type": "keyword", "index": False, "doc_values": False},
                                  "ingested": {"type": "date"}}},
         "host": {"properties": {"name": _KW, "ip": _IP}},
         "source": {"properties": {"ip": _IP, "port": {"type": "long"}, "address": _KW}},
@@ -35,7 +35,7 @@ EVENT_MAPPINGS: dict[str, Any] = {
         "related": {"properties": {"ip": _IP, "user": _KW}},
         "govctl": {"properties": {"target": _KW, "operation": _KW, "decision": _KW, "outcome": _KW, "seq": {"type": "long"},
                                   "request_id": _ID, "params": {"type": "flattened"}, "pool": _KW,
-                                  "records": {"type": "long"}, "audit": {"type": "object", "enabled": False}}},
+                                  "records": {"type": "long"}, "off_hours": {"type": "boolean"}, "synthetic": {"type": "keyword"}, "audit": {"type": "object", "enabled": False}}},
     },
 }
 

@@ -15,17 +15,18 @@ def _count(rt: Runtime, index: str) -> int:
     return rt.es.count(index=index)["count"]
 
 
-def test_mirror_catches_up_after_outage(runtime: Runtime) -> None:
+def test_mirror_catches_up_after_outage(runtime: Runtime, services) -> None:  # noqa: ANN001
     """Records appended while Elasticsearch is unreachable arrive later, once each."""
     index = f"test-audit-{uuid.uuid4().hex[:8]}"
+    actor = f"ops-{uuid.uuid4().hex[:8]}"
     for i in range(30):
-        runtime.ledger.append(AuditEvent(actor="ops", operation="deploy.preview", params={"i": i}))
+        runtime.ledger.append(AuditEvent(actor=actor, operation="deploy.preview", params={"i": i}))
     first = mirror(runtime.ledger, runtime.es, index)
     assert first.error is None and first.sent == 30 and first.last_seq == 30
     assert _count(runtime, index) == 30
 
     for i in range(20):
-        runtime.ledger.append(AuditEvent(actor="ops", operation="deploy.up", params={"i": i}))
+        runtime.ledger.append(AuditEvent(actor=actor, operation="deploy.up", params={"i": i}, outcome="refused", decision="deny"))
     dead = client("http://127.0.0.1:9", timeout=1)  # nothing listens on the discard port
     down = mirror(runtime.ledger, dead, index)
     assert down.error and "unreachable" in down.error and down.sent == 0
@@ -34,9 +35,16 @@ def test_mirror_catches_up_after_outage(runtime: Runtime) -> None:
     back = mirror(runtime.ledger, runtime.es, index)
     assert back.error is None and back.sent == 20 and back.last_seq == 50
     assert _count(runtime, index) == 50
+    # each record is also an ECS event for the SOC engine, once
+    runtime.es.indices.refresh(index="soc-events-*")
+    evs = runtime.es.search(index="soc-events-*", size=100, query={"bool": {"filter": [
+        {"term": {"event.dataset": "govctl.audit"}}, {"term": {"user.name": actor}}]}})["hits"]["hits"]  # fmt: skip
+    assert len(evs) == 50
+    refused = [e["_source"] for e in evs if e["_source"]["govctl"]["decision"] == "deny"]
+    assert len(refused) == 20 and {e["event"]["outcome"] for e in refused} == {"failure"} and refused[0]["event"]["action"] == "deploy.up"
 
 
-def test_mirror_resend_does_not_duplicate(runtime: Runtime) -> None:
+def test_mirror_resend_does_not_duplicate(runtime: Runtime, services) -> None:  # noqa: ANN001
     """A batch sent twice (as after a crash before the cursor moved) overwrites, never doubles."""
     index = f"test-audit-{uuid.uuid4().hex[:8]}"
     for i in range(10):

@@ -135,6 +135,7 @@ def test_only_one_scheduler_leads_and_failover(sqlite_runtime: Runtime) -> None:
     """Two scheduler services: one leads and runs jobs, the other stands by and takes over when it stops."""
     rt = sqlite_runtime
     object.__setattr__(rt.settings.scheduler, "leader_poll_s", 0.2)
+    object.__setattr__(rt.settings.soc, "stream_poll_s", 0.5)
     CALLS.clear()
     a, b = SchedulerService(rt), SchedulerService(rt)
     a.start()
@@ -146,11 +147,14 @@ def test_only_one_scheduler_leads_and_failover(sqlite_runtime: Runtime) -> None:
             time.sleep(0.2)
         assert CALLS.get("test.count", 0) >= 2, "the leader did not run the 1 s job"
         assert (a.role, b.role) == ("leader", "standby")
+        # the SOC streaming detector runs beside the jobs, on the leader only
+        assert a.stream is not None and b.stream is None
         a.stop()
+        assert a.stream is None
         deadline = time.monotonic() + 10
         while b.role != "leader" and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert b.role == "leader"
+        assert b.role == "leader" and b.stream is not None
     finally:
         a.stop()
         b.stop()
