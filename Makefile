@@ -27,7 +27,8 @@ test: setup
 setup: system-packages service-user elasticsearch pulumi venv
 
 # Debian packages: Prometheus, node_exporter, PostgreSQL, the openssl CLI (interop tests),
-# iproute2, sshd and nftables (the local pools' hosts and the response playbooks).
+# iproute2, sshd and nftables (the local pools' hosts and the response playbooks), a CJK font and
+# Pango for the Chinese PDF report.
 system-packages:
 	@need=""; \
 	command -v prometheus >/dev/null || need="$$need prometheus"; \
@@ -40,6 +41,8 @@ system-packages:
 	command -v nft >/dev/null || need="$$need nftables"; \
 	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
+	test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || need="$$need fonts-wqy-microhei"; \
+	ls /usr/lib/*/libpango-1.0.so.0 >/dev/null 2>&1 || need="$$need libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

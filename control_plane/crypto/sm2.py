@@ -306,3 +306,64 @@ def _unpem(pem: str | bytes, label: str) -> bytes:
         return base64.b64decode("".join(m.group(1).split()), validate=True)
     except ValueError:
         raise KeyFormatError(f"the {label} PEM body is not valid base64") from None
+
+
+# -- public-key encryption (GB/T 32918.4) ---------------------------------------------------------
+# gmssl's CryptSM2.encrypt is not usable: its k comes from ``random``, its KDF hashes the *hex
+# text* of the shared point (so nothing else can decrypt it) and its decrypt never checks C3.
+# The arithmetic is still gmssl's; the scheme around it is written out here, and interoperates
+# with ``openssl pkeyutl -encrypt`` (GM/T 0009 DER: SEQUENCE {x, y, C3 hash, C2 ciphertext}).
+
+
+def _kdf(z: bytes, klen: int) -> bytes:
+    """KDF(Z, klen) of GB/T 32918.4 §5.4.3: SM3(Z || ct) for ct = 1, 2, …, truncated."""
+    out = bytearray()
+    ct = 1
+    while len(out) < klen:
+        out += sm3(z + ct.to_bytes(4, "big"))
+        ct += 1
+    return bytes(out[:klen])
+
+
+def encrypt(public: SM2PublicKey, plaintext: bytes) -> bytes:
+    """SM2-encrypt ``plaintext`` for ``public``; returns GM/T 0009 DER (what OpenSSL reads)."""
+    if not plaintext:
+        raise KeyFormatError("nothing to encrypt")
+    eng = _engine(public.curve, public_hex=public.xy_bytes().hex())
+    g = public.curve.gmssl_table["g"]
+    while True:
+        k = secrets.randbelow(public.curve.n - 1) + 1
+        c1 = eng._kg(k, g)
+        s = eng._kg(k, public.xy_bytes().hex())
+        x2y2 = bytes.fromhex(s)
+        t = _kdf(x2y2, len(plaintext))
+        if any(t):
+            break
+    c2 = bytes(a ^ b for a, b in zip(plaintext, t))
+    c3 = sm3(x2y2[:32] + plaintext + x2y2[32:])
+    return DerSequence([DerInteger(int(c1[:64], 16)), DerInteger(int(c1[64:], 16)), DerOctetString(c3), DerOctetString(c2)]).encode()
+
+
+def decrypt(private: SM2PrivateKey, ciphertext: bytes) -> bytes:
+    """Decrypt GM/T 0009 DER SM2 ciphertext; raise IntegrityError if it is not for this key or was changed."""
+    from control_plane.crypto.errors import IntegrityError
+
+    try:
+        seq = DerSequence()
+        seq.decode(bytes(ciphertext), strict=True)
+        x, y = int(seq[0]), int(seq[1])
+        c3 = DerOctetString().decode(seq[2]).payload
+        c2 = DerOctetString().decode(seq[3]).payload
+    except (ValueError, TypeError, IndexError) as exc:
+        raise IntegrityError(f"not SM2 ciphertext ({exc})", hint="expected GM/T 0009 DER: SEQUENCE {x, y, hash, ciphertext}") from None
+    if not private.curve.on_curve(x, y):
+        raise IntegrityError("SM2 ciphertext point C1 is not on the curve")
+    eng = _engine(private.curve, private_hex=f"{private.d:064x}")
+    x2y2 = bytes.fromhex(eng._kg(private.d, f"{x:064x}{y:064x}"))
+    t = _kdf(x2y2, len(c2))
+    if not any(t):
+        raise IntegrityError("SM2 ciphertext yields an all-zero key stream")
+    m = bytes(a ^ b for a, b in zip(c2, t))
+    if not secrets.compare_digest(sm3(x2y2[:32] + m + x2y2[32:]), c3):
+        raise IntegrityError("SM2 ciphertext does not decrypt under this key (C3 mismatch): wrong key or altered data")
+    return m

@@ -78,3 +78,20 @@ def test_openssl_reads_our_private_key_pem(tmp_path: Path) -> None:
     (tmp_path / "k.pem").write_text(key.to_pem())
     pub_pem = run("pkey", "-in", str(tmp_path / "k.pem"), "-pubout").decode()
     assert SM2PublicKey.from_pem(pub_pem) == key.public_key
+
+
+def test_sm2_encryption_both_ways_with_openssl(tmp_path: Path) -> None:
+    """openssl pkeyutl -encrypt → our decrypt, and our encrypt → openssl pkeyutl -decrypt (GM/T 0009 DER)."""
+    from control_plane.crypto.sm2 import decrypt, encrypt
+
+    key = tmp_path / "k.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "SM2", "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(tmp_path / "pub.pem")], check=True, capture_output=True)
+    priv = SM2PrivateKey.from_pem(key.read_text())
+    (tmp_path / "m").write_bytes(b"a 16-byte SM4 k.")
+    subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.pem"), "-in", str(tmp_path / "m"),
+                    "-out", str(tmp_path / "c1")], check=True, capture_output=True)  # fmt: skip
+    assert decrypt(priv, (tmp_path / "c1").read_bytes()) == b"a 16-byte SM4 k."
+    (tmp_path / "c2").write_bytes(encrypt(priv.public_key, b"sealed for the province"))
+    out = subprocess.run(["openssl", "pkeyutl", "-decrypt", "-inkey", str(key), "-in", str(tmp_path / "c2")], check=True, capture_output=True)
+    assert out.stdout == b"sealed for the province"

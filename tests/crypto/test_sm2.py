@@ -123,3 +123,23 @@ def test_pem_round_trip() -> None:
     key = SM2PrivateKey.generate()
     assert SM2PrivateKey.from_pem(key.to_pem()).d == key.d
     assert SM2PublicKey.from_pem(key.public_key.to_pem()) == key.public_key
+
+
+def test_encryption_round_trip_wrong_key_and_tampering() -> None:
+    """SM2 encryption (GB/T 32918.4): decrypts under the right key only; any flipped byte is refused."""
+    from control_plane.crypto import IntegrityError
+    from control_plane.crypto.sm2 import decrypt, encrypt
+
+    k, other = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+    msg = bytes(range(16))
+    ct = encrypt(k.public_key, msg)
+    assert decrypt(k, ct) == msg
+    assert encrypt(k.public_key, msg) != ct  # fresh k each time
+    with pytest.raises(IntegrityError, match="C3 mismatch"):
+        decrypt(other, ct)
+    bad = bytearray(ct)
+    bad[-1] ^= 1
+    with pytest.raises(IntegrityError):
+        decrypt(k, bytes(bad))
+    with pytest.raises(IntegrityError, match="not SM2 ciphertext"):
+        decrypt(k, b"\x30\x03\x02\x01\x01")
