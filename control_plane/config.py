@@ -208,6 +208,31 @@ class GateConfig(_Model):
     )
 
 
+class ReceiverConfig(_Model):
+    enabled: bool = Field(default=True, description="run the local stand-in for the province's endpoint beside the API (govctl up)")
+    host: str = "127.0.0.1"
+    port: Port = Field(default=8790, ge=1, le=65535)
+
+
+class ReportConfig(_Model):
+    registry_file: Path | None = Field(default=None, description="departments → systems → pools; default: monitors/registry.yaml")
+    schedule: str = Field(default="0 6 1 * *", description="cron (scheduler time zone) for building and submitting last month's report")
+    misfire_grace_days: int = Field(default=20, ge=1, le=27, description="a run missed while the machine was off still runs this long after its time")
+    endpoint: str | None = Field(default=None, description="the province's report endpoint; default: the local receiver")
+    province_public_key: Path | None = Field(default=None, description="the province's SM2 public key (PEM) the report is sealed for; default: the local receiver's")
+    underused_cpu_mean: float = Field(default=0.10, gt=0, lt=1, description="a machine below this mean CPU utilisation…")
+    underused_cpu_p95: float = Field(default=0.25, gt=0, lt=1, description="…and below this p95 is listed as under-used")
+    retry_initial_s: float = Field(default=30, gt=0, description="first retry delay of a failed delivery (doubles each time)")
+    retry_max_s: float = Field(default=3600, gt=0, description="longest delay between delivery attempts")
+    timeout_s: float = Field(default=30, gt=0, description="HTTP timeout for Prometheus queries and deliveries")
+    receiver: ReceiverConfig = ReceiverConfig()
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where reports are POSTed."""
+        return self.endpoint or f"http://{self.receiver.host}:{self.receiver.port}/api/v1/reports"
+
+
 class Settings(_Model):
     var_dir: Path = Path("var")
     services: ServicesConfig = ServicesConfig()
@@ -219,6 +244,7 @@ class Settings(_Model):
     gate: GateConfig = GateConfig()
     deploy: DeployConfig = DeployConfig()
     soc: SocConfig = SocConfig()
+    report: ReportConfig = ReportConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

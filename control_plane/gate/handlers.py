@@ -210,3 +210,44 @@ def _exception_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str,
         return ex.revoke(rt, target)
     return ex.add(rt, rule=target, match=params.get("match") or {}, owner=params.get("owner") or params["_by"],
                   reason=params.get("reason", ""), days=float(params.get("days", 30)), by=params["_by"])  # fmt: skip
+
+
+@handler("report.build")
+def _report_build(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.report import store
+
+    reason = params.get("reason") if params.get("correction") else None
+    b = store.build(rt, target, actor=params["_by"], reason=reason, signoff=params.get("_approvers") or [])
+    return b.as_dict()
+
+
+@handler("report.submit")
+def _report_submit(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.report import deliver, store
+
+    b = store.get(rt, target, params.get("revision"))
+    d = deliver.enqueue(rt, b)
+    if d["status"] == "pending":
+        d = deliver.attempt(rt, d)
+    return {k: v for k, v in d.items() if k != "receipt"} | {"receipt_id": (d["receipt"] or {}).get("receipt", {}).get("receipt_id")}
+
+
+def _validate_report(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.report.build import month_window
+    from control_plane.report.store import ReportError, latest
+
+    month_window(target)  # YYYY-MM or a clear error
+    prior = latest(rt, target)
+    if prior is not None and not params.get("correction"):
+        from control_plane.report.store import ReportExists
+
+        raise ReportExists(f"{target} is already built (revision {prior.revision}, {prior.created[:19]}); reports are immutable",
+                           hint=f"show it: govctl report show --month {target}; a correction is a new revision: --correct 'why' (needs an approver)")  # fmt: skip
+    if params.get("correction"):
+        if not str(params.get("reason") or "").strip():
+            raise ReportError("a correction needs a reason", hint="--correct 'what was wrong and what changed'")
+        if prior is None:
+            raise ReportError(f"{target} has no revision to correct", hint="build it first without --correct")
+
+
+VALIDATORS["report.build"] = _validate_report

@@ -274,7 +274,11 @@ class Gate:
         secret = None
         try:
             # "_by": the authenticated requester, for handlers that record who acted (never taken from the request)
-            out = HANDLERS[row.operation](self.rt, row.target, {**params, "_by": row.requester})
+            # "_approvers": who approved it (a correction's sign-off, for instance)
+            with self.rt.engine.connect() as conn:
+                signed = [a for (a,) in conn.execute(select(approvals.c.approver).where(and_(approvals.c.op_id == op_id, approvals.c.decision == "approve"))
+                                                     .order_by(approvals.c.ts))]  # fmt: skip
+            out = HANDLERS[row.operation](self.rt, row.target, {**params, "_by": row.requester, "_approvers": signed})
             if isinstance(out, tuple):
                 out, secret = out
             status, outcome = "succeeded", "succeeded"

@@ -18,7 +18,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from control_plane.errors import GovctlError
 
-DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled", "control_plane.soc.scheduled")
+DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled", "control_plane.soc.scheduled",
+           "control_plane.report.scheduled")
 # Interval slots are counted from a fixed origin so every process computes the same slots.
 ORIGIN = datetime(2020, 1, 1)
 
@@ -35,20 +36,29 @@ class JobSpec:
     func: Callable[[Any], str | None]
     description: str
     every_s: float | Callable[[Any], float] | None = None
-    cron: str | None = None
+    cron: str | Callable[[Any], str] | None = None
+    misfire_grace_s: float | Callable[[Any], float] | None = None  # None: the scheduler's default
+
+    def cron_of(self, settings: Any) -> str | None:
+        """The cron expression (a configured one is read from the settings)."""
+        return self.cron(settings) if callable(self.cron) else self.cron
+
+    def grace(self, settings: Any) -> float | None:
+        """How late a missed run may still start."""
+        return self.misfire_grace_s(settings) if callable(self.misfire_grace_s) else self.misfire_grace_s
 
     def trigger(self, settings: Any) -> IntervalTrigger | CronTrigger:
         """The APScheduler trigger for this cadence in the configured time zone."""
         tz = ZoneInfo(settings.scheduler.timezone)
         if self.cron:
-            return CronTrigger.from_crontab(self.cron, timezone=tz)
+            return CronTrigger.from_crontab(self.cron_of(settings), timezone=tz)
         every = self.every_s(settings) if callable(self.every_s) else self.every_s
         return IntervalTrigger(seconds=float(every or 60), start_date=ORIGIN.replace(tzinfo=tz), timezone=tz)
 
     def cadence(self, settings: Any) -> str:
         """Human-readable cadence."""
         if self.cron:
-            return f"cron '{self.cron}'"
+            return f"cron '{self.cron_of(settings)}'"
         every = self.every_s(settings) if callable(self.every_s) else self.every_s
         return f"every {every:g}s"
 
@@ -56,8 +66,8 @@ class JobSpec:
 _REGISTRY: dict[str, JobSpec] = {}
 
 
-def job(id: str, *, description: str, every_s: float | Callable[[Any], float] | None = None,
-        cron: str | None = None) -> Callable[[Callable[[Any], str | None]], Callable[[Any], str | None]]:  # fmt: skip
+def job(id: str, *, description: str, every_s: float | Callable[[Any], float] | None = None, cron: str | Callable[[Any], str] | None = None,
+        misfire_grace_s: float | Callable[[Any], float] | None = None) -> Callable[[Callable[[Any], str | None]], Callable[[Any], str | None]]:  # fmt: skip
     """Declare a scheduled job (decorator)."""
     if (every_s is None) == (cron is None):
         raise ValueError(f"job {id}: give exactly one of every_s or cron")
@@ -65,7 +75,7 @@ def job(id: str, *, description: str, every_s: float | Callable[[Any], float] | 
     def deco(fn: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
         if id in _REGISTRY and _REGISTRY[id].func is not fn:
             raise ValueError(f"job id {id!r} declared twice")
-        _REGISTRY[id] = JobSpec(id=id, func=fn, description=description, every_s=every_s, cron=cron)
+        _REGISTRY[id] = JobSpec(id=id, func=fn, description=description, every_s=every_s, cron=cron, misfire_grace_s=misfire_grace_s)
         return fn
 
     return deco

@@ -38,14 +38,19 @@ def sync_jobs(rt: Any, sched: BackgroundScheduler) -> None:
     declared = all_jobs()
     for jid, spec in declared.items():
         trig = spec.trigger(rt.settings)
+        grace = spec.grace(rt.settings)
+        extra = {"misfire_grace_time": int(grace)} if grace else {}
         existing = sched.get_job(jid)
         if existing is None:
-            sched.add_job(ENTRY, trigger=trig, args=[jid], id=jid, name=spec.description, replace_existing=True)
-        elif str(existing.trigger) != str(trig):
-            paused = existing.next_run_time is None
-            sched.reschedule_job(jid, trigger=trig)
-            if paused:
-                sched.pause_job(jid)
+            sched.add_job(ENTRY, trigger=trig, args=[jid], id=jid, name=spec.description, replace_existing=True, **extra)
+        else:
+            if str(existing.trigger) != str(trig):
+                paused = existing.next_run_time is None
+                sched.reschedule_job(jid, trigger=trig)
+                if paused:
+                    sched.pause_job(jid)
+            if grace and existing.misfire_grace_time != int(grace):
+                sched.modify_job(jid, misfire_grace_time=int(grace))
     for j in sched.get_jobs():
         if j.id not in declared:
             log.warning("removing job %s: no longer declared", j.id)

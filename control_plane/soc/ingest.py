@@ -132,7 +132,10 @@ class Ingestor:
 
     def ingest(self, events: Iterable[dict[str, Any]], res: IngestResult | None = None) -> IngestResult:
         """Index events (after replaying the spool); whatever cannot be sent now is spooled in order."""
+        from control_plane import metrics
+
         res = res or IngestResult()
+        before = (res.indexed, res.spooled, res.dead_lettered)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.replay(res)
         batch: list[dict[str, Any]] = []
@@ -144,6 +147,9 @@ class Ingestor:
                 batch = []
         if batch:
             self._flush(batch, res)
+        for outcome, b, a in zip(("indexed", "spooled", "dead_lettered"), before, (res.indexed, res.spooled, res.dead_lettered)):
+            if a > b:
+                metrics.SOC_EVENTS_INGESTED.labels(outcome=outcome).inc(a - b)
         return res
 
     def _flush(self, batch: list[dict[str, Any]], res: IngestResult) -> None:

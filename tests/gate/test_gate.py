@@ -42,6 +42,8 @@ EXPECTED = {
     "jobs.resume": {"sysadmin"},
     "audit.checkpoint": {"sysadmin", "secadmin"},
     "gate.review.close": {"secadmin"},
+    "report.build": {"ops_engineer", "sysadmin"},
+    "report.submit": {"ops_engineer", "sysadmin"},
 }
 
 

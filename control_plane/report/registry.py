@@ -1,0 +1,90 @@
+"""The department registry: departments → information systems → pools, cloud projects, stacks, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from control_plane.errors import GovctlError
+
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "monitors" / "registry.yaml"
+
+
+class RegistryError(GovctlError):
+    """The registry file is missing or wrong."""
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Capacity(_M):
+    vcpu: int = Field(ge=1)
+    memory_gib: float = Field(gt=0)
+    storage_gib: float = Field(gt=0)
+    physical_cores: int = Field(ge=1)
+
+
+class Pool(_M):
+    name: str
+    network_zone: str
+    capacity: Capacity
+
+
+class System(_M):
+    code: str
+    name: str
+    pools: list[str] = []
+    cloud_projects: list[str] = []
+    stacks: list[str] = []
+    labels: dict[str, str] = {}
+
+
+class Department(_M):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str
+    systems: list[System] = []
+
+
+class Registry(_M):
+    network_zones: dict[str, str]
+    pools: dict[str, Pool]
+    departments: list[Department]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Registry:
+        for name, p in self.pools.items():
+            if p.network_zone not in self.network_zones:
+                raise ValueError(f"pools.{name}.network_zone: {p.network_zone!r} is not one of {', '.join(self.network_zones)}")
+        codes = [d.code for d in self.departments]
+        if len(codes) != len(set(codes)):
+            raise ValueError("departments: codes must be unique")
+        for d in self.departments:
+            for s in d.systems:
+                for p in s.pools:
+                    if p not in self.pools:
+                        raise ValueError(f"departments.{d.code}.systems.{s.code}.pools: unknown pool {p!r}")
+        return self
+
+    def department(self, code: str | None) -> Department | None:
+        """The department with this code, if registered."""
+        return next((d for d in self.departments if d.code == code), None)
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Read and validate the registry; errors name the file and the field."""
+    path = path or DEFAULT_REGISTRY
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RegistryError(f"cannot read the department registry {path}: {exc.strerror}", hint="set report.registry_file") from None
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not YAML ({exc})") from None
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e["loc"])
+        raise RegistryError(f"{path}: {where}: {e['msg']}", hint="see monitors/registry.yaml for the expected shape") from None
