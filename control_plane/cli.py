@@ -918,6 +918,8 @@ def report_build(month: str = MonthOpt, correct: Optional[str] = typer.Option(No
     r = view.result
     out.print(f"{month} revision {r['revision']}: {r['path']}  (SM3 {r['digest_sm3'][:16]}…, data coverage {r['coverage_pct']:.2f}%)")
     out.print("  report.json (signed: report.sig.json), report.html, report.pdf, report.xlsx")
+    if r.get("provisional"):
+        err.print("[yellow]the month has not ended: this revision is provisional and will not be submitted; the final one is built after the month ends[/yellow]")
 
 
 @report_app.command("show")
@@ -931,7 +933,7 @@ def report_show(month: str = MonthOpt, revision: Optional[int] = None, as_json: 
     if as_json:
         _emit_json(doc)
         return
-    out.print(f"[bold]{month} revision {b.revision}[/bold] built {b.created[:19]} by {b.built_by}; coverage {doc['coverage']['prometheus_pct']:.2f}%"
+    out.print(f"[bold]{month} revision {b.revision}{'' if doc.get('final', True) else ' (provisional)'}[/bold] built {b.created[:19]} by {b.built_by}; coverage {doc['coverage']['prometheus_pct']:.2f}%"
               + (f"; corrects r{doc['supersedes']['revision']}: {doc['supersedes']['reason']}" if doc.get("supersedes") else ""))  # fmt: skip
     t = Table("pool", "hosts", "vCPU", "CPU mean", "CPU p95", "mem mean", "disk mean", "availability %")
 

@@ -92,3 +92,19 @@ def write_prometheus_config(settings: Settings, path: Path, *, node_port: int | 
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def refresh(rt: Any) -> str:
+    """Rewrite the running Prometheus' configuration (new or removed pool hosts) and ask it to reload."""
+    import urllib.request
+
+    cfg = rt.supervisor.root / "prometheus" / "prometheus.yml"
+    if not cfg.parent.is_dir():
+        return "prometheus is not managed here; nothing to refresh"
+    write_prometheus_config(rt.settings, cfg, node_port=rt.settings.services.node_exporter.port)
+    try:
+        req = urllib.request.Request(f"{rt.settings.services.prometheus.url}/-/reload", method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+        return "prometheus reloaded with the current pool hosts"
+    except OSError as exc:
+        return f"prometheus configuration rewritten; reload failed ({exc}); it applies at the next start"

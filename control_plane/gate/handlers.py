@@ -127,14 +127,22 @@ def _deploy_preview(rt: Any, target: str, params: dict[str, Any]) -> dict[str, A
 def _deploy_up(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     from control_plane.deploy import service as deploy
 
-    return deploy.up(rt, target, _progress(rt))
+    from control_plane.monitoring import refresh
+
+    out = deploy.up(rt, target, _progress(rt))
+    out["monitoring"] = refresh(rt)  # the new hosts' node_exporters are scraped from now on
+    return out
 
 
 @handler("deploy.destroy")
 def _deploy_destroy(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     from control_plane.deploy import service as deploy
 
-    return deploy.destroy(rt, target, _progress(rt))
+    from control_plane.monitoring import refresh
+
+    out = deploy.destroy(rt, target, _progress(rt))
+    out["monitoring"] = refresh(rt)
+    return out
 
 
 def _preview_up(rt: Any, target: str, params: dict[str, Any]) -> Any:
@@ -218,6 +226,8 @@ def _report_build(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any
 
     reason = params.get("reason") if params.get("correction") else None
     b = store.build(rt, target, actor=params["_by"], reason=reason, signoff=params.get("_approvers") or [])
+    if not store.load(b).get("final"):
+        return b.as_dict() | {"provisional": True}
     return b.as_dict()
 
 
@@ -226,6 +236,9 @@ def _report_submit(rt: Any, target: str, params: dict[str, Any]) -> dict[str, An
     from control_plane.report import deliver, store
 
     b = store.get(rt, target, params.get("revision"))
+    if not store.load(b).get("final"):
+        raise store.ReportError(f"{target} r{b.revision} was built before the month ended (provisional); it is not submitted",
+                                hint=f"after the month ends: govctl report build --month {target}, then submit")  # fmt: skip
     d = deliver.enqueue(rt, b)
     if d["status"] == "pending":
         d = deliver.attempt(rt, d)
@@ -238,7 +251,12 @@ def _validate_report(rt: Any, target: str, params: dict[str, Any]) -> None:
 
     month_window(target)  # YYYY-MM or a clear error
     prior = latest(rt, target)
-    if prior is not None and not params.get("correction"):
+    from datetime import datetime, timezone
+
+    from control_plane.report.store import load
+
+    provisional_done = prior is not None and not load(prior).get("final", True) and month_window(target)[1] <= datetime.now(timezone.utc)
+    if prior is not None and not params.get("correction") and not provisional_done:
         from control_plane.report.store import ReportExists
 
         raise ReportExists(f"{target} is already built (revision {prior.revision}, {prior.created[:19]}); reports are immutable",

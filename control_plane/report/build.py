@@ -102,7 +102,7 @@ class Builder:
         self.grid = Grid(self.start, self.end, choose_step((self.end - self.start).total_seconds()))
         self.notes: list[str] = []
         if self.end > self.now:
-            self.notes.append("本月尚未结束，数据截至生成时刻。")
+            self.notes.append("本月尚未结束，本版为临时版（数据截至生成时刻），不报送；月末后生成正式版。")
 
     # -- Prometheus -----------------------------------------------------------------------------
 
@@ -369,7 +369,7 @@ class Builder:
         if cov["gap_count"]:
             self.notes.append(f"监测数据有 {cov['gap_count']} 段缺口，覆盖率 {cov['prometheus_pct']:.2f}%；缺失时段不计入统计（不按零计）。")
         doc = {
-            "schema": SCHEMA_ID, "month": self.month,
+            "schema": SCHEMA_ID, "month": self.month, "final": self.end <= self.now,
             "window": {"start": self.start.isoformat(), "end": self.end.isoformat(), "timezone": "Asia/Shanghai", "step_s": self.grid.step, "points": self.grid.n},
             "platform": {"name": "政务云运维管控平台", "operator": (self.reg.departments[0].name if self.reg.departments else None)},
             "pools": pools, "network_zones": zones, "departments": depts, "hosts": rows,

@@ -23,8 +23,8 @@ def monthly(rt: Any) -> str:
     now = datetime.now(ZoneInfo("Asia/Shanghai"))
     month = previous_month(f"{now.year:04d}-{now.month:02d}")
     b = store.latest(rt, month)
-    built = b is None
-    if b is None:
+    built = b is None or not store.load(b).get("final", True)
+    if built:
         b = store.build(rt, month, actor="scheduler")
         rt.audit("report.build", target=month, actor="scheduler", role="system", source="scheduler",
                  details={"revision": b.revision, "digest_sm3": b.digest_sm3, "coverage_pct": b.coverage_pct})  # fmt: skip

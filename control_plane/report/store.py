@@ -119,6 +119,11 @@ def build(rt: Any, month: str, *, actor: str, reason: str | None = None, signoff
     from control_plane.report.registry import load_registry
 
     prior = latest(rt, month)
+    if prior is not None and not reason and not load(prior).get("final", True):
+        from control_plane.report.build import month_window
+
+        if month_window(month)[1] <= (now or datetime.now(timezone.utc)):
+            reason = f"final build after the month ended (revision {prior.revision} was provisional)"
     if prior is not None and not reason:
         raise ReportExists(f"{month} is already built (revision {prior.revision}, {prior.created}); reports are immutable",
                            hint="a correction is a new revision: govctl report build --month M --correct 'why' (needs an approver's sign-off)")  # fmt: skip

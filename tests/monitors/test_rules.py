@@ -48,3 +48,23 @@ def test_a_broken_rule_is_refused(tmp_path: Path) -> None:
     bad.write_text("groups:\n  - name: g\n    rules:\n      - record: x:y:z\n        expr: rate(foo[5m]\n")
     r = _promtool("check", "rules", str(bad))
     assert r.returncode != 0 and "expr" in (r.stdout + r.stderr).lower()
+
+
+def test_scrape_config_has_every_pool_host_with_report_labels(tmp_path: Path) -> None:
+    """Deployed hosts become node targets labelled with stack, pool, network zone and department; promtool accepts the file."""
+    from control_plane.config import load
+    from control_plane.monitoring import prometheus_config, write_prometheus_config
+    from tests.conftest import make_test_config, write_config
+
+    s = load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var")))
+    outs = {"local": {"primary_hosts": {"gc-app-1": "10.77.1.2", "gc-data-1": "10.77.1.3"}, "backup_hosts": {"gc-bdata-1": "10.77.2.2"}}}
+    cfg = prometheus_config(s, stacks=outs)
+    node = next(j for j in cfg["scrape_configs"] if j["job_name"] == "node")["static_configs"]
+    by_target = {c["targets"][0]: c["labels"] for c in node}
+    assert by_target["10.77.1.3:9100"] == {"stack": "local", "pool": "primary", "network_zone": "egov", "department": "city-big-data-bureau", "host": "gc-data-1"}
+    assert by_target["10.77.2.2:9100"]["pool"] == "backup"
+    assert any(lab["pool"] == "control" for lab in by_target.values())
+    assert str(MONITORS / "rules" / "recording.yml") in cfg["rule_files"]
+    path = write_prometheus_config(s, tmp_path / "prometheus.yml")
+    r = _promtool("check", "config", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr

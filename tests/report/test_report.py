@@ -223,7 +223,10 @@ def test_current_month_nearly_without_data_says_so(report_rt: Runtime, services)
     assert all(h["cpu"]["coverage"] < 0.001 for h in doc["hosts"])
     assert doc["performance"]["overall"]["requests"] < 1000  # not October's 4.4 million
     assert doc["security"]["refused_operations"] >= 1 and doc["security"]["alerts"] is not None
-    assert any("尚未结束" in n for n in doc["notes"])
+    assert any("尚未结束" in n for n in doc["notes"]) and doc["final"] is False
+    # a provisional month is never sent to the province
+    with pytest.raises(GovctlError, match="provisional"):
+        report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.submit", "2026-11"))
     json.dumps(doc)
 
 
@@ -235,3 +238,17 @@ def test_report_json_is_what_the_signature_covers(built: tuple) -> None:
     sig = json.loads((b.path / "report.sig.json").read_text())
     assert sig["digest_sm3"] == sm3_hex((b.path / "report.json").read_bytes()) == b.digest_sm3
     assert Path(b.path / "report.json").stat().st_mode & 0o222 == 0  # written once, read-only
+
+
+def test_provisional_build_then_final_revision(report_rt: Runtime) -> None:
+    """A month built before it ended is provisional; after the month, building again makes the final revision (with the reason said)."""
+    from datetime import datetime
+
+    early = store.build(report_rt, "2026-10", actor="test", now=datetime(2026, 10, 20, 12, tzinfo=md.SH), render=False)
+    assert store.load(early)["final"] is False and store.load(early)["window"]["points"] == 8928
+    final = store.build(report_rt, "2026-10", actor="test", render=False)
+    doc = store.load(final)
+    assert final.revision == 2 and doc["final"] is True
+    assert doc["supersedes"]["revision"] == 1 and "provisional" in doc["supersedes"]["reason"]
+    with pytest.raises(store.ReportExists):
+        store.build(report_rt, "2026-10", actor="test", render=False)
