@@ -1,0 +1,415 @@
+"""The backup repository (see dr/FORMAT.md): content-defined chunks named by SM3-HMAC, zstd,
+SM4-GCM with a fresh nonce per object, packs plus an index, SM2-signed snapshot manifests,
+write-once files, and a lock the kernel releases when its holder dies."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import fcntl
+import json
+import os
+import secrets
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from control_plane.crypto import IntegrityError, InvalidSignature, SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3_hex
+from control_plane.crypto import sm4
+from control_plane.crypto.keys import derive_key, unwrap_key, wrap_key
+from control_plane.errors import GovctlError
+
+FORMAT = "govctl-repo/1"
+PACK_TARGET = 16 * 1024 * 1024
+CHUNKER = {"min": 256 * 1024, "avg": 1024 * 1024, "max": 4 * 1024 * 1024}
+
+
+class RepoError(GovctlError):
+    """The repository cannot be used as asked."""
+
+
+class WrongKey(RepoError):
+    """The passphrase does not unwrap the master key."""
+
+    http_status = 403
+
+
+class Locked(RepoError):
+    """Another process holds the repository lock."""
+
+    http_status = 409
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_once(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename into place, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass
+class BlobRef:
+    """Where a blob lives."""
+
+    pack: str
+    type: str
+    offset: int
+    length: int
+    raw_length: int
+
+
+@dataclass
+class Keys:
+    """The unwrapped master key's two halves."""
+
+    enc: bytes
+    ident: bytes
+
+    def blob_id(self, data: bytes) -> str:
+        """HMAC-SM3 of the plaintext."""
+        return hmac_sm3(self.ident, data).hex()
+
+
+class Lock:
+    """flock on <repo>/lock: exclusive for writers, shared for readers; owner info in lock.owner."""
+
+    def __init__(self, root: Path, *, exclusive: bool, command: str, wait_s: float = 0.0) -> None:
+        self.root, self.exclusive, self.command, self.wait_s = root, exclusive, command, wait_s
+        self.fd: int | None = None
+
+    def __enter__(self) -> Lock:
+        self.fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = None
+                    raise Locked(f"the repository {self.root} is locked by {self.holder()}",
+                                 hint="wait for it to finish (the lock goes away by itself if that process dies)") from None  # fmt: skip
+                time.sleep(0.2)
+        if self.exclusive:
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            (self.root / "lock.owner").write_text(json.dumps(info))
+        return self
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as lock.owner says."""
+        try:
+            o = json.loads((self.root / "lock.owner").read_text())
+            return f"pid {o['pid']} on {o['host']} ({o['command']}, since {o['since']})"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+class Repository:
+    """An opened repository."""
+
+    def __init__(self, root: Path, keys: Keys, config: dict[str, Any], signer: SM2PrivateKey | None, trusted: SM2PublicKey) -> None:
+        self.root = Path(root)
+        self.keys = keys
+        self.config = config
+        self.signer = signer
+        self.trusted = trusted
+        self._zl = threading.local()  # a ZstdCompressor is not safe to share between threads
+        self._index: dict[str, BlobRef] | None = None
+
+    # -- creating and opening -------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey, iterations: int = 200_000, pack_size: int = PACK_TARGET) -> Repository:
+        """Create an empty repository; refuse a directory that already holds one."""
+        root = Path(root)
+        if (root / "config").exists():
+            raise RepoError(f"{root} already holds a repository", hint="open it, or choose an empty directory")
+        root.mkdir(parents=True, exist_ok=True)
+        for d in ("data", "index", "snapshots", "keys", "state"):
+            (root / d).mkdir(exist_ok=True)
+        rid = uuid.uuid4().hex
+        master = secrets.token_bytes(48)
+        salt = secrets.token_bytes(16)
+        kek = derive_key(passphrase, salt, iterations)
+        wrapped = wrap_key(kek, master, f"govctl-repo-master|{rid}".encode())
+        write_once(root / "keys" / "master.json", json.dumps({"v": 1, "kek": "pbkdf2-hmac-sm3", "salt": base64.b64encode(salt).decode(),
+                                                               "iterations": iterations, "wrapped": base64.b64encode(wrapped).decode()}).encode())  # fmt: skip
+        cfg = {"format": FORMAT, "id": rid, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "chunker": CHUNKER,
+               "compression": "zstd", "zstd_level": 3, "pack_size": pack_size, "signer_key_id": signer.public_key.key_id}  # fmt: skip
+        write_once(root / "config", json.dumps(cfg, indent=1).encode())
+        return cls.open(root, passphrase, signer=signer, trusted=signer.public_key)
+
+    @classmethod
+    def open(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, trusted: SM2PublicKey) -> Repository:
+        """Open with the passphrase; a wrong one is a clear error."""
+        root = Path(root)
+        try:
+            cfg = json.loads((root / "config").read_text())
+            mk = json.loads((root / "keys" / "master.json").read_text())
+        except FileNotFoundError:
+            raise RepoError(f"no repository at {root}", hint="create one: govctl dr init") from None
+        except ValueError as exc:
+            raise RepoError(f"{root}: config or key file is damaged ({exc})") from None
+        if cfg.get("format") != FORMAT:
+            raise RepoError(f"{root}: unknown repository format {cfg.get('format')!r}", hint=f"this govctl reads {FORMAT}")
+        kek = derive_key(passphrase, base64.b64decode(mk["salt"]), int(mk["iterations"]))
+        try:
+            master = unwrap_key(kek, base64.b64decode(mk["wrapped"]), f"govctl-repo-master|{cfg['id']}".encode())
+        except IntegrityError:
+            raise WrongKey(f"wrong passphrase for the repository at {root} (the master key does not unwrap)",
+                           hint="use the passphrase the repository was created with (dr.passphrase_file)") from None  # fmt: skip
+        return cls(root, Keys(master[:16], master[16:48]), cfg, signer, trusted)
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def seal_blob(self, blob_id: str, data: bytes) -> bytes:
+        """zstd then SM4-GCM with the id as associated data."""
+        zc = getattr(self._zl, "c", None)
+        if zc is None:
+            zc = self._zl.c = zstandard.ZstdCompressor(level=int(self.config.get("zstd_level", 3)))
+        return sm4.gcm_encrypt(self.keys.enc, zc.compress(data), bytes.fromhex(blob_id))
+
+    def open_blob(self, blob_id: str, stored: bytes) -> bytes:
+        """Decrypt, decompress and check the id; IntegrityError names the blob."""
+        try:
+            data = zstandard.ZstdDecompressor().decompress(sm4.gcm_decrypt(self.keys.enc, stored, bytes.fromhex(blob_id)))
+        except (IntegrityError, zstandard.ZstdError) as exc:
+            raise IntegrityError(f"blob {blob_id[:16]}… does not authenticate: {getattr(exc, 'message', exc)}") from None
+        if self.keys.blob_id(data) != blob_id:
+            raise IntegrityError(f"blob {blob_id[:16]}… decrypts but its content does not hash to its id")
+        return data
+
+    def _enc(self, data: bytes, aad: bytes) -> bytes:
+        return sm4.gcm_encrypt(self.keys.enc, data, aad)
+
+    def _dec(self, data: bytes, aad: bytes, what: str) -> bytes:
+        try:
+            return sm4.gcm_decrypt(self.keys.enc, data, aad)
+        except IntegrityError:
+            raise IntegrityError(f"{what} does not authenticate (altered, truncated or not from this repository)") from None
+
+    # -- packs and the index --------------------------------------------------------------------
+
+    def pack_path(self, pack_id: str) -> Path:
+        """Where a pack lives."""
+        return self.root / "data" / pack_id[:2] / pack_id
+
+    def write_pack(self, blobs: list[tuple[str, str, bytes, int]]) -> tuple[str, list[list[Any]]]:
+        """Write blobs [(id, type, sealed, raw_len)] as one pack; returns (pack id, header entries)."""
+        entries, parts, off = [], [], 0
+        for bid, typ, sealed, raw in blobs:
+            entries.append([bid, typ, off, len(sealed), raw])
+            parts.append(sealed)
+            off += len(sealed)
+        header = self._enc(json.dumps(entries).encode(), b"govctl-pack-header")
+        body = b"".join(parts) + header + struct.pack(">I", len(header))
+        pid = sm3_hex(body)
+        write_once(self.pack_path(pid), body)
+        return pid, entries
+
+    def read_pack_header(self, pack_id: str, data: bytes | None = None) -> list[list[Any]]:
+        """The pack's own list of blobs (from its encrypted trailer)."""
+        if data is None:
+            with open(self.pack_path(pack_id), "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                (n,) = struct.unpack(">I", f.read(4))
+                f.seek(-4 - n, os.SEEK_END)
+                hdr = f.read(n)
+        else:
+            (n,) = struct.unpack(">I", data[-4:])
+            hdr = data[-4 - n : -4]
+        return json.loads(self._dec(hdr, b"govctl-pack-header", f"pack {pack_id[:16]}… header"))
+
+    def write_index(self, packs: dict[str, list[list[Any]]]) -> str:
+        """Record which blobs are in which (already durable) packs."""
+        data = self._enc(json.dumps({"packs": packs}).encode(), b"govctl-index")
+        iid = sm3_hex(data)
+        write_once(self.root / "index" / iid, data)
+        if self._index is not None:
+            for pid, entries in packs.items():
+                for bid, typ, off, ln, raw in entries:
+                    self._index.setdefault(bid, BlobRef(pid, typ, off, ln, raw))
+        return iid
+
+    def index(self) -> dict[str, BlobRef]:
+        """Every indexed blob (loaded once)."""
+        if self._index is None:
+            idx: dict[str, BlobRef] = {}
+            for f in sorted((self.root / "index").iterdir()):
+                if f.name.startswith("."):
+                    continue
+                data = f.read_bytes()
+                if sm3_hex(data) != f.name:
+                    raise IntegrityError(f"index file {f.name[:16]}… does not match its name (altered)")
+                for pid, entries in json.loads(self._dec(data, b"govctl-index", f"index {f.name[:16]}…"))["packs"].items():
+                    for bid, typ, off, ln, raw in entries:
+                        idx.setdefault(bid, BlobRef(pid, typ, off, ln, raw))
+            self._index = idx
+        return self._index
+
+    def packs_on_disk(self) -> set[str]:
+        """Every complete pack file."""
+        out = set()
+        for d in (self.root / "data").iterdir():
+            if d.is_dir():
+                out.update(p.name for p in d.iterdir() if not p.name.startswith("."))
+        return out
+
+    def recover_unindexed(self) -> int:
+        """Index packs that landed but were never indexed (a writer killed in between); returns how many."""
+        indexed = {r.pack for r in self.index().values()}
+        found: dict[str, list[list[Any]]] = {}
+        for pid in sorted(self.packs_on_disk() - indexed):
+            try:
+                found[pid] = self.read_pack_header(pid)
+            except (IntegrityError, OSError, ValueError, struct.error):
+                continue  # not readable: check reports it; never referenced by any snapshot
+        if found:
+            self.write_index(found)
+        for d in (self.root / "data").iterdir():  # temporaries of a killed writer
+            if d.is_dir():
+                for t in d.glob(".tmp-*"):
+                    t.unlink(missing_ok=True)
+        return len(found)
+
+    def read_blob(self, blob_id: str) -> bytes:
+        """A blob's plaintext."""
+        ref = self.index().get(blob_id)
+        if ref is None:
+            raise RepoError(f"blob {blob_id[:16]}… is not in the index (missing data)")
+        try:
+            with open(self.pack_path(ref.pack), "rb") as f:
+                f.seek(ref.offset)
+                stored = f.read(ref.length)
+        except FileNotFoundError:
+            raise RepoError(f"pack {ref.pack[:16]}… holding blob {blob_id[:16]}… is missing") from None
+        return self.open_blob(blob_id, stored)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def write_snapshot(self, manifest: dict[str, Any]) -> str:
+        """Encrypt, sign and store a manifest; returns the snapshot id."""
+        if self.signer is None:
+            raise RepoError("no signing key: snapshots are signed with the platform SM2 key")
+        ct = self._enc(json.dumps(manifest, sort_keys=True).encode(), b"govctl-snapshot")
+        doc = {"v": 1, "manifest": base64.b64encode(ct).decode(), "signature": base64.b64encode(self.signer.sign(ct)).decode(),
+               "key_id": self.signer.public_key.key_id}  # fmt: skip
+        data = json.dumps(doc).encode()
+        sid = sm3_hex(data)
+        write_once(self.root / "snapshots" / sid, data)
+        return sid
+
+    def snapshot_ids(self) -> list[str]:
+        """Every snapshot id."""
+        return sorted(p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith("."))
+
+    def load_snapshot(self, sid: str) -> dict[str, Any]:
+        """Read, verify (name, SM2 signature) and decrypt one snapshot; ``id`` added."""
+        matches = [s for s in self.snapshot_ids() if s.startswith(sid)] if len(sid) < 64 else [sid]
+        if len(matches) != 1:
+            raise RepoError(f"{'no' if not matches else 'more than one'} snapshot {sid!r}", hint="list them: govctl dr snapshots")
+        sid = matches[0]
+        data = (self.root / "snapshots" / sid).read_bytes()
+        if sm3_hex(data) != sid:
+            raise InvalidSignature(f"snapshot {sid[:16]}… does not match its name: it was altered")
+        doc = json.loads(data)
+        ct = base64.b64decode(doc["manifest"])
+        try:
+            self.trusted.verify(ct, base64.b64decode(doc["signature"]))
+        except InvalidSignature:
+            raise InvalidSignature(f"snapshot {sid[:16]}… is not signed by the platform key {self.trusted.key_id}: forged or re-signed") from None
+        m = json.loads(self._dec(ct, b"govctl-snapshot", f"snapshot {sid[:16]}…"))
+        m["id"] = sid
+        return m
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every snapshot, oldest first (forged ones raise)."""
+        return sorted((self.load_snapshot(s) for s in self.snapshot_ids()), key=lambda m: m["time"])
+
+    def tree(self, tree_id: str) -> dict[str, Any]:
+        """A tree blob."""
+        return json.loads(self.read_blob(tree_id))
+
+    def walk(self, tree_id: str, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        """(path, node) for every node below a tree, depth first."""
+        for node in self.tree(tree_id)["nodes"]:
+            path = f"{prefix}/{node['name']}" if prefix else node["name"]
+            yield path, node
+            if node["type"] == "dir":
+                yield from self.walk(node["subtree"], path)
+
+    def lock(self, *, exclusive: bool, command: str, wait_s: float = 0.0) -> Lock:
+        """The repository lock."""
+        return Lock(self.root, exclusive=exclusive, command=command, wait_s=wait_s)
+
+
+@dataclass
+class Packer:
+    """Collects sealed blobs into ~16 MiB packs; ``flush`` writes the pack, then its index entry."""
+
+    repo: Repository
+    target: int = PACK_TARGET
+    pending: list[tuple[str, str, bytes, int]] = field(default_factory=list)
+    size: int = 0
+    seen: set[str] = field(default_factory=set)
+    stored_bytes: int = 0
+    new_blobs: int = 0
+
+    def __post_init__(self) -> None:
+        self.target = int(self.repo.config.get("pack_size", self.target))
+
+    def add(self, blob_id: str, typ: str, sealed: bytes, raw_len: int) -> None:
+        """Queue a blob (ignored if known)."""
+        if blob_id in self.seen or blob_id in self.repo.index():
+            return
+        self.seen.add(blob_id)
+        self.pending.append((blob_id, typ, sealed, raw_len))
+        self.size += len(sealed)
+        self.stored_bytes += len(sealed)
+        self.new_blobs += 1
+        if self.size >= self.target:
+            self.flush()
+
+    def known(self, blob_id: str) -> bool:
+        """Already stored or queued."""
+        return blob_id in self.seen or blob_id in self.repo.index()
+
+    def flush(self) -> None:
+        """Write the pending pack and index it."""
+        if not self.pending:
+            return
+        pid, entries = self.repo.write_pack(self.pending)
+        self.repo.write_index({pid: entries})
+        self.pending, self.size = [], 0
