@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -233,6 +233,44 @@ class ReportConfig(_Model):
         return self.endpoint or f"http://{self.receiver.host}:{self.receiver.port}/api/v1/reports"
 
 
+class DrSource(_Model):
+    type: Literal["files", "postgres"] = Field(description="files: a directory tree; postgres: base backups + streamed WAL of services.postgres")
+    path: Path | None = Field(default=None, description="files: the directory to back up")
+    every_s: int = Field(default=3600, ge=60, description="periodic backup interval")
+    rpo_s: int = Field(default=7200, ge=1, description="RPO target: a verified restore point must never be older than this")
+    realtime: bool = Field(default=False, description="files: also watch the tree (inotify) and ship changes continuously")
+
+    @model_validator(mode="after")
+    def _path(self) -> DrSource:
+        if self.type == "files" and self.path is None:
+            raise ValueError("a files source needs path")
+        return self
+
+
+class Retention(_Model):
+    keep_last: int = Field(default=7, ge=1)
+    keep_daily: int = Field(default=14, ge=0)
+    keep_weekly: int = Field(default=8, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
+    keep_yearly: int = Field(default=3, ge=0)
+
+
+def _default_dr_sources() -> dict[str, DrSource]:
+    return {"reports": DrSource(type="files", path=Path("var/reports"), every_s=3600, rpo_s=7200),
+            "state-db": DrSource(type="postgres", every_s=86400, rpo_s=300)}  # fmt: skip
+
+
+class DrConfig(_Model):
+    repository: Path | None = Field(default=None, description="the backup repository (mount it from the backup pool); default: <var_dir>/dr/repo")
+    copies: list[Path] = Field(default_factory=list, description="further repositories every snapshot is copied to (多副本)")
+    copy_bandwidth_mib_s: float | None = Field(default=None, gt=0, description="limit for copies between pools")
+    passphrase_file: Path | None = Field(default=None, description="the repository passphrase; default: a random one, 0600, in the key directory")
+    kdf_iterations: int = Field(default=200_000, ge=100_000)
+    retention: Retention = Retention()
+    check_subset_pct: float = Field(default=10, gt=0, le=100, description="share of packs the daily check reads (rotating)")
+    sources: dict[str, DrSource] = Field(default_factory=_default_dr_sources)
+
+
 class Settings(_Model):
     var_dir: Path = Path("var")
     services: ServicesConfig = ServicesConfig()
@@ -245,6 +283,7 @@ class Settings(_Model):
     deploy: DeployConfig = DeployConfig()
     soc: SocConfig = SocConfig()
     report: ReportConfig = ReportConfig()
+    dr: DrConfig = DrConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
