@@ -42,6 +42,7 @@ system-packages:
 	test -x /usr/sbin/sshd || need="$$need openssh-server"; \
 	command -v ssh >/dev/null || need="$$need openssh-client"; \
 	test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || need="$$need fonts-wqy-microhei"; \
+	command -v restic >/dev/null || need="$$need restic"; \
 	ls /usr/lib/*/libpango-1.0.so.0 >/dev/null 2>&1 || need="$$need libpango-1.0-0 libpangoft2-1.0-0"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \

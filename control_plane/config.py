@@ -268,6 +268,7 @@ class DrConfig(_Model):
     kdf_iterations: int = Field(default=200_000, ge=100_000)
     retention: Retention = Retention()
     check_subset_pct: float = Field(default=10, gt=0, le=100, description="share of packs the daily check reads (rotating)")
+    wal_streaming: bool = Field(default=True, description="the scheduler leader streams and ships WAL of postgres sources continuously")
     sources: dict[str, DrSource] = Field(default_factory=_default_dr_sources)
 
 

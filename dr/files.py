@@ -146,16 +146,20 @@ class _Backup:
 
 
 def backup(repo: Repository, source: Path, *, name: str, parent: str | None | bool = True, tags: list[str] | None = None,
-           workers: int | None = None, progress: Progress | None = None) -> tuple[str, Stats]:  # fmt: skip
-    """Snapshot ``source``; ``parent=True`` uses the newest snapshot of the same source for unchanged-file skipping."""
+           workers: int | None = None, progress: Progress | None = None, restore_point: str | None = None,
+           extra: dict[str, Any] | None = None, lock_wait_s: float = 0) -> tuple[str, Stats]:  # fmt: skip
+    """Snapshot ``source``; ``parent=True`` uses the newest snapshot of the same source (and tags) for unchanged-file skipping.
+
+    ``restore_point`` is the moment the data represents (default: the snapshot's time).
+    """
     source = Path(source).resolve()
     if not source.is_dir():
         raise RepoError(f"backup source {source} is not a directory", hint="check dr.sources in govctl.yaml")
-    with repo.lock(exclusive=True, command=f"backup {name}", wait_s=0):
+    with repo.lock(exclusive=True, command=f"backup {name}", wait_s=lock_wait_s):
         repo.recover_unindexed()
         par = None
         if parent is True:
-            mine = [s for s in repo.snapshots() if s.get("source") == name]
+            mine = [s for s in repo.snapshots() if s.get("source") == name and s.get("tags", []) == (tags or [])]
             par = mine[-1] if mine else None
         elif isinstance(parent, str):
             par = repo.load_snapshot(parent)
@@ -166,8 +170,9 @@ def backup(repo: Repository, source: Path, *, name: str, parent: str | None | bo
         finally:
             b.pool.shutdown(wait=True)
         b.stats.new_blobs, b.stats.stored_bytes = b.packer.new_blobs, b.packer.stored_bytes
-        manifest = {"time": datetime.now(timezone.utc).isoformat(), "host": socket.gethostname(), "source": name, "paths": [str(source)],
-                    "tree": root, "parent": par["id"] if par else None, "stats": b.stats.as_dict(), "tags": tags or []}  # fmt: skip
+        now = datetime.now(timezone.utc).isoformat()
+        manifest = {"time": now, "restore_point": restore_point or now, "host": socket.gethostname(), "source": name, "paths": [str(source)],
+                    "tree": root, "parent": par["id"] if par else None, "stats": b.stats.as_dict(), "tags": tags or [], **(extra or {})}  # fmt: skip
         sid = repo.write_snapshot(manifest)
     return sid, b.stats
 

@@ -35,6 +35,8 @@ def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
         "crypto": {"kdf_iterations": 100_000},
         # the streaming detector is exercised by its own tests; elsewhere it would race the counts scheduled detection reports
         "soc": {"stream_poll_s": 0},
+        # backups are exercised by tests/dr with sources of their own; nothing streams WAL behind other tests' backs
+        "dr": {"sources": {"state-db": {"type": "postgres", "every_s": 86400, "rpo_s": 300}}, "wal_streaming": False, "kdf_iterations": 100_000},
     }
     for k, v in extra.items():
         data[k] = v

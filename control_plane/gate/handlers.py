@@ -269,3 +269,65 @@ def _validate_report(rt: Any, target: str, params: dict[str, Any]) -> None:
 
 
 VALIDATORS["report.build"] = _validate_report
+
+
+@handler("backup.run")
+def _backup_run(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from dr.service import backup_source
+
+    return backup_source(rt, target)
+
+
+@handler("dr.restore")
+def _dr_restore(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from dr.service import open_repo
+
+    repo = open_repo(rt, create=False)
+    if params.get("kind") == "postgres":
+        from dr.pg import restore_pg
+
+        return restore_pg(rt, repo, target, Path(params["target"]), to=params.get("to") or "latest")
+    from dr.files import restore
+
+    return restore(repo, target, Path(params["target"]), include=params.get("include") or None)
+
+
+@handler("backup.delete")
+def _backup_forget(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from dr.retention import forget
+    from dr.service import open_repo
+
+    return forget(open_repo(rt, create=False), rt.settings.dr.retention, source=None if target in ("", "*") else target, dry_run=bool(params.get("dry_run")))
+
+
+@handler("backup.prune")
+def _backup_prune(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from dr.retention import prune
+    from dr.service import open_repo
+
+    return prune(open_repo(rt, create=False), dry_run=bool(params.get("dry_run")))
+
+
+def _validate_restore(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from dr.repo import RepoError
+
+    dest = params.get("target")
+    if not dest:
+        raise RepoError("say where to restore: --target PATH")
+    p = Path(dest)
+    if p.exists() and any(p.iterdir()) and params.get("kind") == "postgres":
+        raise RepoError(f"restore target {p} is not empty", hint="give an empty or new directory")
+
+
+def _validate_backup(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from dr.service import source
+
+    source(rt, target)
+
+
+VALIDATORS["dr.restore"] = _validate_restore
+VALIDATORS["backup.run"] = _validate_backup

@@ -19,7 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from control_plane.errors import GovctlError
 
 DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled", "control_plane.soc.scheduled",
-           "control_plane.report.scheduled")
+           "control_plane.report.scheduled", "dr.scheduled")
 # Interval slots are counted from a fixed origin so every process computes the same slots.
 ORIGIN = datetime(2020, 1, 1)
 

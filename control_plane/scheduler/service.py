@@ -65,6 +65,7 @@ class SchedulerService:
         self.lock = LeaderLock(rt.engine, rt.settings.var / "run" / "scheduler.leader")
         self.sched: BackgroundScheduler | None = None
         self.stream: Any = None  # the SOC streaming detector, run by the leader beside the jobs
+        self.wal: Any = None  # WAL streaming and shipping for postgres backup sources
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,6 +102,10 @@ class SchedulerService:
             self._stop.wait(poll)
 
     def _start_stream(self) -> None:
+        if self.rt.settings.dr.wal_streaming:
+            from dr.pg import Streaming
+
+            self.wal = Streaming(self.rt).start()
         poll = self.rt.settings.soc.stream_poll_s
         if poll <= 0:
             return
@@ -114,6 +119,9 @@ class SchedulerService:
         if self.stream is not None:
             self.stream.stop()
             self.stream = None
+        if self.wal is not None:
+            self.wal.stop()
+            self.wal = None
         if self.sched is not None:
             self.sched.shutdown(wait=True)
             self.sched = None

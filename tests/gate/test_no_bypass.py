@@ -23,7 +23,7 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list",
+    "report show", "report verify", "report list", "dr snapshots", "dr check", "dr status",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
 ARGS = {
@@ -34,6 +34,7 @@ ARGS = {
     "soc alerts ack": ["a1"], "soc alerts assign": ["a1", "bob"], "soc alerts note": ["a1", "text"], "soc alerts close": ["a1", "--verdict", "benign"],
     "soc exceptions add": ["*", "--match", "source.ip=10.0.0.1", "--reason", "x"], "soc exceptions revoke": ["e1"],
     "report build": ["--month", "2026-10"], "report submit": ["--month", "2026-10"],
+    "dr backup": ["reports"], "dr restore": ["abc", "--target", "/tmp/x"], "dr restore-pg": ["--target", "/tmp/x"],
 }  # fmt: skip
 
 

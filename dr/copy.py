@@ -1,0 +1,101 @@
+"""Copies of snapshots to further repositories (多副本), verified, without decrypting file data.
+
+A copy repository shares the primary's master key (wrapped under its own passphrase and
+repository id), so blob ids and ciphertexts are the same in both: packs are copied byte for
+byte and checked by their SM3 names; only trees are decrypted (to know which blobs a snapshot
+needs). The snapshot file is copied as is and its SM2 signature is verified on both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from control_plane.crypto import sm3_hex
+from control_plane.crypto.keys import derive_key, wrap_key
+from dr.repo import RepoError, Repository, write_once
+
+
+def init_copy(src: Repository, dest: Path, passphrase: str, *, iterations: int = 200_000) -> Repository:
+    """Create a repository at ``dest`` holding the same master key as ``src``."""
+    dest = Path(dest)
+    if (dest / "config").exists():
+        raise RepoError(f"{dest} already holds a repository")
+    for d in ("data", "index", "snapshots", "keys", "state"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    rid = uuid.uuid4().hex
+    salt = secrets.token_bytes(16)
+    master = src.keys.enc + src.keys.ident
+    wrapped = wrap_key(derive_key(passphrase, salt, iterations), master, f"govctl-repo-master|{rid}".encode())
+    write_once(dest / "keys" / "master.json", json.dumps({"v": 1, "kek": "pbkdf2-hmac-sm3", "salt": base64.b64encode(salt).decode(),
+                                                           "iterations": iterations, "wrapped": base64.b64encode(wrapped).decode()}).encode())  # fmt: skip
+    cfg = {**src.config, "id": rid, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "copy_of": src.config["id"]}
+    write_once(dest / "config", json.dumps(cfg, indent=1).encode())
+    return Repository.open(dest, passphrase, signer=src.signer, trusted=src.trusted)
+
+
+def _blobs_of(repo: Repository, snap: dict[str, Any]) -> set[str]:
+    out, stack = set(), [snap["tree"]]
+    while stack:
+        tid = stack.pop()
+        if tid in out:
+            continue
+        out.add(tid)
+        for node in repo.tree(tid)["nodes"]:
+            if node["type"] == "dir":
+                stack.append(node["subtree"])
+            elif node["type"] == "file":
+                out.update(node["content"])
+    return out
+
+
+def _copy_file(src: Path, dest: Path, bandwidth_mib_s: float | None) -> int:
+    data = bytearray()
+    t0 = time.monotonic()
+    with open(src, "rb") as f:
+        while piece := f.read(1 << 20):
+            data += piece
+            if bandwidth_mib_s:
+                ahead = len(data) / (bandwidth_mib_s * (1 << 20)) - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+    if sm3_hex(bytes(data)) != src.name:
+        raise RepoError(f"pack {src.name[:16]}… in the source repository does not match its name; not copied", hint="run govctl dr check --read-data")
+    write_once(dest, bytes(data))
+    return len(data)
+
+
+def copy_snapshots(src: Repository, dst: Repository, sids: list[str] | None = None, *, bandwidth_mib_s: float | None = None) -> dict[str, Any]:
+    """Copy snapshots (default: all) that ``dst`` lacks; returns what was copied."""
+    if (src.keys.enc, src.keys.ident) != (dst.keys.enc, dst.keys.ident):
+        raise RepoError(f"{dst.root} has a different master key: it is not a copy of {src.root}", hint="create copy targets with govctl (dr.copies)")
+    copied, packs, nbytes = [], 0, 0
+    with src.lock(exclusive=False, command="copy (source)", wait_s=60), dst.lock(exclusive=True, command="copy (target)", wait_s=60):
+        have = set(dst.snapshot_ids())
+        sidx, didx = src.index(), dst.index()
+        for sid in sids if sids is not None else src.snapshot_ids():
+            snap = src.load_snapshot(sid)  # the signature is checked before anything moves
+            if snap["id"] in have:
+                continue
+            need = {b for b in _blobs_of(src, snap) if b not in didx}
+            by_pack: dict[str, list[list[Any]]] = {}
+            for b in need:
+                ref = sidx[b]
+                by_pack.setdefault(ref.pack, [])
+            for pid in by_pack:
+                if not dst.pack_path(pid).exists():
+                    nbytes += _copy_file(src.pack_path(pid), dst.pack_path(pid), bandwidth_mib_s)
+                    packs += 1
+                by_pack[pid] = [[b, r.type, r.offset, r.length, r.raw_length] for b, r in sidx.items() if r.pack == pid]
+            if by_pack:
+                dst.write_index(by_pack)
+            write_once(dst.root / "snapshots" / snap["id"], (src.root / "snapshots" / snap["id"]).read_bytes())
+            dst.load_snapshot(snap["id"])  # and verified again where it landed
+            copied.append(snap["id"])
+    return {"snapshots": copied, "packs": packs, "bytes": nbytes}

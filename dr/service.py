@@ -1,0 +1,130 @@
+"""DR for the control plane: the repositories, the configured sources, retention, copies and RPO status."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from control_plane import metrics
+from dr.repo import RepoError, Repository
+
+
+def passphrase(rt: Any) -> str:
+    """The repository passphrase: the configured file, or a random one kept 0600 in the key directory."""
+    p = rt.settings.dr.passphrase_file
+    path = rt.settings.path(p) if p else rt.settings.key_dir / "dr-passphrase"
+    if not path.exists():
+        if p:
+            raise RepoError(f"the DR passphrase file {path} does not exist", hint="create it, or unset dr.passphrase_file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def repo_path(rt: Any) -> Path:
+    """The primary repository's directory."""
+    r = rt.settings.dr.repository
+    return rt.settings.path(r) if r else rt.settings.var / "dr" / "repo"
+
+
+def open_repo(rt: Any, path: Path | None = None, *, create: bool = True) -> Repository:
+    """Open (creating it on first use) a repository with the platform key as signer and trust anchor."""
+    path = path or repo_path(rt)
+    pw = passphrase(rt)
+    if not (path / "config").exists():
+        if not create:
+            raise RepoError(f"no repository at {path}", hint="run a backup first (it creates the repository)")
+        return Repository.init(path, pw, signer=rt.signer, iterations=rt.settings.dr.kdf_iterations)
+    return Repository.open(path, pw, signer=rt.signer, trusted=rt.signer.public_key)
+
+
+def source(rt: Any, name: str) -> Any:
+    """A configured source, or a clear error."""
+    src = rt.settings.dr.sources.get(name)
+    if src is None:
+        raise RepoError(f"no backup source {name!r}", hint=f"configured: {', '.join(rt.settings.dr.sources) or 'none'} (dr.sources in govctl.yaml)")
+    return src
+
+
+def backup_source(rt: Any, name: str, *, progress: Any = None) -> dict[str, Any]:
+    """Back up one configured source now; metrics and the audit record say how it went."""
+    src = source(rt, name)
+    repo = open_repo(rt)
+    t0 = time.monotonic()
+    kind = "periodic" if src.type == "files" else "base"
+    try:
+        if src.type == "files":
+            from dr.files import backup
+
+            path = rt.settings.path(src.path)
+            if not path.exists() and rt.settings.var in path.parents:
+                path.mkdir(parents=True)  # our own data directory that nothing has written yet
+            sid, st = backup(repo, path, name=name, progress=progress)
+            stats = st.as_dict()
+        else:
+            from dr.pg import base_backup
+
+            sid, stats = base_backup(rt, repo, name)
+    except Exception:
+        metrics.BACKUP_RUNS.labels(source=name, kind=kind, outcome="failed").inc()
+        raise
+    dt = time.monotonic() - t0
+    metrics.BACKUP_RUNS.labels(source=name, kind=kind, outcome="succeeded").inc()
+    metrics.BACKUP_SECONDS.labels(source=name, kind=kind).observe(dt)
+    metrics.BACKUP_BYTES.labels(source=name, kind=kind, what="read").inc(stats.get("bytes", 0))
+    metrics.BACKUP_BYTES.labels(source=name, kind=kind, what="stored").inc(stats.get("stored_bytes", 0))
+    copied = copy_to_all(rt, repo, [sid])
+    return {"source": name, "snapshot": sid, "seconds": round(dt, 3), "stats": stats, "copies": copied}
+
+
+def copy_to_all(rt: Any, repo: Repository, sids: list[str]) -> list[dict[str, Any]]:
+    """Copy snapshots to every configured further repository (多副本)."""
+    from dr.copy import copy_snapshots
+
+    out = []
+    from dr.copy import init_copy
+
+    for dest in rt.settings.dr.copies:
+        path = rt.settings.path(dest)
+        target = open_repo(rt, path, create=False) if (path / "config").exists() else init_copy(repo, path, passphrase(rt), iterations=rt.settings.dr.kdf_iterations)
+        res = copy_snapshots(repo, target, sids, bandwidth_mib_s=rt.settings.dr.copy_bandwidth_mib_s)
+        out.append({"repository": str(path), **res})
+    return out
+
+
+def rpo_status(rt: Any, repo: Repository | None = None) -> list[dict[str, Any]]:
+    """Per source: the newest restore point, its age against the RPO target (and the metrics that alert on it)."""
+    repo = repo or open_repo(rt)
+    newest: dict[str, datetime] = {}
+    for s in repo.snapshots():
+        t = datetime.fromisoformat(s.get("restore_point") or s["time"])
+        if s["source"] not in newest or t > newest[s["source"]]:
+            newest[s["source"]] = t
+    now = datetime.now(timezone.utc)
+    out = []
+    for name, src in rt.settings.dr.sources.items():
+        t = newest.get(name)
+        age = (now - t).total_seconds() if t else None
+        metrics.DR_RPO_TARGET.labels(source=name).set(src.rpo_s)
+        metrics.DR_RPO.labels(source=name).set(age if age is not None else float("inf"))
+        out.append({"source": name, "type": src.type, "newest": t.isoformat() if t else None, "age_s": round(age, 1) if age is not None else None,
+                    "rpo_s": src.rpo_s, "ok": age is not None and age <= src.rpo_s})  # fmt: skip
+    return out
+
+
+def due_sources(rt: Any, repo: Repository) -> list[str]:
+    """Sources whose newest periodic snapshot is older than their interval."""
+    last: dict[str, datetime] = {}
+    for s in repo.snapshots():
+        if "wal" in s.get("tags", []):
+            continue
+        t = datetime.fromisoformat(s["time"])
+        last[s["source"]] = max(last.get(s["source"], t), t)
+    now = datetime.now(timezone.utc)
+    return [n for n, src in rt.settings.dr.sources.items() if n not in last or (now - last[n]).total_seconds() >= src.every_s]
