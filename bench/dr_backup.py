@@ -99,13 +99,13 @@ def main() -> None:
     try:
         total = du(src) - (src / ".complete").stat().st_size
         restic(work / "restic", "init")
-        r1 = restic(work / "restic", "backup", "--no-scan", str(src))
+        r1 = restic(work / "restic", "backup", str(src))
         repo = Repository.init(work / "ours", "bench", signer=key, iterations=100_000)
         t0 = time.perf_counter()
         backup(repo, src, name="bench", workers=workers)
         o1 = time.perf_counter() - t0
         changed = change_one_percent(src, int(time.time()))
-        r2 = restic(work / "restic", "backup", "--no-scan", str(src))
+        r2 = restic(work / "restic", "backup", str(src))
         t0 = time.perf_counter()
         _, st2 = backup(repo, src, name="bench", workers=workers)
         o2 = time.perf_counter() - t0

@@ -1100,6 +1100,41 @@ def dr_prune(dry_run: bool = typer.Option(False, "--dry-run"), as_json: bool = J
     _dr_done(view, as_json, lambda r: out.print(f"{r['packs_deleted']} packs deleted, {r['packs_repacked']} repacked, ~{r['bytes_freed_before_repack'] / 1e6:.1f} MB freed"))
 
 
+@dr_app.command("drill")
+def dr_drill(stack: str = StackOpt, canary_seconds: float = typer.Option(5.0, "--canary-seconds", help="How long canaries are written before the loss."),
+             cleanup: Optional[str] = typer.Option(None, "--cleanup", help="Fail back after drill ID instead of running one."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """A disaster-recovery drill on the local pools: lose the primary, restore and promote on the backup pool, measure RPO/RTO. High risk."""
+    params: dict[str, Any] = {"cleanup": cleanup} if cleanup else {"canary_s": canary_seconds}
+    with err.status("drill running…" if not cleanup else "failing back…", spinner="dots"):
+        view = _gated("dr.drill", stack, params)
+
+    def fmt(r: dict[str, Any]) -> None:
+        if cleanup:
+            out.print(f"drill {r['drill']}: failback {r['failback']}, primary link {r['primary_link']}, work files removed")
+            return
+        c = r["canaries"]
+        out.print(f"drill {r['drill']}: [bold]{r['status']}[/bold] — RPO {r['rpo_s']} s, RTO {r['rto_s']} s; canaries {c['recovered']}/{c['written']} recovered, SM3 {'match' if c['checksum_sm3_match'] else 'MISMATCH'}")
+        out.print(f"  report: {r['files']['html']} (signed JSON {r['files']['json']}); fail back with: govctl dr drill --cleanup {r['drill']}")
+
+    _dr_done(view, as_json, fmt)
+
+
+@dr_app.command("drills")
+def dr_drills(as_json: bool = JsonOpt) -> None:
+    """Drills run so far, newest first, with their measured RPO and RTO."""
+    from dr.drill import list_drills
+
+    _principal()
+    rows = list_drills(_rt())
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table("drill", "stack", "started (UTC)", "RPO s", "RTO s", "status", "failed back", "report")
+    for d in rows:
+        t.add_row(d["id"], d["stack"], d["started"][:19], f"{d['rpo_s']}", f"{d['rto_s']}", d["status"], (d["cleaned"] or "-")[:19], d["path"] + "/report.html")
+    out.print(t)
+
+
 @dr_app.command("status")
 def dr_status(as_json: bool = JsonOpt) -> None:
     """Per source: the newest restore point and its age against the RPO target."""

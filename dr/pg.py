@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,20 +29,48 @@ from dr.files import backup, restore
 from dr.repo import RepoError, Repository
 
 
-def _pg(rt: Any) -> tuple[Path, str, int, str, str]:
-    """(bin dir, host, port, user, password) of our cluster."""
+@dataclass
+class PgTarget:
+    """A PostgreSQL cluster to back up or to run a restore as: where it listens and how to run its binaries."""
+
+    bindir: Path
+    host: str
+    port: int
+    user: str
+    password: str
+    netns: str | None = None  # run the restored server inside this network namespace (a pool host)
+    as_user: dict[str, Any] = field(default_factory=dict)  # subprocess kwargs to drop root (PostgreSQL refuses it)
+
+    def command(self, argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+        """(argv, subprocess kwargs) to run a server binary as the service user, inside the target's namespace if it has one.
+
+        Entering a namespace needs root, so there root enters it and ``setpriv`` drops to the service user.
+        """
+        if not self.netns:
+            return argv, dict(self.as_user)
+        drop = ["setpriv", f"--reuid={self.as_user['user']}", f"--regid={self.as_user['group']}", "--clear-groups"] if self.as_user else []
+        return ["ip", "netns", "exec", self.netns, *drop, *argv], {}
+
+
+def control_plane_pg(rt: Any) -> PgTarget:
+    """services.postgres, our own cluster."""
     sup = rt.supervisor
     c = rt.settings.services.postgres
-    return sup._pg_bin(), c.host, sup.port("postgres"), c.user, c.password.get_secret_value()
+    return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), c.user, c.password.get_secret_value(), None, sup._as_user())
+
+
+def _pg(rt: Any, t: PgTarget | None = None) -> tuple[Path, str, int, str, str]:
+    t = t or control_plane_pg(rt)
+    return t.bindir, t.host, t.port, t.user, t.password
 
 
 def _env(pw: str) -> dict[str, str]:
     return {**os.environ, "PGPASSWORD": pw, "PGCONNECT_TIMEOUT": "10"}
 
 
-def base_backup(rt: Any, repo: Repository, name: str) -> tuple[str, dict[str, Any]]:
-    """One base backup of services.postgres into the repository."""
-    bindir, host, port, user, pw = _pg(rt)
+def base_backup(rt: Any, repo: Repository, name: str, target: PgTarget | None = None) -> tuple[str, dict[str, Any]]:
+    """One base backup of services.postgres (or ``target``) into the repository."""
+    bindir, host, port, user, pw = _pg(rt, target)
     work = Path(tempfile.mkdtemp(prefix=f"pgbase-{name}-", dir=_tmp(rt)))
     try:
         out = work / "base"
@@ -66,19 +95,21 @@ def _tmp(rt: Any) -> Path:
 class WalStreamer:
     """pg_receivewal into a local directory, and a shipper that snapshots it into the repository."""
 
-    def __init__(self, rt: Any, name: str, *, ship_every_s: float = 2.0) -> None:
-        self.rt, self.name, self.ship_every_s = rt, name, ship_every_s
+    def __init__(self, rt: Any, name: str, *, ship_every_s: float = 2.0, target: PgTarget | None = None) -> None:
+        self.rt, self.name, self.ship_every_s, self.target = rt, name, ship_every_s, target
         self.dir = rt.settings.var / "dr" / "wal" / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self._last: tuple[Any, ...] | None = None
-        self.slot = f"govctl_{name.replace('-', '_')}"
+        self.slot = "govctl_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:50]  # slot names: [a-z0-9_]
 
     def start(self) -> WalStreamer:
         """Create the replication slot (once) and start pg_receivewal."""
-        bindir, host, port, user, pw = _pg(self.rt)
+        bindir, host, port, user, pw = _pg(self.rt, self.target)
         base = [str(bindir / "pg_receivewal"), "-h", host, "-p", str(port), "-U", user, "-D", str(self.dir), "--slot", self.slot]
-        subprocess.run([*base, "--create-slot", "--if-not-exists"], capture_output=True, env=_env(pw), timeout=30, check=False)
+        made = subprocess.run([*base, "--create-slot", "--if-not-exists"], capture_output=True, text=True, env=_env(pw), timeout=30, check=False)
+        if made.returncode != 0:
+            raise RepoError(f"cannot create replication slot {self.slot} on {host}:{port}: {made.stderr.strip()[-300:]}")
         self.proc = subprocess.Popen([*base, "--synchronous", "--no-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(pw),
                                      start_new_session=True)  # fmt: skip
         return self
@@ -86,6 +117,12 @@ class WalStreamer:
     def alive(self) -> bool:
         """pg_receivewal is running."""
         return self.proc is not None and self.proc.poll() is None
+
+    def error(self) -> str | None:
+        """Why pg_receivewal stopped, if it did."""
+        if self.proc is None or self.proc.poll() is None or self.proc.stderr is None:
+            return None
+        return self.proc.stderr.read().decode(errors="replace").strip()[-400:] or f"exit status {self.proc.returncode}"
 
     def ship(self, repo: Repository | None = None) -> str | None:
         """Snapshot the WAL directory if it changed since the last shipment; returns the snapshot id."""
@@ -119,7 +156,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = "latest", start: bool = True) -> dict[str, Any]:
+def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = "latest", start: bool = True, run_as: PgTarget | None = None) -> dict[str, Any]:
     """Restore source ``name`` into ``target`` at time ``to`` (ISO) or ``latest`` and bring it up on a free port."""
     target = Path(target)
     if target.exists() and any(target.iterdir()):
@@ -155,25 +192,27 @@ def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = 
     os.chmod(target, 0o700)
     res: dict[str, Any] = {"source": name, "base": base["id"], "wal_snapshots": len(wals), "target": str(target), "to": to}
     if start:
-        res.update(start_restored(rt, target))
+        res.update(start_restored(rt, target, run_as=run_as))
     return res
 
 
-def start_restored(rt: Any, data: Path, *, timeout_s: float = 300) -> dict[str, Any]:
-    """Start PostgreSQL on a restored data directory (as the service user) and wait for it to finish recovery."""
+def start_restored(rt: Any, data: Path, *, timeout_s: float = 300, run_as: PgTarget | None = None) -> dict[str, Any]:
+    """Start PostgreSQL on a restored data directory (as the service user, in ``run_as``'s namespace) and wait for it to finish recovery."""
     import psycopg
 
-    bindir, host, _, user, pw = _pg(rt)
+    t = run_as or control_plane_pg(rt)
+    bindir, user, pw = t.bindir, t.user, t.password
+    host = t.host
+    port = t.port if run_as is not None else _free_port()
     sup = rt.supervisor
-    port = _free_port()
     sock = Path(tempfile.mkdtemp(prefix="pgsock-", dir="/tmp"))
     if sup.user is not None:
         for p in [data, *data.rglob("*"), sock]:
             os.lchown(p, sup.user.pw_uid, sup.user.pw_gid)
     log = data / "govctl-restore.log"
-    argv = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", str(int(timeout_s)), "-o",
-            f"-p {port} -c listen_addresses={host} -c unix_socket_directories={sock} -c archive_mode=off", "start"]  # fmt: skip
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30, **sup._as_user())
+    argv, kw = t.command([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", str(int(timeout_s)), "-o",
+                          f"-p {port} -c listen_addresses={host} -c unix_socket_directories={sock} -c archive_mode=off", "start"])  # fmt: skip
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30, **kw)
     if p.returncode != 0:
         tail = log.read_text()[-500:] if log.exists() else p.stderr
         raise RepoError(f"restored PostgreSQL did not start: {tail.strip()}")
@@ -191,10 +230,10 @@ def start_restored(rt: Any, data: Path, *, timeout_s: float = 300) -> dict[str, 
     return {"port": port, "host": host, "log": str(log)}
 
 
-def stop_restored(rt: Any, data: Path) -> None:
-    """Stop a cluster started by ``start_restored``."""
+def stop_restored(rt: Any, data: Path, *, mode: str = "fast") -> None:
+    """Stop a cluster started by ``start_restored`` (``mode=immediate`` is a crash)."""
     bindir = rt.supervisor._pg_bin()
-    subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=120, **rt.supervisor._as_user())
+    subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"], capture_output=True, timeout=120, **rt.supervisor._as_user())
 
 
 class Streaming:

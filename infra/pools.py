@@ -117,10 +117,11 @@ class ResourcePool(pulumi.ComponentResource):
                 tags = tags_for(spec, pool, tier)
                 vol = Directory(f"{name}-{tier}-{i}-vol", {"path": f"{root}/volumes/{hname}", "kind": "volume", "encrypted": pool.encrypted_volumes,
                                                             "size_gb": ts.volume_gb, "tags": tags}, child)  # fmt: skip
+                pg_in = [{"source": str(ipaddress.ip_network(spec.local_gateway, strict=False)), "protocol": "tcp", "port": 5432}] if ts.data_tier else []
                 host = Host(f"{name}-{tier}-{i}", {
                     "netns": f"{spec.local_prefix}-{hname}", "address": f"{next(addrs)}/{spec.local_gateway.split('/')[1]}", "gateway": gw,
                     "bridge": spec.local_bridge, "home": f"{root}/hosts/{hname}", "authorized_key": spec.ssh_public_key,
-                    "ingress": ingress, "tier": tier, "data_tier": ts.data_tier, "public_ip": ts.public_ip, "tags": tags,
+                    "ingress": ingress + pg_in, "tier": tier, "data_tier": ts.data_tier, "public_ip": ts.public_ip, "tags": tags,
                     "volume": vol.path,
                 }, pulumi.ResourceOptions(parent=self, depends_on=[vol]))  # fmt: skip
                 self.hosts[hname] = host.ip

@@ -331,3 +331,12 @@ def _validate_backup(rt: Any, target: str, params: dict[str, Any]) -> None:
 
 VALIDATORS["dr.restore"] = _validate_restore
 VALIDATORS["backup.run"] = _validate_backup
+
+
+@handler("dr.drill")
+def _dr_drill(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from dr import drill
+
+    if params.get("cleanup"):
+        return drill.cleanup(rt, params["cleanup"], by=params["_by"])
+    return drill.run(rt, stack=target, canary_s=float(params.get("canary_s", 5.0)), by=params["_by"])

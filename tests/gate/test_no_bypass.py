@@ -23,7 +23,7 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list", "dr snapshots", "dr check", "dr status",
+    "report show", "report verify", "report list", "dr snapshots", "dr check", "dr status", "dr drills",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
 ARGS = {
