@@ -6,8 +6,9 @@ to a fresh local repository; then 1 % of the files are rewritten and both back u
 stored size against restic's, and our first-backup throughput as a ratio of
 ``openssl speed -evp sm4-ctr`` times the cores we use (we pay for SM4 in software).
 
-Not measured here: the second backup with the real-time watcher's change journal (the watcher
-is not built yet; see the DR issue's note).
+The second backup is measured twice: as a periodic backup (a tree walk that skips unchanged
+files by their metadata) and through the real-time watcher (dr/realtime.py), whose inotify
+journal names the changed files so no walk is needed.
 """
 
 from __future__ import annotations
@@ -58,12 +59,18 @@ def tree() -> Path:
 
 
 def change_one_percent(d: Path, seed: int) -> int:
-    """Rewrite 1 % of the files (new random content of the same size); returns bytes changed."""
+    """Rewrite random files (new random content of the same size) until 1 % of the bytes changed; returns bytes changed."""
     files = sorted(p for p in d.rglob("f*.bin"))
+    goal = sum(p.stat().st_size for p in files) // 100
     rnd = random.Random(seed)
+    rnd.shuffle(files)
     changed = 0
-    for p in rnd.sample(files, max(1, len(files) // 100)):
+    for p in files:
+        if changed >= goal:
+            break
         n = p.stat().st_size
+        if n > 2 * goal:
+            continue
         p.write_bytes(os.urandom(n))
         changed += n
     return changed
@@ -104,23 +111,32 @@ def main() -> None:
         t0 = time.perf_counter()
         backup(repo, src, name="bench", workers=workers)
         o1 = time.perf_counter() - t0
+        from dr.realtime import Watcher
+
+        watcher = Watcher(repo, src, "bench-rt", interval_s=3600).start()  # its own first full snapshot; then only the journal
         changed = change_one_percent(src, int(time.time()))
         r2 = restic(work / "restic", "backup", str(src))
         t0 = time.perf_counter()
         _, st2 = backup(repo, src, name="bench", workers=workers)
         o2 = time.perf_counter() - t0
+        time.sleep(1.0)  # inotify events delivered
+        t0 = time.perf_counter()
+        watcher.ship()
+        o3 = time.perf_counter() - t0
+        watcher.observer.stop()
         ours_size, restic_size = du(work / "ours"), du(work / "restic")
         sm4 = openssl_sm4_ctr()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     thr = total / o1
-    print(f"tree: {total / 2**30:.2f} GiB; second backup after rewriting {changed / 2**20:.0f} MiB (1 % of the files)")
+    print(f"tree: {total / 2**30:.2f} GiB; second backup after rewriting {changed / 2**20:.0f} MiB (1 % of the bytes)")
     print(f"first backup:  ours {o1:6.1f} s   restic {r1:6.1f} s   ratio {o1 / r1:.2f}  (goal ≤ 1.2)")
     print(f"second backup: ours {o2:6.1f} s   restic {r2:6.1f} s   ratio {o2 / r2:.2f}  (goal ≤ 1.0 without the watcher); {st2.skipped_unchanged} files skipped by metadata")
+    print(f"second backup with the real-time journal: ours {o3:6.2f} s   ratio {o3 / r2:.2f}  (goal ≤ 0.5)")
     print(f"stored: ours {ours_size / 2**20:.0f} MiB   restic {restic_size / 2**20:.0f} MiB   ratio {ours_size / restic_size:.3f}  (goal within 5 %)")
     print(f"throughput {thr / 1e6:.0f} MB/s = {thr / (sm4 * workers):.2f} × openssl sm4-ctr ({sm4 / 1e6:.0f} MB/s per core) × {workers} cores")
     print(f"RESULT first_backup_s={o1:.2f} restic_first_s={r1:.2f} ratio_vs_restic_first={o1 / r1:.2f} second_backup_s={o2:.2f} restic_second_s={r2:.2f} "
-          f"ratio_vs_restic_second={o2 / r2:.2f} stored_ratio_vs_restic={ours_size / restic_size:.3f} throughput_mb_s={thr / 1e6:.0f} "
+          f"ratio_vs_restic_second={o2 / r2:.2f} journal_second_s={o3:.2f} ratio_journal_vs_restic_second={o3 / r2:.2f} stored_ratio_vs_restic={ours_size / restic_size:.3f} throughput_mb_s={thr / 1e6:.0f} "
           f"ratio_vs_openssl_sm4_ctr_x_cores={thr / (sm4 * workers):.2f} tree_gib={total / 2**30:.2f}")  # fmt: skip
 
 

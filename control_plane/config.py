@@ -256,7 +256,7 @@ class Retention(_Model):
 
 
 def _default_dr_sources() -> dict[str, DrSource]:
-    return {"reports": DrSource(type="files", path=Path("var/reports"), every_s=3600, rpo_s=7200),
+    return {"reports": DrSource(type="files", path=Path("var/reports"), every_s=3600, rpo_s=60, realtime=True),
             "state-db": DrSource(type="postgres", every_s=86400, rpo_s=300)}  # fmt: skip
 
 
@@ -268,7 +268,7 @@ class DrConfig(_Model):
     kdf_iterations: int = Field(default=200_000, ge=100_000)
     retention: Retention = Retention()
     check_subset_pct: float = Field(default=10, gt=0, le=100, description="share of packs the daily check reads (rotating)")
-    wal_streaming: bool = Field(default=True, description="the scheduler leader streams and ships WAL of postgres sources continuously")
+    wal_streaming: bool = Field(default=True, description="the scheduler leader streams WAL of postgres sources and watches real-time file sources")
     sources: dict[str, DrSource] = Field(default_factory=_default_dr_sources)
 
 

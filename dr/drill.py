@@ -72,8 +72,8 @@ def _hosts(rt: Any, stack: str) -> tuple[tuple[str, str, str], tuple[str, str, s
     return pick("primary"), pick("backup")
 
 
-def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None) -> dict[str, Any]:
-    """Run one drill end to end; returns the report."""
+def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0) -> dict[str, Any]:
+    """Run one drill end to end; returns the report. ``fill_mb`` loads that much pgbench data into the primary first."""
     from control_plane.playbook import service as pb
     from dr.service import open_repo
 
@@ -107,6 +107,10 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
     def conn(t: PgTarget) -> psycopg.Connection:
         return psycopg.connect(host=t.host, port=t.port, user=t.user, password=t.password, dbname="postgres", autocommit=True, connect_timeout=5)
 
+    if fill_mb > 0:  # a database of a realistic size (pgbench: about 15 MB per scale unit)
+        _sh(str(primary.bindir / "pgbench"), "-i", "-q", "-s", str(max(1, fill_mb // 15)), "-h", primary.host, "-p", str(primary.port), "-U", primary.user,
+            "postgres", env={**os.environ, "PGPASSWORD": primary.password})  # fmt: skip
+        step("primary filled with pgbench data", mb=fill_mb)
     with conn(primary) as cx:
         cx.execute("CREATE TABLE IF NOT EXISTS drill_canary (seq bigint PRIMARY KEY, written timestamptz NOT NULL, payload text NOT NULL)")
     sid, st = base_backup(rt, repo, source, primary)
@@ -172,6 +176,7 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
         "canaries": {"written": len(written), "recovered": n, "last_written": written[-1][1], "last_recovered": got[-1][1] if got else None,
                      "checksum_sm3_match": same},
         "rpo_s": round(rpo, 3) if rpo is not None else None, "rto_s": round(rto, 3), "snapshot_base": sid, "source": source,
+        "database_bytes": st["bytes"],
     })  # fmt: skip
     _store(rt, report, base)
     return report

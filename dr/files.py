@@ -5,8 +5,8 @@ not read again (its chunk list is reused). Other files are cut with FastCDC; eac
 hashed (SM3-HMAC), compressed (zstd) and encrypted (SM4-GCM) on a pool of threads (OpenSSL and
 zstd release the GIL, so both cores work), then packed. The snapshot is written last.
 
-Restore recreates contents, modes, times and symlinks, and checks every file's SM3 against the
-snapshot as it writes it.
+Restore recreates contents, modes, times and symlinks; every chunk's plaintext is checked
+against its SM3-HMAC id as it is written, and every file's chunk list against its SM3.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 from collections.abc import Callable, Iterable
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from typing import Any
 
 from pyfastcdc.cy import FastCDC
 
-from control_plane.crypto import SM3, IntegrityError
+from control_plane.crypto import SM3, IntegrityError, sm3_hex
 from dr.repo import Packer, RepoError, Repository
 
 Progress = Callable[[int, int], None]  # (bytes done, files done)
@@ -55,6 +56,7 @@ class _Backup:
         self.stats = Stats()
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.workers = workers
+        self.inflight: deque[Any] = deque()
         self.progress = progress
         cfg = repo.config["chunker"]
         self.cdc = FastCDC(avg_size=cfg["avg"], min_size=cfg["min"], max_size=cfg["max"])
@@ -87,35 +89,30 @@ class _Backup:
                 self.stats.bytes += st.st_size
                 return {**node, "content": old["content"], "sha": old["sha"]}
         ids: list[str] = []
-        h = SM3()
         with open(path, "rb") as f:
             data = f.read() if st.st_size <= 64 * 1024 * 1024 else None
         if data is None:  # big files: chunk from the file (mmap) without holding it all
             chunks: Iterable[Any] = self.cdc.cut_file(str(path))
         else:
             chunks = self.cdc.cut_buf(data) if data else []
-        batch: list[bytes] = []
-        for c in chunks:
-            piece = bytes(c.data)
-            h.update(piece)
-            batch.append(piece)
-            if len(batch) >= self.workers * 4:
-                ids.extend(self._flush(batch))
-                batch = []
-        ids.extend(self._flush(batch))
+        for c in chunks:  # hashing, compression and encryption run on the pool while the next chunks are cut
+            self.inflight.append(self.pool.submit(self._seal, bytes(c.data)))
+            if len(self.inflight) >= self.workers * 8:
+                ids.append(self._collect_one())
+        while self.inflight:
+            ids.append(self._collect_one())
         self.stats.bytes += st.st_size
-        return {**node, "content": ids, "sha": h.digest().hex()}
-
-    def _flush(self, batch: list[bytes]) -> list[str]:
-        out = []
-        for bid, sealed, raw in self.pool.map(self._seal, batch):
-            if sealed is not None and not self.packer.known(bid):
-                self.packer.add(bid, "data", sealed, raw)
-                self.stats.new_bytes += raw
-            out.append(bid)
         if self.progress:
             self.progress(self.stats.bytes, self.stats.files)
-        return out
+        # every chunk is authenticated by its id on restore; the file's digest binds the list of them
+        return {**node, "content": ids, "sha": sm3_hex("".join(ids).encode())}
+
+    def _collect_one(self) -> str:
+        bid, sealed, raw = self.inflight.popleft().result()
+        if sealed is not None and not self.packer.known(bid):
+            self.packer.add(bid, "data", sealed, raw)
+            self.stats.new_bytes += raw
+        return bid
 
     def tree(self, d: Path, rel: str) -> str:
         nodes = []
@@ -166,7 +163,7 @@ def backup(repo: Repository, source: Path, *, name: str, parent: str | None | bo
         b = _Backup(repo, par, workers or max(2, os.cpu_count() or 2), progress)
         try:
             root = b.tree(source, "")
-            b.packer.flush()  # every blob durable and indexed before the snapshot exists
+            b.packer.close()  # every blob durable and indexed before the snapshot exists
         finally:
             b.pool.shutdown(wait=True)
         b.stats.new_blobs, b.stats.stored_bytes = b.packer.new_blobs, b.packer.stored_bytes
@@ -204,16 +201,13 @@ def restore(repo: Repository, snapshot: str, target: Path, *, include: list[str]
                 os.utime(dest, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=False)
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                h = SM3()
                 tmp = dest.with_name(f".{dest.name}.govctl-restore")
                 with open(tmp, "wb") as f:
                     for bid in node["content"]:
-                        piece = repo.read_blob(bid)
-                        h.update(piece)
-                        f.write(piece)
-                if h.digest().hex() != node["sha"]:
+                        f.write(repo.read_blob(bid))  # each chunk's plaintext is checked against its SM3-HMAC id
+                if sm3_hex("".join(node["content"]).encode()) != node["sha"] or tmp.stat().st_size != node["size"]:
                     tmp.unlink()
-                    raise IntegrityError(f"restored {path} does not match its recorded SM3: the repository is damaged", hint="run govctl dr check --read-data")
+                    raise IntegrityError(f"restored {path}: its chunk list does not match its recorded SM3: the repository is damaged", hint="run govctl dr check --read-data")
                 os.replace(tmp, dest)
                 _meta(dest, node)
                 files += 1

@@ -124,10 +124,18 @@ class WalStreamer:
             return None
         return self.proc.stderr.read().decode(errors="replace").strip()[-400:] or f"exit status {self.proc.returncode}"
 
+    def _sig(self) -> tuple[Any, ...]:
+        files = sorted(p for p in self.dir.iterdir() if p.is_file())
+        return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+    def pending(self) -> bool:
+        """WAL arrived since the last shipment."""
+        return self._sig() != self._last
+
     def ship(self, repo: Repository | None = None) -> str | None:
         """Snapshot the WAL directory if it changed since the last shipment; returns the snapshot id."""
         files = sorted(p for p in self.dir.iterdir() if p.is_file())
-        sig = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        sig = self._sig()
         if not files or sig == self._last:
             return None
         from dr.service import open_repo
@@ -247,6 +255,7 @@ class Streaming:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="govctl-wal-shipping", daemon=True)
         self.last_error: str | None = None
+        self.last_ship_at: float | None = None
 
     def start(self) -> Streaming:
         """Start the loop."""
@@ -264,6 +273,7 @@ class Streaming:
                     if not w.alive():
                         w.start()
                     w.ship()
+                    self.last_ship_at = time.monotonic()
                     self.last_error = None
                 except Exception as exc:  # noqa: BLE001 - retried next round; the RPO metric shows the lag
                     self.last_error = f"{name}: {getattr(exc, 'message', exc)}"

@@ -389,6 +389,8 @@ class Packer:
 
     def __post_init__(self) -> None:
         self.target = int(self.repo.config.get("pack_size", self.target))
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def add(self, blob_id: str, typ: str, sealed: bytes, raw_len: int) -> None:
         """Queue a blob (ignored if known)."""
@@ -407,9 +409,38 @@ class Packer:
         return blob_id in self.seen or blob_id in self.repo.index()
 
     def flush(self) -> None:
-        """Write the pending pack and index it."""
+        """Hand the pending blobs to the writer thread (pack, fsync, then index); the caller keeps going."""
         if not self.pending:
             return
-        pid, entries = self.repo.write_pack(self.pending)
-        self.repo.write_index({pid: entries})
+        if self._writer is None:
+            import queue
+
+            self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+            self._writer = threading.Thread(target=self._write_loop, name="govctl-pack-writer", daemon=True)
+            self._writer.start()
+        if self._error:
+            raise self._error
+        self._queue.put(self.pending)
         self.pending, self.size = [], 0
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                if self._error is None:
+                    pid, entries = self.repo.write_pack(batch)
+                    self.repo.write_index({pid: entries})
+            except BaseException as exc:  # noqa: BLE001 - surfaced by close()
+                self._error = exc
+
+    def close(self) -> None:
+        """Flush, and wait until every pack is durable and indexed (raises what the writer met)."""
+        self.flush()
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._error:
+            raise self._error

@@ -111,6 +111,9 @@ def rpo_status(rt: Any, repo: Repository | None = None) -> list[dict[str, Any]]:
     for name, src in rt.settings.dr.sources.items():
         t = newest.get(name)
         age = (now - t).total_seconds() if t else None
+        live = LIVE.lag_s(name) if LIVE is not None and t is not None else None
+        if live is not None:  # streamed continuously: what is at risk is only what is not shipped yet
+            age = live
         metrics.DR_RPO_TARGET.labels(source=name).set(src.rpo_s)
         metrics.DR_RPO.labels(source=name).set(age if age is not None else float("inf"))
         out.append({"source": name, "type": src.type, "newest": t.isoformat() if t else None, "age_s": round(age, 1) if age is not None else None,
@@ -128,3 +131,61 @@ def due_sources(rt: Any, repo: Repository) -> list[str]:
         last[s["source"]] = max(last.get(s["source"], t), t)
     now = datetime.now(timezone.utc)
     return [n for n, src in rt.settings.dr.sources.items() if n not in last or (now - last[n]).total_seconds() >= src.every_s]
+
+
+LIVE: Live | None = None  # the running instance in this process (the scheduler leader's)
+
+
+class Live:
+    """What the scheduler leader keeps running for DR: WAL streaming of postgres sources and watchers of real-time file sources."""
+
+    def lag_s(self, name: str) -> float | None:
+        """For a source streamed here: seconds its oldest unshipped change has waited (0 if none); None if it is not streamed."""
+        for w in self.watchers:
+            if w.name == name and w._thread.is_alive():
+                first = w.journal.first_at
+                return 0.0 if first is None else time.monotonic() - first
+        st = self.wal.streamers.get(name)
+        if st is not None and st.alive() and self.wal.last_ship_at is not None:
+            return 0.0 if not st.pending() else time.monotonic() - self.wal.last_ship_at
+        return None
+
+    def __init__(self, rt: Any) -> None:
+        from dr.pg import Streaming
+
+        self.rt = rt
+        self.wal = Streaming(rt)
+        self.watchers: list[Any] = []
+
+    def start(self) -> Live:
+        """Start everything configured (a source that cannot start is logged and retried by the periodic job)."""
+        import logging
+
+        from dr.realtime import Watcher
+
+        self.wal.start()
+        for name, src in self.rt.settings.dr.sources.items():
+            if src.type == "files" and src.realtime:
+                try:
+                    path = self.rt.settings.path(src.path)
+                    path.mkdir(parents=True, exist_ok=True) if self.rt.settings.var in path.parents else None
+
+                    def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
+                        metrics.BACKUP_RUNS.labels(source=name, kind="realtime", outcome="succeeded").inc()
+                        if first is not None:
+                            metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
+
+                    self.watchers.append(Watcher(open_repo(self.rt), path, name, on_ship=shipped).start())
+                except Exception as exc:  # noqa: BLE001
+                    logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
+        global LIVE
+        LIVE = self
+        return self
+
+    def stop(self) -> None:
+        """Stop watchers (shipping what is left) and WAL streaming."""
+        global LIVE
+        LIVE = None
+        for w in self.watchers:
+            w.stop()
+        self.wal.stop()

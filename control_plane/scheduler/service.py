@@ -103,9 +103,9 @@ class SchedulerService:
 
     def _start_stream(self) -> None:
         if self.rt.settings.dr.wal_streaming:
-            from dr.pg import Streaming
+            from dr.service import Live
 
-            self.wal = Streaming(self.rt).start()
+            self.wal = Live(self.rt).start()
         poll = self.rt.settings.soc.stream_poll_s
         if poll <= 0:
             return
