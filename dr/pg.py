@@ -59,6 +59,10 @@ def control_plane_pg(rt: Any) -> PgTarget:
     return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), c.user, c.password.get_secret_value(), None, sup._as_user())
 
 
+SHIP_EVERY_S = 1.0
+KEEP_WAL_SHIPMENTS = 3
+
+
 def _pg(rt: Any, t: PgTarget | None = None) -> tuple[Path, str, int, str, str]:
     t = t or control_plane_pg(rt)
     return t.bindir, t.host, t.port, t.user, t.password
@@ -101,6 +105,7 @@ class WalStreamer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self._last: tuple[Any, ...] | None = None
+        self._shipped: list[str] = []
         self.slot = "govctl_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:50]  # slot names: [a-z0-9_]
 
     def start(self) -> WalStreamer:
@@ -145,6 +150,11 @@ class WalStreamer:
         rp = datetime.fromtimestamp(newest, timezone.utc).isoformat()
         sid, _ = backup(repo, self.dir, name=self.name, parent=True, tags=["wal"], restore_point=rp, lock_wait_s=30)
         self._last = sig
+        # each shipment holds every segment of the directory, so it supersedes the earlier ones: keep the last few
+        self._shipped.append(sid)
+        if len(self._shipped) > KEEP_WAL_SHIPMENTS:
+            old, self._shipped = self._shipped[:-KEEP_WAL_SHIPMENTS], self._shipped[-KEEP_WAL_SHIPMENTS:]
+            repo.drop_snapshots(old, command=f"wal shipping {self.name}")
         return sid
 
     def stop(self) -> None:
@@ -179,9 +189,14 @@ def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = 
     base = bases[-1]
     restore(repo, base["id"], target)
     wals = [s for s in snaps if "wal" in s["tags"] and s["time"] >= base["time"]]
+    if when is not None:  # the first shipment that reaches the target time holds everything up to it
+        reaching = [w for w in wals if datetime.fromisoformat(w["restore_point"]) >= when]
+        wals = reaching[:1] or wals[-1:]
+    else:
+        wals = wals[-1:]
     archive = target / "govctl_wal_archive"
     archive.mkdir()
-    for w in wals:  # later shipments hold the same segments, grown: the newest copy of each wins
+    for w in wals:  # a shipment holds every segment streamed so far
         restore(repo, w["id"], archive)
     for partial in archive.glob("*.partial"):
         full = partial.with_name(partial.name.removesuffix(".partial"))
@@ -247,7 +262,7 @@ def stop_restored(rt: Any, data: Path, *, mode: str = "fast") -> None:
 class Streaming:
     """Keeps pg_receivewal running for every postgres source and ships its WAL every couple of seconds (the scheduler leader runs it)."""
 
-    def __init__(self, rt: Any, *, ship_every_s: float = 2.0) -> None:
+    def __init__(self, rt: Any, *, ship_every_s: float = SHIP_EVERY_S) -> None:
         import threading
 
         self.rt, self.ship_every_s = rt, ship_every_s

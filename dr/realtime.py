@@ -26,6 +26,9 @@ from dr.files import Stats, _Backup, backup
 from dr.repo import Repository
 
 
+KEEP_REALTIME = 60  # the last minute or so of second-by-second shipments
+
+
 class _Journal(FileSystemEventHandler):
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -68,6 +71,7 @@ class Watcher:
         self.on_ship = on_ship
         self.shipments = 0
         self.last_error: str | None = None
+        self._recent: list[str] = []
 
     def start(self) -> Watcher:
         """Watch first, then take a full snapshot: nothing changed in between is missed."""
@@ -110,6 +114,10 @@ class Watcher:
             sid = self._incremental(changed, t0)
         self._load(sid)
         self.shipments += 1
+        self._recent.append(sid)
+        if len(self._recent) > KEEP_REALTIME:  # long-term history is the periodic snapshots and the retention policy
+            old, self._recent = self._recent[:-KEEP_REALTIME], self._recent[-KEEP_REALTIME:]
+            self.repo.drop_snapshots(old, command=f"realtime {self.name}")
         if self.on_ship:
             self.on_ship(sid, changed, first)
         return sid

@@ -370,6 +370,12 @@ class Repository:
             if node["type"] == "dir":
                 yield from self.walk(node["subtree"], path)
 
+    def drop_snapshots(self, sids: list[str], *, command: str) -> None:
+        """Remove snapshots superseded by newer ones (their data goes at the next prune)."""
+        with self.lock(exclusive=True, command=command, wait_s=30):
+            for sid in sids:
+                (self.root / "snapshots" / sid).unlink(missing_ok=True)
+
     def lock(self, *, exclusive: bool, command: str, wait_s: float = 0.0) -> Lock:
         """The repository lock."""
         return Lock(self.root, exclusive=exclusive, command=command, wait_s=wait_s)

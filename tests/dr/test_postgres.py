@@ -71,3 +71,26 @@ def test_base_backup_wal_stream_and_point_in_time_restore(sqlite_runtime: Runtim
     with _conn(rt, port) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         c.execute(f"SELECT pg_drop_replication_slot('{wal.slot}')")
+
+
+def test_scheduled_backup_job_runs_both_kinds_once_per_interval(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+    """dr.backup backs up every due source (files and the real PostgreSQL); run again at once, nothing is due."""
+    from control_plane.config import DrSource
+    from control_plane.scheduler import run_job
+    from dr.service import rpo_status
+
+    rt = sqlite_runtime
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("公文")
+    object.__setattr__(rt.settings.dr, "sources", {"docs": DrSource(type="files", path=docs, every_s=3600, rpo_s=7200),
+                                                   "state-db": DrSource(type="postgres", every_s=3600, rpo_s=7200)})  # fmt: skip
+    r1 = run_job(rt, "dr.backup", trigger="manual")
+    assert r1.status == "succeeded" and "2 backed up" in r1.detail, r1
+    snaps = open_repo(rt).snapshots()
+    assert {s["source"] for s in snaps} == {"docs", "state-db"} and any("base" in s["tags"] for s in snaps)
+    assert run_job(rt, "dr.backup", trigger="schedule").status in ("succeeded", "skipped")  # a scheduled slot runs once at most
+    r2 = run_job(rt, "dr.backup", trigger="manual")
+    assert r2.status == "succeeded" and "none due" in r2.detail, r2
+    assert all(r["ok"] for r in rpo_status(rt))
+    assert run_job(rt, "dr.rpo", trigger="manual").status == "succeeded"
