@@ -114,7 +114,7 @@ def _rotating_subset(repo: Repository, packs: list[str], pct: float) -> tuple[li
 
 def _read_pack(repo: Repository, pid: str, blobs: list[tuple[str, Any]], res: CheckResult) -> None:
     try:
-        data = repo.pack_path(pid).read_bytes()
+        data = repo.backend.read(repo.pack_name(pid))
     except OSError as exc:
         res.problems.append(f"pack {pid}: cannot be read ({exc.strerror})")
         return

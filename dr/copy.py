@@ -55,19 +55,21 @@ def _blobs_of(repo: Repository, snap: dict[str, Any]) -> set[str]:
     return out
 
 
-def _copy_file(src: Path, dest: Path, bandwidth_mib_s: float | None) -> int:
+def _copy_pack(src: Repository, dst: Repository, pid: str, bandwidth_mib_s: float | None) -> int:
+    """Copy one pack in 1 MiB ranges (throttled), check it against its SM3 name, then store it once."""
+    name = src.pack_name(pid)
+    total = src.backend.size(name)
     data = bytearray()
     t0 = time.monotonic()
-    with open(src, "rb") as f:
-        while piece := f.read(1 << 20):
-            data += piece
-            if bandwidth_mib_s:
-                ahead = len(data) / (bandwidth_mib_s * (1 << 20)) - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-    if sm3_hex(bytes(data)) != src.name:
-        raise RepoError(f"pack {src.name[:16]}… in the source repository does not match its name; not copied", hint="run govctl dr check --read-data")
-    write_once(dest, bytes(data))
+    while len(data) < total:
+        data += src.backend.read_range(name, len(data), min(1 << 20, total - len(data)))
+        if bandwidth_mib_s:
+            ahead = len(data) / (bandwidth_mib_s * (1 << 20)) - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    if sm3_hex(bytes(data)) != pid:
+        raise RepoError(f"pack {pid[:16]}… in the source repository does not match its name; not copied", hint="run govctl dr check --read-data")
+    dst.backend.write_once(name, bytes(data))
     return len(data)
 
 
@@ -89,13 +91,13 @@ def copy_snapshots(src: Repository, dst: Repository, sids: list[str] | None = No
                 ref = sidx[b]
                 by_pack.setdefault(ref.pack, [])
             for pid in by_pack:
-                if not dst.pack_path(pid).exists():
-                    nbytes += _copy_file(src.pack_path(pid), dst.pack_path(pid), bandwidth_mib_s)
+                if not dst.backend.exists(dst.pack_name(pid)):
+                    nbytes += _copy_pack(src, dst, pid, bandwidth_mib_s)
                     packs += 1
                 by_pack[pid] = [[b, r.type, r.offset, r.length, r.raw_length] for b, r in sidx.items() if r.pack == pid]
             if by_pack:
                 dst.write_index(by_pack)
-            write_once(dst.root / "snapshots" / snap["id"], (src.root / "snapshots" / snap["id"]).read_bytes())
+            dst.backend.write_once(f"snapshots/{snap['id']}", src.backend.read(f"snapshots/{snap['id']}"))
             dst.load_snapshot(snap["id"])  # and verified again where it landed
             copied.append(snap["id"])
     return {"snapshots": copied, "packs": packs, "bytes": nbytes}

@@ -1,16 +1,20 @@
 """Disaster-recovery drills on the local pools, with measured RPO and RTO and a signed report.
 
 1. A primary PostgreSQL runs on the primary pool's data host (its own network namespace); it is
-   base-backed-up into the repository and its WAL streamed and shipped continuously.
-2. Canary rows (sequence number, client time) are written several times a second.
+   base-backed-up into the repository and its WAL streamed and shipped continuously. A directory
+   of the primary's files is watched by the real-time watcher.
+2. Canary rows (sequence number, client time) are written several times a second, and canary
+   files beside them.
 3. Loss: the primary's link is cut and its PostgreSQL crashes (immediate stop). Whatever WAL had
    been shipped by then is all there is.
 4. Recovery: the latest base backup and WAL are restored onto the backup pool's data host and
    brought up there (recovery to the end of the WAL, then promotion); the failover playbook marks
    the backup pool as serving.
 5. Verification: the canaries are read back through the backup host's address and compared row
-   by row (SM3 over the rows) with what the writer recorded.
-6. RPO = time of the last canary written − time of the last canary recovered; RTO = loss →
+   by row (SM3 over the rows) with what the writer recorded; the files are restored from the
+   latest real-time snapshot and each checked by SM3.
+6. RPO = time of the last canary written − time of the last canary recovered (for rows, and
+   separately for files); RTO = loss →
    verified service. The report (JSON signed with SM2, and HTML in Chinese) is kept under
    var/dr/drills/<id>/ and listed by ``govctl dr drills``. ``cleanup`` fails back.
 """
@@ -132,7 +136,15 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
 
     th = threading.Thread(target=shipper, daemon=True)
     th.start()
+    # canary files on the primary's volume, shipped by the real-time watcher
+    from dr.realtime import Watcher
+
+    pfiles = base / "primary-files"
+    pfiles.mkdir()
+    fsource = f"drill-{did}-files"
+    watcher = Watcher(repo, pfiles, fsource, interval_s=1.0).start()
     written: list[tuple[int, str, str]] = []
+    files_written: list[tuple[str, str, str]] = []  # (name, time, SM3 of content)
     t_end = time.monotonic() + canary_s
     with conn(primary) as cx:
         seq = 0
@@ -141,12 +153,17 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
             ts, payload = _now().isoformat(), sm3_hex(f"canary {did} {seq}".encode())
             cx.execute("INSERT INTO drill_canary VALUES (%s, %s, %s)", (seq, ts, payload))
             written.append((seq, ts, payload))
+            if seq % 3 == 0:
+                body = f"{seq} {ts} {payload}\n".encode() * 200
+                (pfiles / f"canary-{seq:06d}.txt").write_bytes(body)
+                files_written.append((f"canary-{seq:06d}.txt", _now().isoformat(), sm3_hex(body)))
             time.sleep(0.1)
-    step("canaries written", count=len(written), last=written[-1][1], wal_streaming=wal.alive(), wal_error=wal.error())
+    step("canaries written", count=len(written), files=len(files_written), last=written[-1][1], wal_streaming=wal.alive(), wal_error=wal.error())
     # -- the loss ------------------------------------------------------------------------------
     t_loss = _now()
     _sh("ip", "netns", "exec", pns, "ip", "link", "set", "eth0", "down")
     stop_restored(rt, pdata, mode="immediate")
+    watcher.abandon()  # its unshipped journal is lost with the primary
     step("primary lost: its link cut and PostgreSQL crashed")
     stop_ship.set()
     th.join(timeout=30)
@@ -157,6 +174,14 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
     rdata = base / "restored"
     res = restore_pg(rt, repo, source, rdata, to="latest", run_as=standby)
     step("restored and promoted on the backup pool", host=bname, base=res["base"], wal_shipments=res["wal_snapshots"])
+    from dr.files import restore as restore_files
+
+    fsnaps = [x for x in repo.snapshots() if x["source"] == fsource]
+    rfiles = base / "restored-files"
+    restore_files(repo, fsnaps[-1]["id"], rfiles)
+    got_files = {p.name: sm3_hex(p.read_bytes()) for p in rfiles.glob("canary-*.txt")}
+    files_ok = all(got_files.get(n) == h for n, _, h in files_written if n in got_files) and set(got_files) <= {n for n, _, _ in files_written}
+    step("files restored on the backup pool", snapshot=fsnaps[-1]["id"], recovered=len(got_files))
     fo = pb.run(rt, "failover", [bname], actor=by)
     step("failover playbook", status=fo.status)
     with conn(standby) as cx:
@@ -169,12 +194,18 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
     last_wr = datetime.fromisoformat(written[-1][1])
     rpo = (last_wr - last_rec).total_seconds() if last_rec else None
     rto = (t_ok - t_loss).total_seconds()
-    ok = same and fo.status == "successful"
+    recovered_files = [f for f in files_written if f[0] in got_files]
+    rpo_files = (datetime.fromisoformat(files_written[-1][1]) - datetime.fromisoformat(recovered_files[-1][1])).total_seconds() if recovered_files else None
+    ok = same and files_ok and bool(recovered_files) and fo.status == "successful"
     step("verified through the backup pool's address", canaries_recovered=n, canaries_written=len(written), identical_prefix=same)
     report.update({
         "status": "passed" if ok else "failed", "loss_at": t_loss.isoformat(), "verified_at": t_ok.isoformat(),
         "canaries": {"written": len(written), "recovered": n, "last_written": written[-1][1], "last_recovered": got[-1][1] if got else None,
                      "checksum_sm3_match": same},
+        "file_canaries": {"written": len(files_written), "recovered": len(recovered_files), "checksum_sm3_match": files_ok,
+                          "last_written": files_written[-1][1] if files_written else None,
+                          "last_recovered": recovered_files[-1][1] if recovered_files else None},
+        "rpo_files_s": round(rpo_files, 3) if rpo_files is not None else None,
         "rpo_s": round(rpo, 3) if rpo is not None else None, "rto_s": round(rto, 3), "snapshot_base": sid, "source": source,
         "database_bytes": st["bytes"],
     })  # fmt: skip
@@ -234,7 +265,8 @@ def html(r: dict[str, Any]) -> str:
 <p>演练编号：{escape(r['drill'])}　资源池：{escape(r['stack'])}　发起人：{escape(r['by'])}　开始时间：{escape(r['started'][:19])}（UTC）</p>
 <p>结论：<b>{'通过' if r['status'] == 'passed' else '未通过'}</b>　恢复点目标实测（RPO）：<b>{r['rpo_s']} 秒</b>　恢复时间实测（RTO）：<b>{r['rto_s']} 秒</b></p>
 <p>主资源池主机 {escape(r['primary']['host'])}（{escape(r['primary']['address'])}）模拟失效；备资源池主机 {escape(r['backup']['host'])}（{escape(r['backup']['address'])}）接管服务。</p>
-<p>写入校验数据 {c['written']} 条，恢复 {c['recovered']} 条；已恢复部分逐条 SM3 校验{'一致' if c['checksum_sm3_match'] else '不一致'}。最后写入：{escape(c['last_written'][:23])}；最后恢复：{escape((c['last_recovered'] or '—')[:23])}。</p>
+<p>写入数据库校验记录 {c['written']} 条，恢复 {c['recovered']} 条；已恢复部分逐条 SM3 校验{'一致' if c['checksum_sm3_match'] else '不一致'}。最后写入：{escape(c['last_written'][:23])}；最后恢复：{escape((c['last_recovered'] or '—')[:23])}。</p>
+<p>写入校验文件 {r['file_canaries']['written']} 个，恢复 {r['file_canaries']['recovered']} 个，SM3 校验{'一致' if r['file_canaries']['checksum_sm3_match'] else '不一致'}；文件恢复点目标实测 {r['rpo_files_s']} 秒（实时监测每秒传送一次）。</p>
 <table><tr><th>时间（UTC）</th><th>步骤</th></tr>{rows}</table>
 <p>本报告 JSON 已以平台 SM2 密钥签名（report.sig.json）。</p></body></html>"""
 
@@ -246,6 +278,7 @@ STEP_ZH = {
     "primary lost: its link cut and PostgreSQL crashed": "模拟主资源池失效（断网、数据库崩溃）",
     "last WAL shipped": "最后一次日志传送",
     "restored and promoted on the backup pool": "备资源池恢复并提升为主库",
+    "files restored on the backup pool": "备资源池恢复文件",
     "failover playbook": "执行切换剧本",
     "verified through the backup pool's address": "通过备资源池地址校验数据",
 }

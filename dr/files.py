@@ -25,7 +25,7 @@ from typing import Any
 
 from pyfastcdc.cy import FastCDC
 
-from control_plane.crypto import SM3, IntegrityError, sm3_hex
+from control_plane.crypto import IntegrityError, sm3_hex
 from dr.repo import Packer, RepoError, Repository
 
 Progress = Callable[[int, int], None]  # (bytes done, files done)

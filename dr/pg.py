@@ -85,9 +85,20 @@ def base_backup(rt: Any, repo: Repository, name: str, target: PgTarget | None = 
         label = (out / "backup_label").read_text() if (out / "backup_label").exists() else ""
         end = datetime.now(timezone.utc).isoformat()
         sid, st = backup(repo, out, name=name, parent=True, tags=["base"], restore_point=end, extra={"pg": {"backup_label": label}})
+        _cleanup_wal(rt, name, bindir, label)
         return sid, st.as_dict()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _cleanup_wal(rt: Any, name: str, bindir: Path, label: str) -> None:
+    """Segments older than the new base backup's start are not needed any more: remove them from the streaming directory."""
+    import re
+
+    m = re.search(r"START WAL LOCATION: .*\(file ([0-9A-F]{24})\)", label)
+    wal_dir = rt.settings.var / "dr" / "wal" / name
+    if m and wal_dir.is_dir():
+        subprocess.run([str(bindir / "pg_archivecleanup"), str(wal_dir), m.group(1)], capture_output=True, timeout=60, check=False)
 
 
 def _tmp(rt: Any) -> Path:
@@ -105,7 +116,7 @@ class WalStreamer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self._last: tuple[Any, ...] | None = None
-        self._shipped: list[str] = []
+        self._shipped: list[tuple[str, set[str]]] = []
         self.slot = "govctl_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:50]  # slot names: [a-z0-9_]
 
     def start(self) -> WalStreamer:
@@ -150,11 +161,15 @@ class WalStreamer:
         rp = datetime.fromtimestamp(newest, timezone.utc).isoformat()
         sid, _ = backup(repo, self.dir, name=self.name, parent=True, tags=["wal"], restore_point=rp, lock_wait_s=30)
         self._last = sig
-        # each shipment holds every segment of the directory, so it supersedes the earlier ones: keep the last few
-        self._shipped.append(sid)
-        if len(self._shipped) > KEEP_WAL_SHIPMENTS:
-            old, self._shipped = self._shipped[:-KEEP_WAL_SHIPMENTS], self._shipped[-KEEP_WAL_SHIPMENTS:]
-            repo.drop_snapshots(old, command=f"wal shipping {self.name}")
+        # a shipment holds every segment in the directory, so it supersedes earlier ones whose segments it all has
+        # (after a base backup cleaned old segments away, the last shipment holding them is kept for PITR)
+        names = {n.removesuffix(".partial") for n, _, _ in sig}
+        self._shipped.append((sid, names))
+        older = self._shipped[:-KEEP_WAL_SHIPMENTS]
+        superseded = [s for s, segs in older if segs <= names]
+        if superseded:
+            repo.drop_snapshots(superseded, command=f"wal shipping {self.name}")
+            self._shipped = [(s, segs) for s, segs in self._shipped if s not in superseded]
         return sid
 
     def stop(self) -> None:

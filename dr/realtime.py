@@ -201,6 +201,13 @@ class Watcher:
         parent_rel, _, leaf = rel.rpartition("/")
         return str(self.trees[parent_rel][leaf]["subtree"])
 
+    def abandon(self) -> None:
+        """Stop at once without shipping what is left (the source was lost: what was not shipped is gone)."""
+        self.observer.stop()
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
     def stop(self) -> None:
         """Stop watching; ships what is left in the journal."""
         self.observer.stop()

@@ -27,6 +27,7 @@ from control_plane.crypto import IntegrityError, InvalidSignature, SM2PrivateKey
 from control_plane.crypto import sm4
 from control_plane.crypto.keys import derive_key, unwrap_key, wrap_key
 from control_plane.errors import GovctlError
+from dr.backend import Backend, LocalBackend, write_file_once
 
 FORMAT = "govctl-repo/1"
 PACK_TARGET = 16 * 1024 * 1024
@@ -49,24 +50,9 @@ class Locked(RepoError):
     http_status = 409
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_once(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename into place, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write a file once, durably (see dr.backend)."""
+    write_file_once(path, data)
 
 
 @dataclass
@@ -139,8 +125,10 @@ class Lock:
 class Repository:
     """An opened repository."""
 
-    def __init__(self, root: Path, keys: Keys, config: dict[str, Any], signer: SM2PrivateKey | None, trusted: SM2PublicKey) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path, keys: Keys, config: dict[str, Any], signer: SM2PrivateKey | None, trusted: SM2PublicKey,
+                 backend: Backend | None = None) -> None:  # fmt: skip
+        self.root = Path(root)  # the lock and local bookkeeping live here; objects in the backend
+        self.backend: Backend = backend or LocalBackend(self.root)
         self.keys = keys
         self.config = config
         self.signer = signer
@@ -222,9 +210,14 @@ class Repository:
 
     # -- packs and the index --------------------------------------------------------------------
 
+    @staticmethod
+    def pack_name(pack_id: str) -> str:
+        """A pack's object name."""
+        return f"data/{pack_id[:2]}/{pack_id}"
+
     def pack_path(self, pack_id: str) -> Path:
-        """Where a pack lives."""
-        return self.root / "data" / pack_id[:2] / pack_id
+        """Where a pack lives on a local backend (for tools and tests that look inside)."""
+        return self.root / self.pack_name(pack_id)
 
     def write_pack(self, blobs: list[tuple[str, str, bytes, int]]) -> tuple[str, list[list[Any]]]:
         """Write blobs [(id, type, sealed, raw_len)] as one pack; returns (pack id, header entries)."""
@@ -236,17 +229,14 @@ class Repository:
         header = self._enc(json.dumps(entries).encode(), b"govctl-pack-header")
         body = b"".join(parts) + header + struct.pack(">I", len(header))
         pid = sm3_hex(body)
-        write_once(self.pack_path(pid), body)
+        self.backend.write_once(self.pack_name(pid), body)
         return pid, entries
 
     def read_pack_header(self, pack_id: str, data: bytes | None = None) -> list[list[Any]]:
         """The pack's own list of blobs (from its encrypted trailer)."""
         if data is None:
-            with open(self.pack_path(pack_id), "rb") as f:
-                f.seek(-4, os.SEEK_END)
-                (n,) = struct.unpack(">I", f.read(4))
-                f.seek(-4 - n, os.SEEK_END)
-                hdr = f.read(n)
+            (n,) = struct.unpack(">I", self.backend.read_tail(self.pack_name(pack_id), 4))
+            hdr = self.backend.read_tail(self.pack_name(pack_id), 4 + n)[:n]
         else:
             (n,) = struct.unpack(">I", data[-4:])
             hdr = data[-4 - n : -4]
@@ -256,7 +246,7 @@ class Repository:
         """Record which blobs are in which (already durable) packs."""
         data = self._enc(json.dumps({"packs": packs}).encode(), b"govctl-index")
         iid = sm3_hex(data)
-        write_once(self.root / "index" / iid, data)
+        self.backend.write_once(f"index/{iid}", data)
         if self._index is not None:
             for pid, entries in packs.items():
                 for bid, typ, off, ln, raw in entries:
@@ -267,13 +257,12 @@ class Repository:
         """Every indexed blob (loaded once)."""
         if self._index is None:
             idx: dict[str, BlobRef] = {}
-            for f in sorted((self.root / "index").iterdir()):
-                if f.name.startswith("."):
-                    continue
-                data = f.read_bytes()
-                if sm3_hex(data) != f.name:
-                    raise IntegrityError(f"index file {f.name[:16]}… does not match its name (altered)")
-                for pid, entries in json.loads(self._dec(data, b"govctl-index", f"index {f.name[:16]}…"))["packs"].items():
+            for name in self.backend.list("index/"):
+                iid = name.rsplit("/", 1)[-1]
+                data = self.backend.read(name)
+                if sm3_hex(data) != iid:
+                    raise IntegrityError(f"index file {iid[:16]}… does not match its name (altered)")
+                for pid, entries in json.loads(self._dec(data, b"govctl-index", f"index {iid[:16]}…"))["packs"].items():
                     for bid, typ, off, ln, raw in entries:
                         idx.setdefault(bid, BlobRef(pid, typ, off, ln, raw))
             self._index = idx
@@ -281,11 +270,7 @@ class Repository:
 
     def packs_on_disk(self) -> set[str]:
         """Every complete pack file."""
-        out = set()
-        for d in (self.root / "data").iterdir():
-            if d.is_dir():
-                out.update(p.name for p in d.iterdir() if not p.name.startswith("."))
-        return out
+        return {n.rsplit("/", 1)[-1] for n in self.backend.list("data/")}
 
     def recover_unindexed(self) -> int:
         """Index packs that landed but were never indexed (a writer killed in between); returns how many."""
@@ -298,10 +283,9 @@ class Repository:
                 continue  # not readable: check reports it; never referenced by any snapshot
         if found:
             self.write_index(found)
-        for d in (self.root / "data").iterdir():  # temporaries of a killed writer
-            if d.is_dir():
-                for t in d.glob(".tmp-*"):
-                    t.unlink(missing_ok=True)
+        clean = getattr(self.backend, "clean_temporaries", None)
+        if clean:  # temporaries of a killed writer
+            clean()
         return len(found)
 
     def read_blob(self, blob_id: str) -> bytes:
@@ -310,9 +294,7 @@ class Repository:
         if ref is None:
             raise RepoError(f"blob {blob_id[:16]}… is not in the index (missing data)")
         try:
-            with open(self.pack_path(ref.pack), "rb") as f:
-                f.seek(ref.offset)
-                stored = f.read(ref.length)
+            stored = self.backend.read_range(self.pack_name(ref.pack), ref.offset, ref.length)
         except FileNotFoundError:
             raise RepoError(f"pack {ref.pack[:16]}… holding blob {blob_id[:16]}… is missing") from None
         return self.open_blob(blob_id, stored)
@@ -328,12 +310,12 @@ class Repository:
                "key_id": self.signer.public_key.key_id}  # fmt: skip
         data = json.dumps(doc).encode()
         sid = sm3_hex(data)
-        write_once(self.root / "snapshots" / sid, data)
+        self.backend.write_once(f"snapshots/{sid}", data)
         return sid
 
     def snapshot_ids(self) -> list[str]:
         """Every snapshot id."""
-        return sorted(p.name for p in (self.root / "snapshots").iterdir() if not p.name.startswith("."))
+        return [n.rsplit("/", 1)[-1] for n in self.backend.list("snapshots/")]
 
     def load_snapshot(self, sid: str) -> dict[str, Any]:
         """Read, verify (name, SM2 signature) and decrypt one snapshot; ``id`` added."""
@@ -341,7 +323,7 @@ class Repository:
         if len(matches) != 1:
             raise RepoError(f"{'no' if not matches else 'more than one'} snapshot {sid!r}", hint="list them: govctl dr snapshots")
         sid = matches[0]
-        data = (self.root / "snapshots" / sid).read_bytes()
+        data = self.backend.read(f"snapshots/{sid}")
         if sm3_hex(data) != sid:
             raise InvalidSignature(f"snapshot {sid[:16]}… does not match its name: it was altered")
         doc = json.loads(data)
@@ -374,7 +356,7 @@ class Repository:
         """Remove snapshots superseded by newer ones (their data goes at the next prune)."""
         with self.lock(exclusive=True, command=command, wait_s=30):
             for sid in sids:
-                (self.root / "snapshots" / sid).unlink(missing_ok=True)
+                self.backend.delete(f"snapshots/{sid}")
 
     def lock(self, *, exclusive: bool, command: str, wait_s: float = 0.0) -> Lock:
         """The repository lock."""

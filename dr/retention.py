@@ -57,7 +57,7 @@ def forget(repo: Repository, policy: Any, *, source: str | None = None, dry_run:
             gone += [{"id": s["id"], "source": s["source"], "time": s["time"]} for s in drop]
         if not dry_run:
             for s in gone:
-                (repo.root / "snapshots" / s["id"]).unlink(missing_ok=True)
+                repo.backend.delete(f"snapshots/{s['id']}")
     return {"kept": kept, "forgotten": gone, "dry_run": dry_run}
 
 
@@ -76,14 +76,14 @@ def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
             by_pack.setdefault(ref.pack, []).append(bid)
         drop = [p for p, bids in by_pack.items() if not any(b in used for b in bids)]
         partly = [p for p, bids in by_pack.items() if any(b in used for b in bids) and not all(b in used for b in bids)]
-        freed = sum(repo.pack_path(p).stat().st_size for p in drop + partly if repo.pack_path(p).exists())
+        freed = sum(repo.backend.size(repo.pack_name(p)) for p in drop + partly if repo.backend.exists(repo.pack_name(p)))
         result = {"packs_deleted": len(drop), "packs_repacked": len(partly), "blobs_kept": len(used), "bytes_freed_before_repack": freed, "dry_run": dry_run}
         if dry_run:
             return result
         new_entries: dict[str, list[list[Any]]] = {}
         batch: list[tuple[str, str, bytes, int]] = []
         for pid in partly:
-            data = repo.pack_path(pid).read_bytes()
+            data = repo.backend.read(repo.pack_name(pid))
             for bid in by_pack[pid]:
                 if bid in used:
                     r = idx[bid]
@@ -96,12 +96,12 @@ def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
         for bid, r in idx.items():
             if r.pack not in gone:
                 keep_entries.setdefault(r.pack, []).append([bid, r.type, r.offset, r.length, r.raw_length])
-        old_indexes = [f for f in (repo.root / "index").iterdir() if not f.name.startswith(".")]
+        old_indexes = repo.backend.list("index/")
         new_index = repo.write_index(keep_entries) if keep_entries else None
-        for f in old_indexes:  # the new index is durable; the old ones (and then the packs) can go
-            if f.name != new_index:
-                f.unlink()
+        for name in old_indexes:  # the new index is durable; the old ones (and then the packs) can go
+            if name != f"index/{new_index}":
+                repo.backend.delete(name)
         for pid in gone:
-            repo.pack_path(pid).unlink(missing_ok=True)
+            repo.backend.delete(repo.pack_name(pid))
         repo._index = None
         return result

@@ -133,7 +133,6 @@ def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], c
     if created_ids is not None:
         created_ids.append(alert_id)
     return 1, 0
-    return created, updated
 
 
 def _shift(ts: str | None, delta: timedelta) -> str:

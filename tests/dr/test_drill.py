@@ -50,6 +50,9 @@ def test_drill_measures_rpo_and_rto_and_fails_back(pools: Runtime, services) -> 
     assert c["written"] >= 20 and 0 < c["recovered"] <= c["written"] and c["checksum_sm3_match"]
     # synchronous WAL streaming shipped every second: little is lost, and what is lost is measured, not assumed
     assert 0 <= rep["rpo_s"] < 5 and 0 < rep["rto_s"] < 120
+    fc = rep["file_canaries"]
+    assert fc["written"] >= 8 and 0 < fc["recovered"] <= fc["written"] and fc["checksum_sm3_match"]
+    assert 0 <= rep["rpo_files_s"] < 5  # shipped every second; what was not shipped at the loss is lost, and measured
     assert rep["rpo_s"] == pytest.approx(
         (__import__("datetime").datetime.fromisoformat(c["last_written"]) - __import__("datetime").datetime.fromisoformat(c["last_recovered"])).total_seconds(), abs=0.01)
     # the report is signed by the platform key and readable in Chinese

@@ -12,7 +12,7 @@ from control_plane.gate import ApprovalError, Blocked, DependencyDown, Forbidden
 from control_plane.gate.models import Principal
 from control_plane.runtime import Runtime
 from control_plane.soc.inline import Decision, InlineEngine, SocUnavailable
-from tests.gate.conftest import ROLES, People, make_people
+from tests.gate.conftest import ROLES, People
 
 # Separation of duties (三权分立) as the design asks, written out independently of the policy file:
 # which roles may request each operation. Everything not listed for a role is refused.

@@ -9,7 +9,7 @@ import pytest
 
 from infra.policy import checks
 from infra.policy.pack import POLICIES
-from infra.pools import PoolSpec, ResourcePool, StackSpec, TierSpec
+from infra.pools import PoolSpec, StackSpec, TierSpec
 
 GOOD_TAGS = {"department": "d", "classification": "internal", "pool": "primary", "zone": "a"}
 

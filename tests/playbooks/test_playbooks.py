@@ -13,7 +13,7 @@ from control_plane.gate import OperationRequest
 from control_plane.playbook import service as pb
 from control_plane.runtime import Runtime
 from tests.conftest import make_test_config, write_config
-from tests.deploy.test_local_stack import TEST_STACK, _netns, _ssh
+from tests.deploy.test_local_stack import TEST_STACK, _ssh
 from tests.gate.conftest import make_people
 
 CLIENT_NS, CLIENT_IP = "gt-client", "10.78.3.50"
