@@ -112,6 +112,8 @@ def rpo_status(rt: Any, repo: Repository | None = None) -> list[dict[str, Any]]:
         t = newest.get(name)
         age = (now - t).total_seconds() if t else None
         live = LIVE.lag_s(name) if LIVE is not None and t is not None else None
+        if live is None and t is not None:
+            live = heartbeat_lag(rt, name)  # streamed by the scheduler leader in another process
         if live is not None:  # streamed continuously: what is at risk is only what is not shipped yet
             age = live
         metrics.DR_RPO_TARGET.labels(source=name).set(src.rpo_s)
@@ -134,6 +136,35 @@ def due_sources(rt: Any, repo: Repository) -> list[str]:
 
 
 LIVE: Live | None = None  # the running instance in this process (the scheduler leader's)
+HEARTBEAT_STALE_S = 15.0
+
+
+def heartbeat_lag(rt: Any, name: str) -> float | None:
+    """A streamed source's lag as its streamer last reported it (plus the time since), or None if nothing streams it."""
+    import json
+
+    f = rt.settings.var / "dr" / "live" / f"{name}.json"
+    try:
+        hb = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    since = time.time() - float(hb["at"])
+    return None if since > HEARTBEAT_STALE_S else float(hb["lag_s"]) + since
+
+
+def write_heartbeats(rt: Any, live: Live) -> None:
+    """Each streamed source's current lag, for ``dr status`` and dr.rpo in other processes."""
+    import json
+
+    d = rt.settings.var / "dr" / "live"
+    d.mkdir(parents=True, exist_ok=True)
+    names = [w.name for w in live.watchers] + list(live.wal.streamers)
+    for n in names:
+        lag = live.lag_s(n)
+        if lag is not None:
+            tmp = d / f".{n}.json.tmp"
+            tmp.write_text(json.dumps({"at": time.time(), "lag_s": lag}))
+            tmp.replace(d / f"{n}.json")
 
 
 class Live:
@@ -180,12 +211,25 @@ class Live:
                     logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
         global LIVE
         LIVE = self
+        import threading
+
+        def beat() -> None:
+            while not self._stop.wait(2.0):
+                try:
+                    write_heartbeats(self.rt, self)
+                except OSError:
+                    pass
+
+        self._stop = threading.Event()
+        threading.Thread(target=beat, name="govctl-dr-heartbeat", daemon=True).start()
         return self
 
     def stop(self) -> None:
         """Stop watchers (shipping what is left) and WAL streaming."""
         global LIVE
         LIVE = None
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         for w in self.watchers:
             w.stop()
         self.wal.stop()

@@ -79,6 +79,13 @@ def test_rpo_status_and_metric_follow_the_watcher(sqlite_runtime, tmp_path: Path
         _wait(lambda: live.watchers[0].journal.first_at is not None)
         time.sleep(0.3)
         assert service.rpo_status(rt)[0]["age_s"] >= 0.2
+        # another process (dr status, the CLI) sees the same through the streamer's heartbeat
+        service.write_heartbeats(rt, live)
+        saved, service.LIVE = service.LIVE, None
+        try:
+            assert service.rpo_status(rt)[0]["age_s"] >= 0.2 and service.heartbeat_lag(rt, "docs") is not None
+        finally:
+            service.LIVE = saved
     finally:
         live.stop()
     assert service.LIVE is None
