@@ -210,23 +210,27 @@ def test_bad_month_refused_with_a_clear_error(report_rt: Runtime) -> None:
         report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.build", "2099-01"))
 
 
-def test_current_month_nearly_without_data_says_so(report_rt: Runtime, services) -> None:  # noqa: ANN001
-    """November holds only the first minutes (October's last samples, within the lookback): coverage says so; refusals by the gate are counted."""
+def test_current_month_without_data_says_so(report_rt: Runtime, services) -> None:  # noqa: ANN001
+    """The month we are in has (next to) no samples in this Prometheus: coverage says so, it is provisional and never sent; refusals are counted."""
+    from datetime import datetime
+
     people = make_people(report_rt)
     from control_plane.gate import Forbidden
 
+    now = datetime.now(md.SH)
+    month = f"{now.year:04d}-{now.month:02d}"
     with pytest.raises(Forbidden):
         report_rt.gate.submit(people["auditor"], OperationRequest("deploy.up", "local"))
-    b = store.build(report_rt, "2026-11", actor="test", render=False)
+    b = store.build(report_rt, month, actor="test", render=False)
     doc = store.load(b)
-    assert 0 < doc["coverage"]["prometheus_pct"] < 0.05 and doc["coverage"]["gap_count"] == 1
+    assert doc["coverage"]["prometheus_pct"] < 0.05 and doc["coverage"]["gap_count"] >= 1  # at most October's last samples, in the lookback
     assert all(h["cpu"]["coverage"] < 0.001 for h in doc["hosts"])
-    assert doc["performance"]["overall"]["requests"] < 1000  # not October's 4.4 million
+    assert (doc["performance"]["overall"] or {}).get("requests", 0) < 1000  # not October's 4.4 million
     assert doc["security"]["refused_operations"] >= 1 and doc["security"]["alerts"] is not None
     assert any("尚未结束" in n for n in doc["notes"]) and doc["final"] is False
     # a provisional month is never sent to the province
     with pytest.raises(GovctlError, match="provisional"):
-        report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.submit", "2026-11"))
+        report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.submit", month))
     json.dumps(doc)
 
 
