@@ -36,6 +36,24 @@ def _free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _kill_leftover(port: int) -> None:
+    """Stop a test Prometheus left listening on ``port`` by a killed session (only ours: the test data directory names it)."""
+    import signal
+
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"prometheus") and f"--web.listen-address=127.0.0.1:{port}".encode() in cmd and any(
+            b"month-prom" in c or b"govctl-bench-report" in c or b".work/data" in c for c in cmd
+        ):
+            os.kill(int(d.name), signal.SIGTERM)
+            time.sleep(1)
+
+
 class Prom:
     """A Prometheus process on a TSDB directory."""
 
@@ -48,6 +66,8 @@ class Prom:
     def start(self) -> Prom:
         cfg = self.data.parent / "prometheus.yml"
         cfg.write_text(yaml.safe_dump({"global": {"scrape_interval": "60s"}, "scrape_configs": []}))
+        if not _free(self.port):
+            _kill_leftover(self.port)  # a Prometheus of an interrupted earlier session
         if not _free(self.port):
             raise RuntimeError(f"port {self.port} is taken; stop whatever listens there")
         self.proc = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={self.data}", "--storage.tsdb.retention.time=20y",
