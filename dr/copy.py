@@ -8,51 +8,17 @@ needs). The snapshot file is copied as is and its SM2 signature is verified on b
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from control_plane.crypto import sm3_hex
-from control_plane.crypto.keys import derive_key, wrap_key
-from dr.repo import RepoError, Repository, write_once
+from dr.repo import RepoError, Repository
 
 
 def init_copy(src: Repository, dest: Path, passphrase: str, *, iterations: int = 200_000) -> Repository:
     """Create a repository at ``dest`` holding the same master key as ``src``."""
-    dest = Path(dest)
-    if (dest / "config").exists():
-        raise RepoError(f"{dest} already holds a repository")
-    for d in ("data", "index", "snapshots", "keys", "state"):
-        (dest / d).mkdir(parents=True, exist_ok=True)
-    rid = uuid.uuid4().hex
-    salt = secrets.token_bytes(16)
-    master = src.keys.enc + src.keys.ident
-    wrapped = wrap_key(derive_key(passphrase, salt, iterations), master, f"govctl-repo-master|{rid}".encode())
-    write_once(dest / "keys" / "master.json", json.dumps({"v": 1, "kek": "pbkdf2-hmac-sm3", "salt": base64.b64encode(salt).decode(),
-                                                           "iterations": iterations, "wrapped": base64.b64encode(wrapped).decode()}).encode())  # fmt: skip
-    cfg = {**src.config, "id": rid, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "copy_of": src.config["id"]}
-    write_once(dest / "config", json.dumps(cfg, indent=1).encode())
-    return Repository.open(dest, passphrase, signer=src.signer, trusted=src.trusted)
-
-
-def _blobs_of(repo: Repository, snap: dict[str, Any]) -> set[str]:
-    out, stack = set(), [snap["tree"]]
-    while stack:
-        tid = stack.pop()
-        if tid in out:
-            continue
-        out.add(tid)
-        for node in repo.tree(tid)["nodes"]:
-            if node["type"] == "dir":
-                stack.append(node["subtree"])
-            elif node["type"] == "file":
-                out.update(node["content"])
-    return out
+    return Repository.init(dest, passphrase, signer=src.signer, iterations=iterations, copy_of=src)
 
 
 def _copy_pack(src: Repository, dst: Repository, pid: str, bandwidth_mib_s: float | None) -> int:
@@ -81,22 +47,20 @@ def copy_snapshots(src: Repository, dst: Repository, sids: list[str] | None = No
     with src.lock(exclusive=False, command="copy (source)", wait_s=60), dst.lock(exclusive=True, command="copy (target)", wait_s=60):
         have = set(dst.snapshot_ids())
         sidx, didx = src.index(), dst.index()
+        entries: dict[str, list[list[Any]]] = {}  # pack → its blobs, for the copies' index
+        for b, r in sidx.items():
+            entries.setdefault(r.pack, []).append([b, r.type, r.offset, r.length, r.raw_length])
         for sid in sids if sids is not None else src.snapshot_ids():
             snap = src.load_snapshot(sid)  # the signature is checked before anything moves
             if snap["id"] in have:
                 continue
-            need = {b for b in _blobs_of(src, snap) if b not in didx}
-            by_pack: dict[str, list[list[Any]]] = {}
-            for b in need:
-                ref = sidx[b]
-                by_pack.setdefault(ref.pack, [])
-            for pid in by_pack:
+            need = {sidx[b].pack for b in src.referenced(snap) if b not in didx}
+            for pid in sorted(need):
                 if not dst.backend.exists(dst.pack_name(pid)):
                     nbytes += _copy_pack(src, dst, pid, bandwidth_mib_s)
                     packs += 1
-                by_pack[pid] = [[b, r.type, r.offset, r.length, r.raw_length] for b, r in sidx.items() if r.pack == pid]
-            if by_pack:
-                dst.write_index(by_pack)
+            if need:
+                dst.write_index({pid: entries[pid] for pid in need})
             dst.backend.write_once(f"snapshots/{snap['id']}", src.backend.read(f"snapshots/{snap['id']}"))
             dst.load_snapshot(snap["id"])  # and verified again where it landed
             copied.append(snap["id"])

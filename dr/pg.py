@@ -150,16 +150,16 @@ class WalStreamer:
 
     def ship(self, repo: Repository | None = None) -> str | None:
         """Snapshot the WAL directory if it changed since the last shipment; returns the snapshot id."""
-        files = sorted(p for p in self.dir.iterdir() if p.is_file())
         sig = self._sig()
-        if not files or sig == self._last:
+        if not sig or sig == self._last:
             return None
         from dr.service import open_repo
 
         repo = repo or open_repo(self.rt)
-        newest = max(p.stat().st_mtime for p in files)
-        rp = datetime.fromtimestamp(newest, timezone.utc).isoformat()
-        sid, _ = backup(repo, self.dir, name=self.name, parent=True, tags=["wal"], restore_point=rp, lock_wait_s=30)
+        rp = datetime.fromtimestamp(max(m for _, _, m in sig) / 1e9, timezone.utc).isoformat()
+        # the previous shipment is the parent (unchanged segments are not read again), without listing the repository
+        parent = self._shipped[-1][0] if self._shipped else True
+        sid, _ = backup(repo, self.dir, name=self.name, parent=parent, tags=["wal"], restore_point=rp, lock_wait_s=30)
         self._last = sig
         # a shipment holds every segment in the directory, so it supersedes earlier ones whose segments it all has
         # (after a base backup cleaned old segments away, the last shipment holding them is kept for PITR)

@@ -110,9 +110,9 @@ class Watcher:
         t0 = time.time()
         if overflow:
             sid, _ = backup(self.repo, self.source, name=self.name, tags=["realtime"], lock_wait_s=30)
+            self._load(sid)
         else:
             sid = self._incremental(changed, t0)
-        self._load(sid)
         self.shipments += 1
         self._recent.append(sid)
         if len(self._recent) > KEEP_REALTIME:  # long-term history is the periodic snapshots and the retention policy
@@ -123,7 +123,12 @@ class Watcher:
         return sid
 
     def _incremental(self, changed: set[str], t0: float) -> str:
-        """A snapshot from the parent's trees with only the changed paths re-read."""
+        """A snapshot from the parent's trees with only the changed paths re-read.
+
+        The in-memory trees are updated as the snapshot is built, so the next shipment starts from
+        them without reading the repository; only a directory walked whole (new, or moved in) makes
+        the trees be reloaded from the snapshot, since its contents are not in memory.
+        """
         assert self.parent is not None
         with self.repo.lock(exclusive=True, command=f"realtime {self.name}", wait_s=30):
             b = _Backup(self.repo, None, max(2, os.cpu_count() or 2), None)
@@ -170,17 +175,20 @@ class Watcher:
             manifest = {"time": now, "restore_point": datetime.fromtimestamp(t0, timezone.utc).isoformat(), "host": socket.gethostname(),
                         "source": self.name, "paths": [str(self.source)], "tree": root, "parent": self.parent["id"], "stats": stats.as_dict(),
                         "tags": ["realtime"], "changed_paths": len(changed)}  # fmt: skip
-            return self.repo.write_snapshot(manifest)
+            sid = self.repo.write_snapshot(manifest)
+        if walked:
+            self._load(sid)
+        else:
+            self.parent = {**manifest, "id": sid}
+        return sid
 
     def _forget_dir(self, rel: str) -> None:
         for k in [k for k in self.trees if k == rel or k.startswith(rel + "/")]:
             del self.trees[k]
 
     def _rebuild(self, rel: str, dirty: set[str], b: _Backup) -> str:
-        """The tree id of ``rel``: unchanged subtrees keep their ids, changed ones (and their ancestors) are re-stored."""
-        touched = rel == "" or any(d == rel or d.startswith(rel + "/") for d in dirty)
-        if not touched:
-            return self.trees_id(rel)
+        """The tree id of ``rel`` (a directory with changes below it): unchanged subtrees keep their ids,
+        changed ones are re-stored, and the in-memory trees take the new nodes."""
         nodes = self.trees.get(rel, {})
         out = []
         for name in sorted(nodes):
@@ -191,15 +199,12 @@ class Watcher:
                     st = os.lstat(self.source / child)
                     n = {**n, "mtime_ns": st.st_mtime_ns, "mode": stat.S_IMODE(st.st_mode)}
                 except FileNotFoundError:
+                    self._forget_dir(child)
                     continue
                 n["subtree"] = self._rebuild(child, dirty, b)
             out.append(n)
+        self.trees[rel] = {n["name"]: n for n in out}
         return b._store("tree", json.dumps({"nodes": out}, sort_keys=True, separators=(",", ":")).encode())
-
-    def trees_id(self, rel: str) -> str:
-        """The stored id of an unchanged directory (from its parent's node)."""
-        parent_rel, _, leaf = rel.rpartition("/")
-        return str(self.trees[parent_rel][leaf]["subtree"])
 
     def abandon(self) -> None:
         """Stop at once without shipping what is left (the source was lost: what was not shipped is gone)."""

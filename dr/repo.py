@@ -27,7 +27,7 @@ from control_plane.crypto import IntegrityError, InvalidSignature, SM2PrivateKey
 from control_plane.crypto import sm4
 from control_plane.crypto.keys import derive_key, unwrap_key, wrap_key
 from control_plane.errors import GovctlError
-from dr.backend import Backend, LocalBackend, write_file_once
+from dr.backend import Backend, LocalBackend
 
 FORMAT = "govctl-repo/1"
 PACK_TARGET = 16 * 1024 * 1024
@@ -50,9 +50,9 @@ class Locked(RepoError):
     http_status = 409
 
 
-def write_once(path: Path, data: bytes) -> None:
-    """Write a file once, durably (see dr.backend)."""
-    write_file_once(path, data)
+# snapshots whose signature this process has checked, by (repository, trusted key, id); snapshot files are
+# write-once and named by their SM3, so listing a repository every minute costs a hash, not an SM2 verify, per snapshot
+_VERIFIED: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
 @dataclass
@@ -139,25 +139,35 @@ class Repository:
     # -- creating and opening -------------------------------------------------------------------
 
     @classmethod
-    def init(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey, iterations: int = 200_000, pack_size: int = PACK_TARGET) -> Repository:
-        """Create an empty repository; refuse a directory that already holds one."""
+    def init(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, iterations: int = 200_000, pack_size: int = PACK_TARGET,
+             copy_of: Repository | None = None) -> Repository:  # fmt: skip
+        """Create an empty repository; refuse a directory that already holds one.
+
+        ``copy_of``: a copy target for that repository — the same master key (wrapped under this
+        repository's own passphrase and id) and chunker, so packs can be copied byte for byte.
+        """
         root = Path(root)
         if (root / "config").exists():
             raise RepoError(f"{root} already holds a repository", hint="open it, or choose an empty directory")
-        root.mkdir(parents=True, exist_ok=True)
         for d in ("data", "index", "snapshots", "keys", "state"):
-            (root / d).mkdir(exist_ok=True)
+            (root / d).mkdir(parents=True, exist_ok=True)
+        backend = LocalBackend(root)
         rid = uuid.uuid4().hex
-        master = secrets.token_bytes(48)
+        master = copy_of.keys.enc + copy_of.keys.ident if copy_of else secrets.token_bytes(48)
         salt = secrets.token_bytes(16)
-        kek = derive_key(passphrase, salt, iterations)
-        wrapped = wrap_key(kek, master, f"govctl-repo-master|{rid}".encode())
-        write_once(root / "keys" / "master.json", json.dumps({"v": 1, "kek": "pbkdf2-hmac-sm3", "salt": base64.b64encode(salt).decode(),
-                                                               "iterations": iterations, "wrapped": base64.b64encode(wrapped).decode()}).encode())  # fmt: skip
-        cfg = {"format": FORMAT, "id": rid, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "chunker": CHUNKER,
-               "compression": "zstd", "zstd_level": 3, "pack_size": pack_size, "signer_key_id": signer.public_key.key_id}  # fmt: skip
-        write_once(root / "config", json.dumps(cfg, indent=1).encode())
-        return cls.open(root, passphrase, signer=signer, trusted=signer.public_key)
+        wrapped = wrap_key(derive_key(passphrase, salt, iterations), master, f"govctl-repo-master|{rid}".encode())
+        backend.write_once("keys/master.json", json.dumps({"v": 1, "kek": "pbkdf2-hmac-sm3", "salt": base64.b64encode(salt).decode(),
+                                                           "iterations": iterations, "wrapped": base64.b64encode(wrapped).decode()}).encode())  # fmt: skip
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if copy_of is not None:
+            cfg = {**copy_of.config, "id": rid, "created": created, "copy_of": copy_of.config["id"]}
+        else:
+            assert signer is not None, "a new repository needs the signing key"
+            cfg = {"format": FORMAT, "id": rid, "created": created, "chunker": CHUNKER, "compression": "zstd", "zstd_level": 3,
+                   "pack_size": pack_size, "signer_key_id": signer.public_key.key_id}  # fmt: skip
+        backend.write_once("config", json.dumps(cfg, indent=1).encode())
+        trusted = copy_of.trusted if copy_of else signer.public_key  # type: ignore[union-attr]
+        return cls.open(root, passphrase, signer=signer, trusted=trusted)
 
     @classmethod
     def open(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, trusted: SM2PublicKey) -> Repository:
@@ -326,6 +336,9 @@ class Repository:
         data = self.backend.read(f"snapshots/{sid}")
         if sm3_hex(data) != sid:
             raise InvalidSignature(f"snapshot {sid[:16]}… does not match its name: it was altered")
+        seen = _VERIFIED.get((self.config["id"], self.trusted.key_id, sid))
+        if seen is not None:  # these exact bytes were verified before (the name is their SM3): skip the SM2 check
+            return dict(seen)
         doc = json.loads(data)
         ct = base64.b64decode(doc["manifest"])
         try:
@@ -334,11 +347,29 @@ class Repository:
             raise InvalidSignature(f"snapshot {sid[:16]}… is not signed by the platform key {self.trusted.key_id}: forged or re-signed") from None
         m = json.loads(self._dec(ct, b"govctl-snapshot", f"snapshot {sid[:16]}…"))
         m["id"] = sid
-        return m
+        if len(_VERIFIED) > 50_000:
+            _VERIFIED.clear()
+        _VERIFIED[(self.config["id"], self.trusted.key_id, sid)] = m
+        return dict(m)
 
     def snapshots(self) -> list[dict[str, Any]]:
         """Every snapshot, oldest first (forged ones raise)."""
         return sorted((self.load_snapshot(s) for s in self.snapshot_ids()), key=lambda m: m["time"])
+
+    def referenced(self, snap: dict[str, Any]) -> set[str]:
+        """Every blob a snapshot needs: its trees and its files' chunks (only trees are decrypted)."""
+        out, stack = set(), [snap["tree"]]
+        while stack:
+            tid = stack.pop()
+            if tid in out:
+                continue
+            out.add(tid)
+            for node in self.tree(tid)["nodes"]:
+                if node["type"] == "dir":
+                    stack.append(node["subtree"])
+                elif node["type"] == "file":
+                    out.update(node["content"])
+        return out
 
     def tree(self, tree_id: str) -> dict[str, Any]:
         """A tree blob."""

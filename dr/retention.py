@@ -63,14 +63,12 @@ def forget(repo: Repository, policy: Any, *, source: str | None = None, dry_run:
 
 def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
     """Remove packs no snapshot needs; repack the used blobs of partly used packs."""
-    from dr.copy import _blobs_of
-
     with repo.lock(exclusive=True, command="prune", wait_s=60):
         repo.recover_unindexed()
         idx = repo.index()
         used: set[str] = set()
         for s in repo.snapshots():
-            used |= _blobs_of(repo, s)
+            used |= repo.referenced(s)
         by_pack: dict[str, list[str]] = {}
         for bid, ref in idx.items():
             by_pack.setdefault(ref.pack, []).append(bid)

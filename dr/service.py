@@ -52,6 +52,14 @@ def source(rt: Any, name: str) -> Any:
     return src
 
 
+def source_path(rt: Any, src: Any) -> Path:
+    """A files source's directory (created if it is our own data directory that nothing has written yet)."""
+    path = rt.settings.path(src.path)
+    if not path.exists() and rt.settings.var in path.parents:
+        path.mkdir(parents=True)
+    return path
+
+
 def backup_source(rt: Any, name: str, *, progress: Any = None) -> dict[str, Any]:
     """Back up one configured source now; metrics and the audit record say how it went."""
     src = source(rt, name)
@@ -62,10 +70,7 @@ def backup_source(rt: Any, name: str, *, progress: Any = None) -> dict[str, Any]
         if src.type == "files":
             from dr.files import backup
 
-            path = rt.settings.path(src.path)
-            if not path.exists() and rt.settings.var in path.parents:
-                path.mkdir(parents=True)  # our own data directory that nothing has written yet
-            sid, st = backup(repo, path, name=name, progress=progress)
+            sid, st = backup(repo, source_path(rt, src), name=name, progress=progress)
             stats = st.as_dict()
         else:
             from dr.pg import base_backup
@@ -170,6 +175,16 @@ def write_heartbeats(rt: Any, live: Live) -> None:
 class Live:
     """What the scheduler leader keeps running for DR: WAL streaming of postgres sources and watchers of real-time file sources."""
 
+    def __init__(self, rt: Any) -> None:
+        import threading
+
+        from dr.pg import Streaming
+
+        self.rt = rt
+        self.wal = Streaming(rt)
+        self.watchers: list[Any] = []
+        self._stop = threading.Event()
+
     def lag_s(self, name: str) -> float | None:
         """For a source streamed here: seconds its oldest unshipped change has waited (0 if none); None if it is not streamed."""
         for w in self.watchers:
@@ -181,37 +196,29 @@ class Live:
             return 0.0 if not st.pending() else time.monotonic() - self.wal.last_ship_at
         return None
 
-    def __init__(self, rt: Any) -> None:
-        from dr.pg import Streaming
-
-        self.rt = rt
-        self.wal = Streaming(rt)
-        self.watchers: list[Any] = []
-
     def start(self) -> Live:
         """Start everything configured (a source that cannot start is logged and retried by the periodic job)."""
         import logging
+        import threading
 
         from dr.realtime import Watcher
 
+        global LIVE
         self.wal.start()
         for name, src in self.rt.settings.dr.sources.items():
-            if src.type == "files" and src.realtime:
-                try:
-                    path = self.rt.settings.path(src.path)
-                    path.mkdir(parents=True, exist_ok=True) if self.rt.settings.var in path.parents else None
+            if src.type != "files" or not src.realtime:
+                continue
 
-                    def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
-                        metrics.BACKUP_RUNS.labels(source=name, kind="realtime", outcome="succeeded").inc()
-                        if first is not None:
-                            metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
+            def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
+                metrics.BACKUP_RUNS.labels(source=name, kind="realtime", outcome="succeeded").inc()
+                if first is not None:
+                    metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
 
-                    self.watchers.append(Watcher(open_repo(self.rt), path, name, on_ship=shipped).start())
-                except Exception as exc:  # noqa: BLE001
-                    logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
-        global LIVE
+            try:
+                self.watchers.append(Watcher(open_repo(self.rt), source_path(self.rt, src), name, on_ship=shipped).start())
+            except Exception as exc:  # noqa: BLE001
+                logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
         LIVE = self
-        import threading
 
         def beat() -> None:
             while not self._stop.wait(2.0):
@@ -220,7 +227,6 @@ class Live:
                 except OSError:
                     pass
 
-        self._stop = threading.Event()
         threading.Thread(target=beat, name="govctl-dr-heartbeat", daemon=True).start()
         return self
 
@@ -228,8 +234,7 @@ class Live:
         """Stop watchers (shipping what is left) and WAL streaming."""
         global LIVE
         LIVE = None
-        if getattr(self, "_stop", None) is not None:
-            self._stop.set()
+        self._stop.set()
         for w in self.watchers:
             w.stop()
         self.wal.stop()

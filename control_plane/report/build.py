@@ -190,25 +190,24 @@ class Builder:
         """Allocated vs used for a set of hosts: per step, used = Σ utilisation × allocation over the hosts present."""
         out: dict[str, Any] = {"hosts": len(insts)}
         n = self.grid.n
-        for fig, alloc_key, unit_div in (("cpu", "vcpu", 1), ("memory", "memory_gib", 1), ("disk", "storage_gib", 1)):
+        for fig, key in (("cpu", "vcpu"), ("memory", "memory_gib"), ("disk", "storage_gib")):
             used = np.zeros(n)
             alloc_t = np.zeros(n)
             any_present = np.zeros(n, dtype=bool)
             allocated = 0.0
             for i in insts:
                 a = data[i].get(fig)
-                size = hosts[i].get(alloc_key)
+                size = hosts[i].get(key)
                 if a is None or size is None:
                     continue
-                allocated += size / unit_div
+                allocated += size
                 ok = ~np.isnan(a)
                 used[ok] += a[ok] * size
                 alloc_t[ok] += size
                 any_present |= ok
             ratio = np.where(any_present & (alloc_t > 0), used / np.where(alloc_t > 0, alloc_t, 1), np.nan)
             used_abs = np.where(any_present, used, np.nan)
-            name = {"cpu": "vcpu", "memory": "memory_gib", "disk": "storage_gib"}[fig]
-            out[name] = {"allocated": _r(allocated, 2), "used": _rs(stats(used_abs), 3), "utilisation": _rs(stats(ratio))}
+            out[key] = {"allocated": _r(allocated, 2), "used": _rs(stats(used_abs), 3), "utilisation": _rs(stats(ratio))}
         rx = sum((hosts[i]["network"]["rx"]["total_gib"] or 0) for i in insts)
         tx = sum((hosts[i]["network"]["tx"]["total_gib"] or 0) for i in insts)
         out["network"] = {"rx_total_gib": round(rx, 3), "tx_total_gib": round(tx, 3)}
@@ -398,16 +397,15 @@ def month_over_month(doc: dict[str, Any], prev: dict[str, Any] | None) -> dict[s
     def pool_map(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {p["pool"]: p for p in d.get("pools", [])}
 
+    def d(a: float | None, b: float | None, scale: float = 100.0) -> float | None:
+        return None if a is None or b is None else round((a - b) * scale, 3)
+
     cur_p, prev_p = pool_map(doc), pool_map(prev)
     pools = []
     for name, p in cur_p.items():
         q = prev_p.get(name)
         if not q:
             continue
-
-        def d(a: float | None, b: float | None, scale: float = 100.0) -> float | None:
-            return None if a is None or b is None else round((a - b) * scale, 3)
-
         pools.append({"pool": name,
                       "cpu_mean_pp": d(p["vcpu"]["utilisation"]["mean"], q["vcpu"]["utilisation"]["mean"]),
                       "memory_mean_pp": d(p["memory_gib"]["utilisation"]["mean"], q["memory_gib"]["utilisation"]["mean"]),

@@ -142,7 +142,7 @@ class InlineEngine:
                 reasons.append(f"{c.title}: could not be checked, so it requires approval instead of blocking")
                 best = _stricter(best, "require_approval")
             return best, True
-        base = operation_events(op)[0] if excs else {}
+        base = operation_events(op)[0] if excs and hits else {}
         for h in hits:
             exc_row = excepted(excs, h.rule.id, base) if excs else None
             if exc_row is not None:

@@ -41,6 +41,15 @@ def test_changes_shipped_continuously_and_restored_identically(tmp_path: Path) -
         _wait(lambda: len(shipped) > n)
         time.sleep(1.5)  # let the journal drain
         w.ship()
+        # later shipments start from the trees kept in memory: changes in a walked-in directory and a known one
+        (src / "fresh" / "inner" / "x1").write_bytes(os.urandom(7_000))
+        (src / "sub" / "deeper" / "file5.dat").write_bytes(os.urandom(9_000))
+        time.sleep(0.3)
+        w.ship()
+        (src / "fresh" / "inner" / "x9").write_text("late")
+        (src / "sub" / "deeper" / "file5.dat").unlink()
+        time.sleep(0.3)
+        w.ship()
     finally:
         w.stop()
     last = repo.snapshots()[-1]
