@@ -119,7 +119,7 @@ def main() -> None:
     sup.up(["postgres"])
     try:
         pg = settings.services.postgres
-        dsn = dict(host=pg.host, port=sup.port("postgres"), user=pg.user, password=pg.password.get_secret_value(), dbname="postgres", autocommit=False)
+        dsn = dict(host=pg.host, port=sup.port("postgres"), user=pg.superuser, password=settings.pg_password("superuser"), dbname="postgres", autocommit=False)
         with psycopg.connect(**{**dsn, "autocommit": True}) as c:
             c.execute("DROP DATABASE IF EXISTS govctl_bench WITH (FORCE)")
             c.execute("CREATE DATABASE govctl_bench")

@@ -87,7 +87,7 @@ def pg_rpo(work: Path) -> list[float]:
     c = settings.services.postgres
     out = []
     try:
-        with psycopg.connect(host=c.host, port=sup.port("postgres"), user=c.user, password=c.password.get_secret_value(), dbname="postgres", autocommit=True) as cx:
+        with psycopg.connect(host=c.host, port=sup.port("postgres"), user=c.superuser, password=settings.pg_password("superuser"), dbname="postgres", autocommit=True) as cx:
             cx.execute("CREATE TABLE IF NOT EXISTS bench_rpo (id serial, at timestamptz DEFAULT now())")
             wal.ship(repo)
             for i in range(N):
@@ -110,7 +110,7 @@ def pg_rpo(work: Path) -> list[float]:
         import subprocess
 
         subprocess.run([str(sup._pg_bin() / "psql"), "-h", c.host, "-p", str(sup.port("postgres")), "-U", c.user, "-d", "postgres", "-c",
-                        f"SELECT pg_drop_replication_slot('{wal.slot}')"], env={**os.environ, "PGPASSWORD": c.password.get_secret_value()}, capture_output=True)  # fmt: skip
+                        f"SELECT pg_drop_replication_slot('{wal.slot}')"], env={**os.environ, "PGPASSWORD": settings.pg_password("superuser")}, capture_output=True)  # fmt: skip
         if started:
             sup.down(started)
     return out

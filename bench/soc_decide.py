@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from elasticsearch import helpers  # noqa: E402
 
 from control_plane.config import load  # noqa: E402
-from control_plane.es import client  # noqa: E402
+from control_plane.es import client_for  # noqa: E402
 from control_plane.services import Supervisor  # noqa: E402
 from control_plane.soc.context import ContextRules  # noqa: E402
 from control_plane.soc.inline import InlineEngine, OperationEvent  # noqa: E402
@@ -92,7 +92,7 @@ def with_context(rs: object, engine: InlineEngine) -> tuple[float, float, float,
     started = [s.name for s in sup.status(["elasticsearch"]) if s.health != "healthy"]
     sup.up(["elasticsearch"])
     try:
-        es = client(settings.services.elasticsearch.url, timeout=60)
+        es = client_for(settings, timeout=60)
         now = datetime.now(timezone.utc)
         evs = []
         for i in range(20000):

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from elasticsearch import helpers  # noqa: E402
 
 from control_plane.config import load  # noqa: E402
-from control_plane.es import client  # noqa: E402
+from control_plane.es import client_for  # noqa: E402
 from control_plane.services import Supervisor  # noqa: E402
 from control_plane.soc.ingest import Ingestor, doc_id  # noqa: E402
 from control_plane.soc.parsers import parse_syslog  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
     started = [s.name for s in sup.status(["elasticsearch"]) if s.health != "healthy"]
     sup.up(["elasticsearch"])
     try:
-        es = client(settings.services.elasticsearch.url, timeout=60)
+        es = client_for(settings, timeout=60)
         ensure_templates(es)
         t0 = time.perf_counter()
         parsed = [parse_syslog(x, year=2001) for x in lines(2)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -50,10 +51,25 @@ def _rt() -> Runtime:
     return rt
 
 
-def _principal() -> Any:
-    import getpass
+def _read_token(path: Path) -> str:
+    """A token from a file that only its owner can read (anything looser is refused)."""
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        err.print(f"error: cannot read the token file {path}: {exc.strerror} (check the path)")
+        raise typer.Exit(2) from None
+    if st.st_mode & 0o077 or st.st_uid != os.geteuid():
+        err.print(f"error: the token file {path} is readable by others or not yours (chmod 600 {path}; it must belong to you)")
+        raise typer.Exit(2)
+    return text
 
-    return _rt().gate.authenticate(_state.get("token"), source="local", local_user=getpass.getuser())
+
+def _principal() -> Any:
+    import pwd
+
+    # the peer is who the kernel says runs this process, never $USER or $LOGNAME
+    return _rt().gate.authenticate(_state.get("token"), source="local", local_user=pwd.getpwuid(os.geteuid()).pw_name)
 
 
 def _gated(operation: str, target: str = "", params: dict | None = None, *, reason: str = "", break_glass: bool = False) -> Any:
@@ -81,11 +97,16 @@ def _emit_json(data: Any) -> None:
 def _main(
     config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="GOVCTL_CONFIG", help="Path of govctl.yaml."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="GOVCTL_TOKEN", help="API token (default: this host's OS user, if the policy maps it to roles)."),
+    token: Optional[str] = typer.Option(None, "--token", hidden=True, help="Refused: a token on the command line is readable by every local user."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file (mode 0600, yours) holding your API token; or set GOVCTL_TOKEN."),
 ) -> None:
     """Global options."""
     _state["config"] = str(config) if config else None
-    _state["token"] = token
+    if token is not None:
+        err.print("error: --token VALUE is refused: every local user can read a command line in /proc "
+                  "(put the token in GOVCTL_TOKEN, or in a 0600 file given with --token-file)")
+        raise typer.Exit(2)
+    _state["token"] = _read_token(token_file) if token_file else (os.environ.get("GOVCTL_TOKEN") or None)
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -380,16 +401,21 @@ def ops_show(op_id: str, as_json: bool = JsonOpt) -> None:
 
 
 @ops_app.command("approve")
-def ops_approve(op_id: str, comment: str = typer.Option("", help="Recorded with the approval."), as_json: bool = JsonOpt) -> None:
+def ops_approve(op_id: str, comment: str = typer.Option("", help="Recorded with the approval."),
+                otp: Optional[str] = typer.Option(None, "--otp", envvar="GOVCTL_OTP", help="The current code from your authenticator."),
+                as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Approve an operation as shown by `ops show` (approvers only, never your own)."""
-    v = _rt().gate.approve(_principal(), op_id, comment)
+    v = _rt().gate.approve(_principal(), op_id, comment, otp=otp)
     _emit_json(v.as_dict()) if as_json else out.print(f"{op_id}: {v.status}")
 
 
+OtpOpt = typer.Option(None, "--otp", envvar="GOVCTL_OTP", help="The current code from your authenticator (asked for if you enrolled TOTP and leave it out).")
+
+
 @ops_app.command("reject")
-def ops_reject(op_id: str, comment: str = typer.Option("", help="Why."), as_json: bool = JsonOpt) -> None:
+def ops_reject(op_id: str, comment: str = typer.Option("", help="Why."), otp: Optional[str] = OtpOpt, as_json: bool = JsonOpt) -> None:
     """Reject an operation."""
-    v = _rt().gate.approve(_principal(), op_id, comment, decision="reject")
+    v = _rt().gate.approve(_principal(), op_id, comment, decision="reject", otp=otp)
     _emit_json(v.as_dict()) if as_json else out.print(f"{op_id}: {v.status}")
 
 
@@ -443,41 +469,106 @@ def _req(operation: str, target: str, params: dict) -> Any:
 
 @iam_app.command("bootstrap")
 def iam_bootstrap(as_json: bool = JsonOpt) -> None:
-    """First run only: create one user per role (two approvers) and print their tokens once."""
+    """First run only: create one user per role (two approvers), each with a one-time enrolment code.
+
+    Hand each code to its person only: they enrol themselves (`govctl iam enrol NAME`), choosing
+    their own second factor and receiving their own token; no token is printed here.
+    """
+    from control_plane.audit import AuditEvent
     from control_plane.gate import iam
 
     rt = _rt()
     p = _principal()
+    if "sysadmin" not in p.roles or p.via != "peer":
+        raise GovctlError("bootstrap is for the host's administrator at the console", hint="run it as root on the control-plane host")
     if iam.list_users(rt):
-        raise GovctlError("users already exist; bootstrap runs only once", hint="use govctl iam user add / token create")
+        raise GovctlError("users already exist; bootstrap runs only once", hint="govctl iam user add NAME --role ROLE (a security administrator)")
     made = {}
     for name, roles in (("sysadmin", ["sysadmin"]), ("secadmin", ["secadmin"]), ("auditor", ["auditor"]),
                         ("ops", ["ops_engineer"]), ("approver1", ["approver"]), ("approver2", ["approver"])):  # fmt: skip
-        iam.change_user(rt, name, roles=roles)
-        tid, secret, expires = iam.create_token(rt, name, ttl_days=30, description="bootstrap")
-        made[name] = {"roles": roles, "token": secret, "expires": expires}
-    rt.ledger.append(__import__("control_plane.audit", fromlist=["AuditEvent"]).AuditEvent(
-        actor=p.name, role=",".join(p.roles), source=p.source, operation="iam.bootstrap", target="users",
-        params={n: m["roles"] for n, m in made.items()}, details={"users": sorted(made)}))  # fmt: skip
+        _user, code = iam.create_user(rt, name, roles=roles)
+        made[name] = {"roles": roles, "enrolment_code": code}
+    rt.ledger.append(AuditEvent(actor=p.name, role=",".join(p.roles), source=p.source, operation="iam.bootstrap", target="users",
+                                params={n: m["roles"] for n, m in made.items()}, details={"users": sorted(made)}))  # fmt: skip
     if as_json:
         _emit_json(made)
         return
-    t = Table("user", "roles", "token (shown once; keep it safe)", "expires")
+    t = Table("user", "roles", "enrolment code (for that person only; works once, 72 h)")
     for n, m in made.items():
-        t.add_row(n, ", ".join(m["roles"]), m["token"], m["expires"][:10])
+        t.add_row(n, ", ".join(m["roles"]), m["enrolment_code"])
     out.print(t)
+    out.print("each person runs: govctl iam enrol NAME   (asks for the code, sets up TOTP, prints their own token)")
+
+
+@iam_app.command("enrol")
+def iam_enrol(name: str, ttl_days: int = typer.Option(30, min=1, max=366, help="Lifetime of the first token."), as_json: bool = JsonOpt) -> None:
+    """Enrol yourself with the one-time code you were given: set up TOTP and receive your own token.
+
+    The code and the one-time password are read from the terminal (or standard input), never
+    from the command line.
+    """
+    from control_plane.audit import AuditEvent
+    from control_plane.gate import iam
+
+    rt = _rt()
+    code = _ask("enrolment code: ", secret=True)
+    key = f"enrol:{name}"
+    try:
+        if iam.locked_out(rt, key):
+            raise GovctlError(f"too many failed enrolment attempts for {name}", hint="wait 15 minutes or ask for a new code")
+        uri = iam.start_enrolment(rt, name, code)
+        err.print(f"add this to your authenticator app (TOTP, 30 s, 6 digits):\n{uri}")
+        otp = _ask("current 6-digit code: ")
+        token_id, secret, expires = iam.finish_enrolment(rt, name, code, otp, ttl_days=ttl_days)
+    except GovctlError as exc:
+        iam.record_failure(rt, key)
+        rt.ledger.append(AuditEvent(actor="anonymous", role="", source="local", operation="gate.authenticate", target=name, decision="deny",
+                                    outcome="refused", details={"error": exc.message, "as": "iam.enrol"}))  # fmt: skip
+        raise
+    rt.ledger.append(AuditEvent(actor=name, role="", source="local", operation="iam.enrol", target=name, outcome="succeeded",
+                                details={"token_id": token_id}))  # fmt: skip
+    if as_json:
+        _emit_json({"user": name, "token_id": token_id, "token": secret, "expires": expires, "totp_uri": uri})
+        return
+    out.print(f"enrolled {name}; your token {token_id} (shown once, expires {expires[:10]}):\n{secret}", highlight=False)
+    out.print("keep it in a 0600 file for --token-file, or in GOVCTL_TOKEN")
+
+
+def _ask(prompt: str, *, secret: bool = False) -> str:
+    """A value from the terminal (hidden when secret), or a line of standard input when there is no terminal."""
+    import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt) if secret else input(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise GovctlError(f"no input for {prompt.strip(': ')}", hint="run it in a terminal, or pipe the values in, one per line")
+    return line.strip()
 
 
 user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens (stored only as SM3 hashes).", no_args_is_help=True)
+role_app = typer.Typer(help="Roles of users (critical: two approvers).", no_args_is_help=True)
 iam_app.add_typer(user_app, name="user")
 iam_app.add_typer(token_app, name="token")
+iam_app.add_typer(role_app, name="role")
 
 
 @user_app.command("add")
-def user_add(name: str, role: list[str] = typer.Option(..., "--role", help="Repeat for several roles."), as_json: bool = JsonOpt) -> None:
-    """Create a user (or change its roles). Security administrators only; high risk."""
-    view = _gated("iam.user.change", name, {"roles": sorted(role)})
+def user_add(name: str, role: list[str] = typer.Option(..., "--role", help="Repeat for several roles."),
+             department: str = typer.Option("", help="The department of a department administrator."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Create a user who enrols with a one-time code (security administrators only; high risk)."""
+    view = _gated("iam.user.create", name, {"roles": sorted(role), "department": department})
+    if as_json:
+        _emit_json({**view.as_dict(), **({"enrolment_code": view.secret} if view.secret else {})})
+    elif not _pending_note(view):
+        out.print(f"user {name}: {', '.join(view.result['user']['roles'])}; enrolment code (for {name} only, once, 72 h):\n{view.secret}", highlight=False)
+
+
+@role_app.command("set")
+def role_set(name: str, role: list[str] = typer.Option(..., "--role", help="The user's roles from now on; repeat for several."), as_json: bool = JsonOpt) -> None:
+    """Replace a user's roles (critical: two approvers)."""
+    view = _gated("iam.role.change", name, {"roles": sorted(role)})
     _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"user {name}: {', '.join(view.result['roles'])}"))
 
 
@@ -505,11 +596,10 @@ def user_list(as_json: bool = JsonOpt) -> None:
 
 
 @token_app.command("create")
-def token_create(user: Optional[str] = typer.Option(None, help="Whose token (default: yours)."), ttl_days: int = typer.Option(30, min=1, max=366),
-                 description: str = "", as_json: bool = JsonOpt) -> None:  # fmt: skip
-    """Issue an API token; the secret is printed once and stored only as its SM3 hash."""
+def token_create(ttl_days: int = typer.Option(30, min=1, max=366), description: str = "", as_json: bool = JsonOpt) -> None:
+    """Issue yourself another API token; the secret is printed once and stored only as its SM3 hash."""
     p = _principal()
-    view = _gated("iam.token.create", user or p.name, {"ttl_days": ttl_days, "description": description})
+    view = _gated("iam.token.create", p.name, {"ttl_days": ttl_days, "description": description})
     if as_json:
         _emit_json({**view.result, "token": view.secret})
     elif not _pending_note(view):
@@ -1180,7 +1270,9 @@ def up() -> None:
         from control_plane.report.receiver import serve_in_thread
 
         receiver = serve_in_thread(s, rt.signer.public_key)[0]
-    server = uvicorn.Server(uvicorn.Config(create_app(rt, sched), host=s.api.host, port=s.api.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(rt, sched), host=s.api.host, port=s.api.port, log_level="warning",
+                                            # proxy headers only from configured proxies: nobody else picks their source address
+                                            proxy_headers=bool(s.api.trusted_proxies), forwarded_allow_ips=",".join(s.api.trusted_proxies) or "")) 
     out.print(_status_table(rt.supervisor.status()))
     out.print(f"API        {s.api.url}  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")

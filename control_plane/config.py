@@ -45,11 +45,13 @@ class ElasticsearchConfig(_Model):
     heap_min_mb: int = Field(default=512, ge=256, le=8192)
     heap_max_mb: int = Field(default=1024, ge=256, le=8192)
     start_timeout_s: float = Field(default=150, gt=0)
+    credentials: Path | None = Field(default=None, description="the components' generated passwords (0600); default <key_dir>/elasticsearch.json")
+    ca_cert: Path | None = Field(default=None, description="the CA that signs the node's TLS certificate; default <key_dir>/elasticsearch-ca.pem")
 
     @property
     def url(self) -> str:
-        """The HTTP address of the node."""
-        return f"http://{self.host}:{self.port}"
+        """The HTTPS address of the node (security is always on)."""
+        return f"https://{self.host}:{self.port}"
 
     def distribution_path(self) -> Path:
         """The zip to unpack, from the configured path or the shared cache."""
@@ -86,7 +88,8 @@ class PostgresConfig(_Model):
     bin_dir: Path | None = Field(default=None, description="default: the newest /usr/lib/postgresql/*/bin")
     database: str = Field(default="govctl", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     user: str = Field(default="govctl", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    password: SecretStr = SecretStr("govctl-local")
+    superuser: str = Field(default="postgres", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the cluster's superuser (maintenance only)")
+    credentials: Path | None = Field(default=None, description="generated passwords of the superuser and the application role (0600); default <key_dir>/postgres.json")
     start_timeout_s: float = Field(default=30, gt=0)
 
 
@@ -101,6 +104,22 @@ class ServicesConfig(_Model):
 class ApiConfig(_Model):
     host: str = "127.0.0.1"
     port: Port = Field(default=8700, ge=1, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For is believed; default none: the peer address is the source",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address (name each proxy by its address)") from None
+        return v
 
     @property
     def url(self) -> str:
@@ -316,11 +335,33 @@ class Settings(_Model):
             return self.state.url.get_secret_value()
         return f"sqlite:///{self.var / 'state' / 'govctl.db'}"
 
+    def es_credentials_path(self) -> Path:
+        """The Elasticsearch components' passwords (0600)."""
+        c = self.services.elasticsearch
+        return self.path(c.credentials) if c.credentials else self.key_dir / "elasticsearch.json"
+
+    def es_ca_path(self) -> Path:
+        """The CA certificate the Elasticsearch clients trust."""
+        c = self.services.elasticsearch
+        return self.path(c.ca_cert) if c.ca_cert else self.key_dir / "elasticsearch-ca.pem"
+
+    def pg_credentials_path(self) -> Path:
+        """Our PostgreSQL cluster's generated passwords (0600)."""
+        c = self.services.postgres
+        return self.path(c.credentials) if c.credentials else self.key_dir / "postgres.json"
+
+    def pg_password(self, role: str = "app") -> str:
+        """The generated password of our PostgreSQL cluster's ``app`` role or ``superuser``."""
+        from control_plane.services.credentials import pg_credentials
+
+        return pg_credentials(self.pg_credentials_path())[role]
+
     def postgres_url(self, port: int | None = None, database: str | None = None) -> str:
-        """A URL for our own PostgreSQL cluster (port as actually started)."""
+        """A URL for our own PostgreSQL cluster as the application role (port as actually started)."""
+        from urllib.parse import quote
+
         pg = self.services.postgres
-        pw = pg.password.get_secret_value()
-        return f"postgresql+psycopg://{pg.user}:{pw}@{pg.host}:{port or pg.port}/{database or pg.database}"
+        return f"postgresql+psycopg://{pg.user}:{quote(self.pg_password('app'), safe='')}@{pg.host}:{port or pg.port}/{database or pg.database}"
 
 
 def _format_validation(err: ValidationError, data: dict[str, Any], source: str) -> str:

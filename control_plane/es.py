@@ -1,4 +1,4 @@
-"""Elasticsearch access: the official client, configured for a local x-pack-free node."""
+"""Elasticsearch access: the official client, over TLS with per-component credentials."""
 
 from __future__ import annotations
 
@@ -19,9 +19,17 @@ class SearchUnavailable(GovctlError):
     http_status = 503
 
 
-def client(url: str, *, timeout: float = 10.0) -> Elasticsearch:
+def client(url: str, *, timeout: float = 10.0, **auth: Any) -> Elasticsearch:
     """The official client with explicit timeouts (never hang on a dead node)."""
-    return Elasticsearch(url, request_timeout=timeout, max_retries=1, retry_on_timeout=False)
+    return Elasticsearch(url, request_timeout=timeout, max_retries=1, retry_on_timeout=False, **auth)
+
+
+def client_for(settings: Any, *, user: str | None = None, timeout: float = 10.0) -> Elasticsearch:
+    """A client for our node over TLS (our CA), authenticated as ``user`` (default: the control plane)."""
+    from control_plane.services import es_security
+
+    kw = es_security.client_kwargs(settings.es_ca_path(), settings.es_credentials_path(), user or es_security.CONTROL_PLANE_USER)
+    return client(settings.services.elasticsearch.url, timeout=timeout, **kw)
 
 
 def ensure_template(es: Elasticsearch, name: str, patterns: list[str], mappings: dict[str, Any], *, priority: int = 100) -> None:
@@ -34,4 +42,4 @@ def ensure_template(es: Elasticsearch, name: str, patterns: list[str], mappings:
     )
 
 
-__all__ = ["ApiError", "UNREACHABLE", "SearchUnavailable", "client", "ensure_template"]
+__all__ = ["ApiError", "UNREACHABLE", "SearchUnavailable", "client", "client_for", "ensure_template"]

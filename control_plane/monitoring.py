@@ -96,15 +96,16 @@ def write_prometheus_config(settings: Settings, path: Path, *, node_port: int | 
 
 def refresh(rt: Any) -> str:
     """Rewrite the running Prometheus' configuration (new or removed pool hosts) and ask it to reload."""
-    import urllib.request
-
     cfg = rt.supervisor.root / "prometheus" / "prometheus.yml"
     if not cfg.parent.is_dir():
         return "prometheus is not managed here; nothing to refresh"
     write_prometheus_config(rt.settings, cfg, node_port=rt.settings.services.node_exporter.port)
+    import signal
+
+    # Prometheus runs without its HTTP lifecycle API (anyone reaching the port could stop it): SIGHUP reloads it
     try:
-        req = urllib.request.Request(f"{rt.settings.services.prometheus.url}/-/reload", method="POST")
-        urllib.request.urlopen(req, timeout=5).read()
-        return "prometheus reloaded with the current pool hosts"
+        if rt.supervisor.signal("prometheus", signal.SIGHUP):
+            return "prometheus reloaded with the current pool hosts"
+        return "prometheus configuration rewritten; it is not running, so it applies at the next start"
     except OSError as exc:
         return f"prometheus configuration rewritten; reload failed ({exc}); it applies at the next start"

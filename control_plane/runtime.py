@@ -6,7 +6,8 @@ it through ``current()`` because APScheduler's persistent store keeps only a tex
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,9 +70,9 @@ class Runtime:
     @cached_property
     def es(self) -> Elasticsearch:
         """The official Elasticsearch client for our node (short timeouts, one retry)."""
-        from control_plane.es import client
+        from control_plane.es import client_for
 
-        return client(self.settings.services.elasticsearch.url)
+        return client_for(self.settings)
 
     @cached_property
     def gate(self) -> Gate:
@@ -119,7 +120,7 @@ class Runtime:
         """Append an audit record for a local action (the gate will own this path)."""
         from control_plane.audit import AuditEvent
 
-        self.ledger.append(AuditEvent(actor=actor or getpass.getuser(), role=role, source=source, operation=operation,
+        self.ledger.append(AuditEvent(actor=actor or pwd.getpwuid(os.geteuid()).pw_name, role=role, source=source, operation=operation,
                                       target=target, params=params, outcome=outcome, details=details or {}))  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -86,7 +87,7 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
     (pname, pip, pns), (bname, bip, bns) = _hosts(rt, stack)
     sup = rt.supervisor
     c = rt.settings.services.postgres
-    pw = c.password.get_secret_value()
+    pw = secrets.token_urlsafe(24)  # the drill's own cluster gets its own password, never the control plane's
     base = sup.root / "drills" / did
     base.mkdir(parents=True)
     os.chmod(base, 0o755)
@@ -104,7 +105,8 @@ def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govc
         report["steps"].append({"at": _now().isoformat(), "step": name, **info})
         say(name)
 
-    _init_primary(rt, primary, pdata, base)
+    gateway = str(rt.settings.deploy.stacks[stack].get("local_gateway", "10.77.0.1/16")).split("/")[0]
+    _init_primary(rt, primary, pdata, base, allow=[gateway])
     step("primary PostgreSQL started on the primary pool", host=pname)
     import psycopg
 
@@ -218,16 +220,19 @@ def _chown_tree(top: Path, user: Any) -> None:
         os.lchown(p, user.pw_uid, user.pw_gid)
 
 
-def _init_primary(rt: Any, t: PgTarget, data: Path, base: Path) -> None:
-    """initdb a fresh cluster and start it inside the primary host's namespace, reachable from the gateway."""
+def _init_primary(rt: Any, t: PgTarget, data: Path, base: Path, *, allow: list[str]) -> None:
+    """initdb a fresh cluster and start it inside the primary host's namespace, reachable from ``allow`` (the gateway) only."""
+    from control_plane.services.es_security import write_private
+
     pwfile = base / ".pw"
-    pwfile.write_text(t.password + "\n")
+    write_private(pwfile, (t.password + "\n").encode())
     if rt.supervisor.user is not None:
         _chown_tree(base, rt.supervisor.user)
     _sh(str(t.bindir / "initdb"), "-D", str(data), "-U", t.user, "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", **t.as_user)
     pwfile.unlink()
     with open(data / "pg_hba.conf", "a") as f:
-        f.write("host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256\n")
+        for a in allow:
+            f.write(f"host all all {a}/32 scram-sha-256\nhost replication all {a}/32 scram-sha-256\n")
     sock = base / "sock"
     sock.mkdir(exist_ok=True)
     if rt.supervisor.user is not None:

@@ -175,9 +175,14 @@ def backup(repo: Repository, source: Path, *, name: str, parent: str | None | bo
 
 
 def restore(repo: Repository, snapshot: str, target: Path, *, include: list[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Restore a snapshot (or the paths under ``include``) into ``target``; every file's SM3 is checked."""
+    """Restore a snapshot (or the paths under ``include``) into ``target``; every file's SM3 is checked.
+
+    ``target`` must be new or an empty directory (never a symlink): everything beneath it is then
+    created by the restore itself, so no planted link can send a write or a chmod outside it.
+    """
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    _fresh_target(target)
+    root = os.path.realpath(target)
     with repo.lock(exclusive=False, command="restore", wait_s=30):
         snap = repo.load_snapshot(snapshot)
         files = nbytes = 0
@@ -212,7 +217,7 @@ def restore(repo: Repository, snapshot: str, target: Path, *, include: list[str]
             if current.get("entry") is not entry:
                 if current.get("entry") is not None:
                     finish(current["entry"])
-                entry["fh"] = open(entry["tmp"], "wb")  # noqa: SIM115 - closed in finish()
+                entry["fh"] = os.fdopen(os.open(entry["tmp"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")  # closed in finish()
                 current["entry"] = entry
             entry["fh"].write(fut.result())  # each chunk's plaintext is checked against its SM3-HMAC id
             entry["left"] -= 1
@@ -224,7 +229,7 @@ def restore(repo: Repository, snapshot: str, target: Path, *, include: list[str]
             for path, node in repo.walk(snap["tree"]):
                 if not wanted(path):
                     continue
-                dest = target / path
+                dest = _inside(target, root, path)
                 if node["type"] == "dir":
                     dest.mkdir(parents=True, exist_ok=True)
                     dirs.append((dest, node))
@@ -255,11 +260,37 @@ def restore(repo: Repository, snapshot: str, target: Path, *, include: list[str]
     return {"snapshot": snap["id"], "files": files, "bytes": nbytes, "target": str(target)}
 
 
+def _fresh_target(target: Path) -> None:
+    """Create ``target`` (0700 until the restore sets its modes), or accept an empty directory; refuse anything else."""
+    if target.is_symlink():
+        raise RepoError(f"restore target {target} is a symbolic link", hint="restore into a new directory")
+    if target.exists():
+        if not target.is_dir() or any(target.iterdir()):
+            raise RepoError(f"restore target {target} is not empty", hint="restore into a new or empty directory, then move what you need")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.mkdir(target, 0o700)
+
+
+def _inside(target: Path, root: str, rel: str) -> Path:
+    """``target/rel`` after checking that ``rel`` is relative, has no '..', and its parent resolves inside the target."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise IntegrityError(f"snapshot path {rel!r} leaves the restore target", hint="the snapshot is damaged or forged; run govctl dr check")
+    dest = target.joinpath(*parts)
+    parent = os.path.realpath(dest.parent)
+    if parent != root and not parent.startswith(root + os.sep):
+        raise IntegrityError(f"snapshot path {rel!r} would be written through a link outside the restore target")
+    return dest
+
+
 def _meta(dest: Path, node: dict[str, Any]) -> None:
     if os.geteuid() == 0:
         try:
             os.chown(dest, node["uid"], node["gid"], follow_symlinks=False)
         except OSError:
             pass
+    if dest.is_symlink():
+        raise IntegrityError(f"{dest} became a symbolic link during the restore", hint="something else writes into the restore target")
     os.chmod(dest, node["mode"])
-    os.utime(dest, ns=(node["mtime_ns"], node["mtime_ns"]))
+    os.utime(dest, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=False)

@@ -56,7 +56,10 @@ def control_plane_pg(rt: Any) -> PgTarget:
     """services.postgres, our own cluster."""
     sup = rt.supervisor
     c = rt.settings.services.postgres
-    return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), c.user, c.password.get_secret_value(), None, sup._as_user())
+    from control_plane.services.credentials import REPLICATION_ROLE
+
+    # base backups and WAL need nothing but REPLICATION: never the superuser, never the application role
+    return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), REPLICATION_ROLE, rt.settings.pg_password("replication"), None, sup._as_user())
 
 
 SHIP_EVERY_S = 1.0

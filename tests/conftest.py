@@ -26,10 +26,12 @@ def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
     data = {
         "var_dir": str(var_dir),
         "services": {
-            "elasticsearch": {"port": TEST_PORTS["elasticsearch"]},
+            # the session's services have one set of generated credentials, whichever var dir a test runtime uses
+            "elasticsearch": {"port": TEST_PORTS["elasticsearch"], "credentials": str(TEST_VAR / "keys" / "elasticsearch.json"),
+                              "ca_cert": str(TEST_VAR / "keys" / "elasticsearch-ca.pem")},
             "prometheus": {"port": TEST_PORTS["prometheus"], "scrape_interval_s": 5},
             "node_exporter": {"port": TEST_PORTS["node_exporter"]},
-            "postgres": {"port": TEST_PORTS["postgres"]},
+            "postgres": {"port": TEST_PORTS["postgres"], "credentials": str(TEST_VAR / "keys" / "postgres.json")},
         },
         "api": {"port": TEST_PORTS["api"]},
         "crypto": {"kdf_iterations": 100_000},
@@ -80,14 +82,21 @@ def services(settings: Settings) -> Iterator[Supervisor]:
         sup.down()
 
 
+def pg_admin(services: Supervisor, dbname: str = "postgres") -> dict:
+    """Connection arguments of our cluster's superuser (tests only: the control plane never uses it)."""
+    pg = services.settings.services.postgres
+    return dict(host=pg.host, port=services.port("postgres"), user=pg.superuser, password=services.settings.pg_password("superuser"),
+                dbname=dbname, autocommit=True)  # fmt: skip
+
+
 @pytest.fixture()
 def pg_url(services: Supervisor) -> Iterator[str]:
     """A fresh, empty PostgreSQL database in our own cluster, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     pg = services.settings.services.postgres
-    admin = dict(host=pg.host, port=services.port("postgres"), user=pg.user, password=pg.password.get_secret_value(), dbname="postgres", autocommit=True)
+    admin = pg_admin(services)
     with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{pg.user}"')
     yield services.postgres_url(name)
     from control_plane import db
 

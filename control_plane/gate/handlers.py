@@ -14,7 +14,8 @@ Handler = Callable[[Any, str, dict[str, Any]], "dict[str, Any] | tuple[dict[str,
 HANDLERS: dict[str, Handler] = {}
 PREVIEWS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {}
 # Checked at submission, before anyone is asked to approve: bad input is refused (and audited) early.
-VALIDATORS: dict[str, Callable[[Any, str, dict[str, Any]], None]] = {}
+# A validator may return the normalised parameters (the gate stores and hashes those).
+VALIDATORS: dict[str, Callable[[Any, str, dict[str, Any]], "dict[str, Any] | None"]] = {}
 
 
 def handler(operation: str) -> Callable[[Handler], Handler]:
@@ -76,18 +77,48 @@ def _audit_checkpoint(rt: Any, target: str, params: dict[str, Any]) -> dict[str,
     return {"checkpoint": cp["seq"] if cp else None}
 
 
-@handler("iam.user.change")
-def _user_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+@handler("iam.user.create")
+def _user_create(rt: Any, target: str, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from control_plane.gate import iam
 
-    return iam.change_user(rt, target, roles=params.get("roles"), disabled=params.get("disabled"))
+    user, code = iam.create_user(rt, target, roles=params["roles"], department=params.get("department", ""))
+    return {"user": user, "enrolment": f"hand the code to {target} only; it works once, for {iam.ENROL_TTL_H} hours"}, code
+
+
+@handler("iam.user.change")
+def _user_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Enable or disable a user; roles change only through iam.role.change."""
+    from control_plane.gate import iam
+
+    if iam.get_user(rt, target) is None:
+        raise iam.NotFound(f"no user {target!r}", hint="create it with govctl iam user add")
+    return iam.change_user(rt, target, disabled=params["disabled"])
 
 
 @handler("iam.role.change")
 def _role_change(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     from control_plane.gate import iam
 
+    if iam.get_user(rt, target) is None:
+        raise iam.NotFound(f"no user {target!r}", hint="create it with govctl iam user add")
     return iam.change_user(rt, target, roles=params["roles"])
+
+
+def _validate_user_create(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.gate import iam
+
+    iam.check_name(target)
+    iam.check_roles(rt, params["roles"])
+
+
+def _validate_role_change(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.gate import iam
+
+    iam.check_roles(rt, params["roles"])
+
+
+VALIDATORS["iam.user.create"] = _validate_user_create
+VALIDATORS["iam.role.change"] = _validate_role_change
 
 
 @handler("iam.token.create")
@@ -183,12 +214,13 @@ def _preview_playbook(rt: Any, target: str, params: dict[str, Any]) -> Any:
 PREVIEWS["playbook.run"] = _preview_playbook
 
 
-def _validate_playbook(rt: Any, target: str, params: dict[str, Any]) -> None:
+def _validate_playbook(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
     from control_plane.playbook import service as pb
 
-    if not isinstance(params.get("playbook"), str):
-        raise pb.PlaybookError("params.playbook is required", hint=f"available: {', '.join(pb.available())}")
+    from control_plane.playbook.params import parse
+
     pb._check_request(rt, params["playbook"], [h for h in target.split(",") if h])
+    return {**params, "extravars": parse(params["playbook"], params.get("extravars") or {})}
 
 
 def _validate_stack(rt: Any, target: str, params: dict[str, Any]) -> None:
@@ -319,8 +351,10 @@ def _validate_restore(rt: Any, target: str, params: dict[str, Any]) -> None:
     if not dest:
         raise RepoError("say where to restore: --target PATH")
     p = Path(dest)
-    if p.exists() and any(p.iterdir()) and params.get("kind") == "postgres":
-        raise RepoError(f"restore target {p} is not empty", hint="give an empty or new directory")
+    if p.is_symlink():
+        raise RepoError(f"restore target {p} is a symbolic link", hint="give a new directory")
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise RepoError(f"restore target {p} is not empty", hint="give an empty or new directory; restores never write into existing trees")
 
 
 def _validate_backup(rt: Any, target: str, params: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,10 +13,16 @@ from sqlalchemy import select, update
 
 from control_plane.audit.service import utc_now_iso
 from control_plane.crypto import sm3_hex
-from control_plane.gate.errors import NotFound, Unauthenticated
-from control_plane.gate.models import tokens, users
+from control_plane.gate.errors import GateError, NotFound, Unauthenticated
+from control_plane.gate.models import auth_failures, tokens, users
 
 TOKEN_PREFIX = "gct"
+
+
+class IamError(GateError):
+    """A user, role or enrolment request that the identity rules refuse."""
+
+    http_status = 400
 
 
 def _iso_in(days: float) -> str:
@@ -40,17 +47,46 @@ def list_users(rt: Any) -> list[dict[str, Any]]:
     return [{**dict(r._mapping), "roles": json.loads(r.roles)} for r in rows]
 
 
-def change_user(rt: Any, name: str, *, roles: list[str] | None = None, disabled: bool | None = None) -> dict[str, Any]:
-    """Create a user or change its roles / disabled flag."""
+# Names nobody can register: the control plane's own principals and the ones the OS or the gate use.
+RESERVED = frozenset({"anonymous", "gate", "system", "soc-engine", "scheduler", "ansible", "automation", "root", "admin", "govctl"})
+USER_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+# 三权分立: one person is never more than one of the system, security and audit administrators
+EXCLUSIVE = ("sysadmin", "secadmin", "auditor")
+ENROL_TTL_H = 72
+
+
+def check_name(name: str) -> None:
+    """Refuse names that are malformed or reserved (system principals, ``local:*``)."""
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+        raise IamError(f"user name {name!r} is not allowed", hint="lower-case letters, digits, '.', '_' and '-', at most 32, starting with a letter")
+    if name in RESERVED:
+        raise IamError(f"user name {name!r} is reserved for the control plane itself", hint="choose another name")
+
+
+def check_roles(rt: Any, roles: list[str]) -> list[str]:
+    """Known roles, and separation of duties: at most one of sysadmin, secadmin and auditor."""
     known = set(rt.gate.policy.roles)
+    bad = [r for r in roles if r not in known]
+    if bad:
+        raise NotFound(f"unknown role {bad[0]!r}", hint=f"roles: {', '.join(sorted(known))}")
+    held = [r for r in EXCLUSIVE if r in roles]
+    if len(held) > 1:
+        raise IamError(f"{' and '.join(held)} cannot be held by one person (separation of duties, 三权分立)",
+                       hint="give each of these roles to a different person")  # fmt: skip
+    return sorted(set(roles))
+
+
+def change_user(rt: Any, name: str, *, roles: list[str] | None = None, disabled: bool | None = None,
+                department: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Create a user or change its roles / disabled flag (names and roles checked)."""
+    check_name(name)
     if roles is not None:
-        bad = [r for r in roles if r not in known]
-        if bad:
-            raise NotFound(f"unknown role {bad[0]!r}", hint=f"roles: {', '.join(sorted(known))}")
+        roles = check_roles(rt, roles)
     with rt.engine.begin() as conn:
         exists = conn.execute(select(users.c.name).where(users.c.name == name)).first()
         if exists is None:
-            conn.execute(users.insert().values(name=name, roles=json.dumps(sorted(roles or [])), created=utc_now_iso(), disabled=bool(disabled)))
+            conn.execute(users.insert().values(name=name, roles=json.dumps(sorted(roles or [])), created=utc_now_iso(), disabled=bool(disabled),
+                                               department=department or ""))  # fmt: skip
         else:
             vals: dict[str, Any] = {}
             if roles is not None:
@@ -59,7 +95,100 @@ def change_user(rt: Any, name: str, *, roles: list[str] | None = None, disabled:
                 vals["disabled"] = disabled
             if vals:
                 conn.execute(update(users).where(users.c.name == name).values(**vals))
-    return get_user(rt, name) or {}
+    return public(get_user(rt, name) or {})
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A user row without its secrets."""
+    return {k: v for k, v in row.items() if k not in ("enrol_sm3", "totp_secret", "totp_pending", "totp_last_step")} | {
+        "totp": bool(row.get("totp_secret"))}
+
+
+def create_user(rt: Any, name: str, *, roles: list[str], department: str = "") -> tuple[dict[str, Any], str]:
+    """A new user who must enrol: returns (the user, a one-time enrolment code for that person only)."""
+    check_name(name)
+    if get_user(rt, name) is not None:
+        raise IamError(f"user {name!r} already exists", hint="change roles with govctl iam role set; disable with govctl iam user disable")
+    change_user(rt, name, roles=roles, department=department)
+    return public(get_user(rt, name) or {}), new_enrolment(rt, name)
+
+
+def new_enrolment(rt: Any, name: str) -> str:
+    """A fresh one-time enrolment code for ``name`` (stored only as its SM3 hash; 72 hours)."""
+    code = f"enr_{secrets.token_urlsafe(18)}"
+    with rt.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == name).values(
+            enrol_sm3=sm3_hex(code.encode()), enrol_expires=_iso_in(ENROL_TTL_H / 24), totp_pending=None))  # fmt: skip
+    return code
+
+
+def start_enrolment(rt: Any, name: str, code: str) -> str:
+    """Check a user's enrolment code and give them a new TOTP secret to confirm; returns its otpauth URI."""
+    import pyotp
+
+    row = _enrolling(rt, name, code)
+    secret = pyotp.random_base32()
+    with rt.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == row["name"]).values(totp_pending=secret))
+    return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="govctl")
+
+
+def finish_enrolment(rt: Any, name: str, code: str, otp: str, *, ttl_days: float = 30) -> tuple[str, str, str]:
+    """Confirm the TOTP secret with a current code: the user is enrolled and gets their first token."""
+    import pyotp
+
+    row = _enrolling(rt, name, code)
+    if not row.get("totp_pending"):
+        raise IamError("start the enrolment first", hint=f"govctl iam enrol {name}")
+    step = _totp_step(pyotp.TOTP(row["totp_pending"]), otp)
+    if step is None:
+        raise Unauthenticated("the one-time password does not match the new secret", hint="check the authenticator's clock and try the current code")
+    with rt.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == name).values(
+            totp_secret=row["totp_pending"], totp_pending=None, totp_last_step=step, enrol_sm3=None, enrol_expires=None,
+            enrolled=utc_now_iso()))  # fmt: skip
+    return create_token(rt, name, ttl_days=ttl_days, description="enrolment")
+
+
+def _enrolling(rt: Any, name: str, code: str) -> dict[str, Any]:
+    row = get_user(rt, name)
+    if row is None or not row.get("enrol_sm3") or not isinstance(code, str) or not hmac.compare_digest(row["enrol_sm3"], sm3_hex(code.encode())):
+        raise Unauthenticated(f"no valid enrolment code for {name!r}", hint="ask a security administrator for a new one")
+    if (row.get("enrol_expires") or "") <= utc_now_iso():
+        raise Unauthenticated(f"the enrolment code for {name!r} expired at {row['enrol_expires']}", hint="ask a security administrator for a new one")
+    if row["disabled"]:
+        raise Unauthenticated(f"user {name!r} is disabled")
+    return row
+
+
+def _totp_step(totp: Any, otp: str) -> int | None:
+    """The time step a code belongs to (this one or one either side), or None."""
+    import time
+
+    if not isinstance(otp, str) or not re.fullmatch(r"\d{6}", otp):
+        return None
+    now = int(time.time()) // 30
+    for step in (now, now - 1, now + 1):
+        if hmac.compare_digest(totp.at(step * 30), otp):
+            return step
+    return None
+
+
+def verify_otp(rt: Any, name: str, otp: str | None) -> None:
+    """Check a user's second factor; each code is good once (a replayed one is refused)."""
+    import pyotp
+
+    row = get_user(rt, name)
+    if row is None or not row.get("totp_secret"):
+        raise Unauthenticated(f"{name} has no second factor enrolled", hint="enrol first: govctl iam enrol")
+    step = _totp_step(pyotp.TOTP(row["totp_secret"]), otp or "")
+    if step is None:
+        raise Unauthenticated("the one-time password is wrong or missing", hint="give the current code from your authenticator (--otp)")
+    with rt.engine.begin() as conn:
+        won = conn.execute(update(users).where(users.c.name == name, (users.c.totp_last_step.is_(None)) | (users.c.totp_last_step < step))
+                           .values(totp_last_step=step)).rowcount  # fmt: skip
+    if won != 1:
+        raise Unauthenticated("that one-time password was used already", hint="wait for the next code")
 
 
 def create_token(rt: Any, user: str, *, ttl_days: float = 30, description: str = "") -> tuple[str, str, str]:
@@ -116,3 +245,35 @@ def verify_token(rt: Any, presented: str) -> tuple[str, str]:
     if row.expires <= utc_now_iso():
         raise Unauthenticated(f"token {token_id} expired at {row.expires}", hint="create a new token")
     return row.user, token_id
+
+
+# -- failed authentication: throttling and lockout (GB/T 22239 8.1.4.1 b) --------------------------
+
+FAIL_LIMIT = 5
+FAIL_WINDOW_S = 900
+
+
+def _since(seconds: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_failure(rt: Any, *keys: str) -> None:
+    """Count a failed authentication against each key (a token id, a source address, a user's enrolment)."""
+    now = utc_now_iso()
+    with rt.engine.begin() as conn:
+        conn.execute(auth_failures.delete().where(auth_failures.c.ts < _since(FAIL_WINDOW_S * 4)))
+        for k in keys:
+            conn.execute(auth_failures.insert().values(key=k[:160], ts=now))
+
+
+def locked_out(rt: Any, *keys: str) -> str | None:
+    """The first key with too many recent failures (it stays locked until they age out of the window), or None."""
+    from sqlalchemy import func
+
+    since = _since(FAIL_WINDOW_S)
+    with rt.engine.connect() as conn:
+        for k in keys:
+            n = conn.execute(select(func.count()).select_from(auth_failures).where(auth_failures.c.key == k[:160], auth_failures.c.ts >= since)).scalar()
+            if n and n >= FAIL_LIMIT:
+                return k
+    return None

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
 
 from control_plane.audit.models import canonical_json
 from control_plane.crypto import sm3_hex
@@ -17,6 +17,14 @@ users = Table(
     "iam_users", metadata,
     Column("name", String(64), primary_key=True), Column("roles", Text, nullable=False),
     Column("created", String(32), nullable=False), Column("disabled", Boolean, nullable=False, default=False),
+    Column("department", String(64), nullable=False, default=""),
+    Column("enrol_sm3", String(64)), Column("enrol_expires", String(32)), Column("enrolled", String(32)),
+    Column("totp_secret", Text), Column("totp_pending", Text), Column("totp_last_step", BigInteger),
+)  # fmt: skip
+auth_failures = Table(
+    "iam_auth_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("key", String(160), nullable=False),
+    Column("ts", String(32), nullable=False),
 )  # fmt: skip
 tokens = Table(
     "iam_tokens", metadata,
@@ -53,9 +61,10 @@ reviews = Table(
 )  # fmt: skip
 
 
-def request_hash(operation: str, target: str, params: dict[str, Any]) -> str:
-    """SM3 over the canonical form of exactly what will run: approvals are bound to this."""
-    return sm3_hex(canonical_json({"operation": operation, "target": target, "params": params}).encode())
+def request_hash(operation: str, target: str, params: dict[str, Any], *, reason: str = "", break_glass: bool = False) -> str:
+    """SM3 over the canonical form of exactly what will run and why: approvals are bound to this."""
+    return sm3_hex(canonical_json({"operation": operation, "target": target, "params": params,
+                                   "reason": reason, "break_glass": bool(break_glass)}).encode())  # fmt: skip
 
 
 @dataclass(frozen=True)

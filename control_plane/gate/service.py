@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +27,8 @@ from control_plane.errors import GovctlError
 from control_plane.gate import iam
 from control_plane.gate.errors import ApprovalError, Blocked, DependencyDown, Forbidden, GateError, NotFound, Unauthenticated
 from control_plane.gate.handlers import HANDLERS, PREVIEWS, VALIDATORS
+from control_plane.gate.params import InvalidRequest
+from control_plane.gate.params import parse as parse_params
 from control_plane.gate.models import OperationRequest, OperationView, Principal, approvals, operations, request_hash, reviews
 from control_plane.gate.policy import Policy
 from control_plane.soc.inline import Decision, InlineEngine, OperationEvent, SocUnavailable
@@ -50,8 +53,16 @@ class Gate:
 
     def authenticate(self, token: str | None, *, source: str, local_user: str | None = None) -> Principal:
         """A principal from a bearer token, or (local CLI only) from the OS user's configured roles."""
+        keys: list[str] = []
         try:
             if token:
+                parts = token.strip().split("_", 2)
+                keys = [f"token:{parts[1][:16]}" if len(parts) == 3 else "token:malformed"] + ([] if source == "local" else [f"source:{source}"])
+                locked = iam.locked_out(self.rt, *keys)
+                if locked:
+                    keys = []  # a locked-out attempt does not extend its own lockout
+                    raise Unauthenticated(f"too many failed logins for {locked}; locked for up to {iam.FAIL_WINDOW_S // 60} minutes",
+                                          hint="wait, or ask a security administrator to check the audit trail")  # fmt: skip
                 user, token_id = iam.verify_token(self.rt, token)
                 row = iam.get_user(self.rt, user)
                 if row is None or row["disabled"]:
@@ -65,6 +76,8 @@ class Gate:
                 "no credentials", hint="pass --token (or set GOVCTL_TOKEN); tokens come from `govctl iam token create`"
             )
         except Unauthenticated as exc:
+            if keys:
+                iam.record_failure(self.rt, *keys)
             self._audit(Principal("anonymous", (), source, "none"), OperationRequest("gate.authenticate"), "deny", "refused", {"error": exc.message})
             metrics.GATE_DECISIONS.labels(operation="authenticate", decision="unauthenticated").inc()
             raise
@@ -101,16 +114,20 @@ class Gate:
     def submit(self, p: Principal, req: OperationRequest) -> OperationView:
         """Decide on a request; run it at once if it needs no approval, else leave it pending."""
         t0 = time.perf_counter()
-        if not isinstance(req.params, dict):
-            raise GateError("params must be a mapping of names to values")
         try:
             self.authorize(p, req)
-            if req.break_glass:
-                self._check_break_glass(p, req)
+            if not isinstance(req.reason, str) or len(req.reason) > 2000:
+                raise InvalidRequest("reason must be text of at most 2000 characters")
             if req.operation not in HANDLERS:
                 raise GateError(f"{req.operation} cannot run here yet: its domain has not landed", hint="see the open issues")
+            # typed before anything compares a value: unknown keys, wrong types and bad targets are refused here
+            req = replace(req, params=parse_params(req.operation, req.target, req.params))
+            if req.break_glass:
+                self._check_break_glass(p, req)
             if req.operation in VALIDATORS:
-                VALIDATORS[req.operation](self.rt, req.target, req.params)
+                normalised = VALIDATORS[req.operation](self.rt, req.target, req.params)
+                if normalised is not None:
+                    req = replace(req, params=normalised)
             risk = self.policy.risk_of(req.operation, req.target, req.params)
             decision = self._soc_decision(p, req, risk)
             if decision.action == "block":
@@ -125,10 +142,7 @@ class Gate:
             self._audit(p, req, "deny", "refused", {"error": exc.message})
             metrics.GATE_DECISIONS.labels(operation=req.operation, decision=type(exc).__name__).inc()
             raise
-        h = request_hash(req.operation, req.target, req.params)
-        reuse = self._approved_twin(p, h)
-        if reuse is not None:
-            return self.run(p, reuse)
+        h = request_hash(req.operation, req.target, req.params, reason=req.reason, break_glass=req.break_glass)
         op_id = f"op-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
         now = utc_now_iso()
         preview = self._preview(req) if needed and req.operation in PREVIEWS else None
@@ -169,14 +183,6 @@ class Gate:
         if not req.reason.strip():
             raise GateError("break-glass needs a reason", hint="say why with --reason")
 
-    def _approved_twin(self, p: Principal, h: str) -> str | None:
-        with self.rt.engine.connect() as conn:
-            row = conn.execute(
-                select(operations.c.id).where(and_(operations.c.request_hash == h, operations.c.requester == p.name,
-                                                   operations.c.status == "approved", operations.c.expires > utc_now_iso()))  # fmt: skip
-            ).first()
-        return row[0] if row else None
-
     # -- approvals ---------------------------------------------------------------------------------
 
     def _load(self, op_id: str) -> Any:
@@ -186,13 +192,23 @@ class Gate:
             raise NotFound(f"no operation {op_id!r}", hint="list them with govctl ops list")
         return row
 
-    def approve(self, p: Principal, op_id: str, comment: str = "", *, decision: str = "approve") -> OperationView:
-        """Record an approver's decision on the exact request; enough approvals make it runnable."""
+    def approve(self, p: Principal, op_id: str, comment: str = "", *, decision: str = "approve", otp: str | None = None) -> OperationView:
+        """Record an approver's decision on the exact request; enough approvals make it runnable.
+
+        Approvals come from registered people only (a token, never a peer or system principal), each
+        person counts once, and a person with a second factor gives its current code.
+        """
         row = self._load(op_id)
         req = OperationRequest(row.operation, row.target, json.loads(row.params))
         try:
             if APPROVER_ROLE not in p.roles:
                 raise Forbidden(f"{p.name} is not an approver", hint="approvals need the approver role")
+            if p.via != "token" or iam.get_user(self.rt, p.name) is None:
+                raise Forbidden(f"{p.name} is not a registered person; approvals come from people who signed in with their own token")
+            if (iam.get_user(self.rt, p.name) or {}).get("totp_secret"):
+                iam.verify_otp(self.rt, p.name, otp)
+            if not isinstance(comment, str) or len(comment) > 2000:
+                raise ApprovalError("a comment is text of at most 2000 characters")
             if not any(w.matches([APPROVER_ROLE], "ops.approve", row.target, p.source) for w in self.policy.whitelist):
                 raise Forbidden(f"approvals from {p.source} are not whitelisted")
             if p.name == row.requester:
@@ -202,10 +218,14 @@ class Gate:
             if row.expires <= utc_now_iso():
                 self._set_status(op_id, "expired")
                 raise ApprovalError(f"operation {op_id} expired at {row.expires}", hint="submit it again")
-            current = request_hash(row.operation, row.target, json.loads(row.params))
+            current = _row_hash(row)
             if current != row.request_hash:
                 raise ApprovalError(f"operation {op_id} was changed after it was submitted", hint="submit it again")
             with self.rt.engine.begin() as conn:
+                # conditional on the status in the same transaction: a cancel or rejection in between wins
+                if conn.execute(update(operations).where(and_(operations.c.id == op_id, operations.c.status == "pending_approval"))
+                                .values(updated=utc_now_iso())).rowcount != 1:  # fmt: skip
+                    raise ApprovalError(f"operation {op_id} is no longer awaiting approval", hint=f"govctl ops show {op_id}")
                 if conn.execute(select(approvals.c.approver).where(and_(approvals.c.op_id == op_id, approvals.c.approver == p.name))).first():
                     raise ApprovalError(f"{p.name} already decided on {op_id}", hint="a second approval must come from someone else")
                 conn.execute(approvals.insert().values(op_id=op_id, approver=p.name, decision=decision, request_hash=current,
@@ -214,15 +234,15 @@ class Gate:
             self._audit(p, req, "deny", "refused", {"op": op_id, "error": exc.message, "as": f"ops.{decision}"}, op_id, operation=f"ops.{decision}")
             raise
         if decision == "reject":
-            self._set_status(op_id, "rejected")
+            self._set_status(op_id, "rejected", expect="pending_approval")
         elif self._valid_approvals(self._load(op_id)) >= row.approvals_needed:
-            self._set_status(op_id, "approved")
+            self._set_status(op_id, "approved", expect="pending_approval")
         self._audit(p, req, decision, "succeeded", {"op": op_id, "comment": comment}, op_id, operation=f"ops.{decision}")
         return self.get(op_id)
 
     def _valid_approvals(self, row: Any) -> int:
         now = utc_now_iso()
-        current = request_hash(row.operation, row.target, json.loads(row.params))
+        current = _row_hash(row)
         with self.rt.engine.connect() as conn:
             rows = conn.execute(select(approvals).where(approvals.c.op_id == row.id)).all()
         good = {a.approver for a in rows if a.decision == "approve" and a.request_hash == current == row.request_hash
@@ -237,9 +257,8 @@ class Gate:
             exc = Forbidden(f"only {row.requester} or a security administrator may cancel {op_id}")
             self._audit(p, req, "deny", "refused", {"op": op_id, "error": exc.message}, op_id, operation="ops.cancel")
             raise exc
-        if row.status not in ("pending_approval", "approved"):
-            raise ApprovalError(f"operation {op_id} is {row.status}; only pending or approved operations can be cancelled")
-        self._set_status(op_id, "cancelled")
+        if row.status not in ("pending_approval", "approved") or not self._set_status(op_id, "cancelled", expect=row.status):
+            raise ApprovalError(f"operation {op_id} is {self._load(op_id).status}; only pending or approved operations can be cancelled")
         self._audit(p, req, "cancel", "succeeded", {"op": op_id}, op_id, operation="ops.cancel")
         return self.get(op_id)
 
@@ -258,7 +277,7 @@ class Gate:
             if row.expires <= utc_now_iso():
                 self._set_status(op_id, "expired")
                 raise ApprovalError(f"operation {op_id} expired at {row.expires}")
-            if request_hash(row.operation, row.target, params) != row.request_hash:
+            if _row_hash(row) != row.request_hash:
                 raise ApprovalError(f"operation {op_id} was changed after approval: its approvals are void", hint="submit it again")
             if not row.break_glass and self._valid_approvals(row) < row.approvals_needed:
                 raise ApprovalError(f"operation {op_id} lacks valid approvals ({row.approvals_needed} needed; expired or voided ones do not count)")
@@ -322,9 +341,13 @@ class Gate:
             aps = conn.execute(select(approvals).where(approvals.c.op_id.in_([r.id for r in rows]))).all() if rows else []
         return [OperationView.from_row(r, [a for a in aps if a.op_id == r.id]) for r in rows]
 
-    def _set_status(self, op_id: str, status: str) -> None:
+    def _set_status(self, op_id: str, status: str, *, expect: str | None = None) -> bool:
+        """Set the status (only from ``expect`` when given); True if this call changed it."""
+        q = update(operations).where(operations.c.id == op_id)
+        if expect is not None:
+            q = q.where(operations.c.status == expect)
         with self.rt.engine.begin() as conn:
-            conn.execute(update(operations).where(operations.c.id == op_id).values(status=status, updated=utc_now_iso()))
+            return conn.execute(q.values(status=status, updated=utc_now_iso())).rowcount == 1
 
     def _audit(self, p: Principal, req: OperationRequest, decision: str, outcome: str, details: dict[str, Any],
                request_id: str = "", *, operation: str | None = None) -> None:  # fmt: skip
@@ -333,6 +356,11 @@ class Gate:
             target=req.target, params=req.params, decision=decision, outcome=outcome, request_id=request_id,
             details={**details, "via": p.via, **({"break_glass": True, "reason": req.reason} if req.break_glass else {})},
         ))  # fmt: skip
+
+
+def _row_hash(row: Any) -> str:
+    """The request hash recomputed from what is stored: every field that changes what runs or why."""
+    return request_hash(row.operation, row.target, json.loads(row.params), reason=row.reason, break_glass=bool(row.break_glass))
 
 
 def _digest(out: Any) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 from control_plane.audit import AuditEvent
 from control_plane.errors import GovctlError
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+from control_plane.playbook.params import PLAYBOOKS
+
 KEEP_RUNS = 200
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -105,15 +106,25 @@ def _prune(runs: Path) -> None:
 
 
 def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars: dict[str, Any] | None = None,
-        timeout: int = 900, cancel: threading.Event | None = None, actor: str = "ansible") -> PlaybookRun:  # fmt: skip
-    """Run a playbook on hosts of the inventory; task results go to the audit ledger."""
+        timeout: int = 900, cancel: threading.Event | None = None, actor: str = "ansible",
+        internal_vars: dict[str, Any] | None = None) -> PlaybookRun:  # fmt: skip
+    """Run a playbook on hosts of the inventory; task results go to the audit ledger.
+
+    ``extravars`` are parsed into the playbook's declared types; ``internal_vars`` are values the
+    control plane itself supplies (credentials, for instance), never taken from a request.
+    """
     import ansible_runner
 
+    from control_plane.playbook.params import parse, write_extravars
+
     inv = _check_request(rt, name, limit)
+    values = parse(name, extravars or {})  # typed again here: nothing untyped reaches Ansible, whoever calls
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     runs = rt.settings.var / "ansible" / "runs"
     pdd = runs / run_id
     (pdd / "env").mkdir(parents=True)
+    # the values go in a 0600 file, tagged !unsafe (never templated), and never on a command line
+    write_extravars(pdd / "env" / "extravars", {**values, **(internal_vars or {})})
     home = pdd / "ansible-home"
     known_hosts = pdd / "known_hosts"
     known_hosts.write_text("".join(f"{h['ansible_host']} {h['govctl_host_key']}\n" for h in inv["all"]["hosts"].values() if h["govctl_host_key"]))
@@ -148,7 +159,7 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
 
     r = ansible_runner.run(
         private_data_dir=str(pdd), project_dir=str(PLAYBOOKS), playbook=f"{name}.yml", inventory=inv,
-        limit=",".join(limit), extravars=extravars or {}, envvars=envvars, cmdline="--check --diff" if check else "--diff",
+        limit=",".join(limit), envvars=envvars, cmdline="--check --diff" if check else "--diff",
         timeout=timeout, event_handler=on_event, cancel_callback=(lambda: cancel.is_set()) if cancel else None,
         quiet=True, ident="artifacts",
     )  # fmt: skip

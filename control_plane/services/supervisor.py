@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from control_plane.services import es_security
 from control_plane.config import Settings
 from control_plane.errors import GovctlError
 
@@ -104,9 +105,14 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _http_ok(url: str, *, header: tuple[str, str] | None = None) -> tuple[bool, str]:
+def _http_ok(url: str, *, header: tuple[str, str] | None = None, verify: str | bool = True,
+             auth: tuple[str, str] | None = None) -> tuple[bool, str]:  # fmt: skip
+    if isinstance(verify, str):
+        import ssl
+
+        verify = ssl.create_default_context(cafile=verify)
     try:
-        r = httpx.get(url, timeout=2.0)
+        r = httpx.get(url, timeout=2.0, verify=verify, auth=auth)
     except httpx.HTTPError as exc:
         return False, type(exc).__name__
     if r.status_code != 200:
@@ -256,6 +262,14 @@ class Supervisor:
             for f in ("jvm.options", "log4j2.properties"):
                 shutil.copy2(home / "config" / f, conf / f)
             (conf / "jvm.options.d").mkdir(exist_ok=True)
+            # security: a CA of our own, TLS on HTTP and transport, one file-realm user per component
+            ca_cert, ca_key = self.settings.es_ca_path(), self.settings.key_dir / "elasticsearch-ca.key"
+            es_security.ensure_ca(ca_cert, ca_key)
+            certs = conf / "certs"
+            if not (certs / "node.crt").exists():
+                es_security.issue_node_cert(ca_cert, ca_key, certs / "node.crt", certs / "node.key", [c.host, "127.0.0.1", "localhost"])
+            shutil.copyfile(ca_cert, certs / "ca.crt")
+            es_security.write_realm(conf, es_security.load_credentials(self.settings.es_credentials_path()))
             (conf / "elasticsearch.yml").write_text(
                 "# written by govctl services; edit govctl.yaml instead\n"
                 "cluster.name: govctl\n"
@@ -266,12 +280,15 @@ class Supervisor:
                 f"http.port: {c.port}\n"
                 f"transport.port: {c.port + 100}-{c.port + 199}\n"
                 "discovery.type: single-node\n"
-                "xpack.security.enabled: false\n"
+                + es_security.yml_settings("certs") +
                 "action.destructive_requires_name: true\n"
                 "# a local single node on a shared disk: do not flip indices read-only when the disk fills\n"
                 "cluster.routing.allocation.disk.threshold_enabled: false\n"
             )
             self._own(conf, data, logs, tmp)
+            if self.user is not None:  # files written by us just now (certificates, the realm) belong to the service user
+                for sub in conf.rglob("*"):
+                    os.lchown(sub, self.user.pw_uid, self.user.pw_gid)
 
         return Spec(
             name="elasticsearch",
@@ -286,8 +303,10 @@ class Supervisor:
             },
             marker="org.elasticsearch",
             ready=lambda port: _http_ok(
-                f"http://{c.host}:{port}/_cluster/health?wait_for_status=yellow&timeout=1s",
+                f"https://{c.host}:{port}/_cluster/health?wait_for_status=yellow&timeout=1s",
                 header=("x-elastic-product", "Elasticsearch"),
+                verify=str(self.settings.es_ca_path()),
+                auth=(es_security.CONTROL_PLANE_USER, es_security.load_credentials(self.settings.es_credentials_path())[es_security.CONTROL_PLANE_USER]),
             ),
             timeout=c.start_timeout_s,
             prepare=prepare,
@@ -319,19 +338,27 @@ class Supervisor:
         base = self.root / "postgres"
         data, sock = base / "data", base / "socket"
         bindir = self._pg_bin()
-        pw = c.password.get_secret_value()
+        from control_plane.services.credentials import REPLICATION_ROLE, pg_credentials
+        from control_plane.services.es_security import write_private
+
+        creds_path = self.settings.pg_credentials_path()
 
         def prepare() -> None:
             self._own(base, sock)
+            fresh = not creds_path.exists()
+            creds = pg_credentials(creds_path)  # generated at first start, 0600
             if (data / "PG_VERSION").exists():
+                if fresh:
+                    raise ServiceError(f"postgres: the cluster in {data} predates the generated credentials in {creds_path}",
+                                       hint=f"restore {creds_path} from its backup, or move {data} aside to start a new cluster")  # fmt: skip
                 return
             pwfile = base / ".pwfile"
-            pwfile.write_text(pw + "\n")
-            os.chmod(pwfile, 0o600)
+            pwfile.unlink(missing_ok=True)
+            write_private(pwfile, (creds["superuser"] + "\n").encode())
             if self.user is not None:
                 os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
             proc = subprocess.run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", c.user, "--auth=scram-sha-256",
+                [str(bindir / "initdb"), "-D", str(data), "-U", c.superuser, "--auth=scram-sha-256",
                  f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],  # fmt: skip
                 capture_output=True,
                 text=True,
@@ -343,15 +370,28 @@ class Supervisor:
             if proc.returncode != 0:
                 shutil.rmtree(data, ignore_errors=True)
                 raise ServiceError(f"postgres: initdb failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+            # password (scram) logins from this host only: the socket, loopback, and the configured address
+            nets = ["127.0.0.1/32", "::1/128"] + ([] if c.host in ("127.0.0.1", "::1", "localhost") else [f"{c.host}/32"])
+            hba = ["# written by govctl services: scram only, from this host only", "local all all scram-sha-256"]
+            hba += [f"host {db} all {n} scram-sha-256" for n in nets for db in ("all", "replication")]
+            (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
 
         def ready(port: int) -> tuple[bool, str]:
             import psycopg
+            from psycopg import sql
 
+            creds = pg_credentials(creds_path)
             try:
-                with psycopg.connect(host=c.host, port=port, user=c.user, password=pw, dbname="postgres",
+                with psycopg.connect(host=c.host, port=port, user=c.superuser, password=creds["superuser"], dbname="postgres",
                                      connect_timeout=2, autocommit=True) as conn:  # fmt: skip
+                    # the application role owns its database and is no superuser; replication has nothing but REPLICATION
+                    for role, attrs, key in ((c.user, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", "app"),
+                                             (REPLICATION_ROLE, "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE", "replication")):  # fmt: skip
+                        verifier = conn.pgconn.encrypt_password(creds[key].encode(), role.encode(), b"scram-sha-256").decode()
+                        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                            conn.execute(sql.SQL(f"CREATE ROLE {{}} {attrs} PASSWORD {{}}").format(sql.Identifier(role), sql.Literal(verifier)))
                     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (c.database,)).fetchone():
-                        conn.execute(f'CREATE DATABASE "{c.database}"')
+                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(c.database), sql.Identifier(c.user)))
                 return True, ""
             except psycopg.OperationalError as exc:
                 return False, str(exc).strip().splitlines()[0] if str(exc).strip() else "not accepting connections"
@@ -408,8 +448,8 @@ class Supervisor:
             host=c.host,
             port=c.port,
             argv=[self._binary("prometheus", c.binary), f"--config.file={cfgfile}", f"--storage.tsdb.path={data}",
-                  f"--storage.tsdb.retention.time={c.retention}", f"--web.listen-address={c.host}:{{port}}",
-                  "--web.enable-lifecycle"],  # fmt: skip
+                  f"--storage.tsdb.retention.time={c.retention}", f"--web.listen-address={c.host}:{{port}}"],  # fmt: skip
+            # no --web.enable-lifecycle: anyone who reaches the port could /-/quit it; we reload with SIGHUP
             env={},
             marker=str(cfgfile),
             ready=lambda port: _http_ok(f"http://{c.host}:{port}/-/ready"),
@@ -578,6 +618,14 @@ class Supervisor:
                 ok, why = self.spec(name).ready(port)
                 out.append(ServiceStatus(name, address, pid, "healthy" if ok else "unhealthy", log, why))
         return out
+
+    def signal(self, name: str, sig: int) -> bool:
+        """Send a signal to a service we started (SIGHUP reloads Prometheus); False if it is not running."""
+        pid, _ = self._owned_pid(name)
+        if pid is None:
+            return False
+        os.kill(pid, sig)
+        return True
 
     def port(self, name: str) -> int:
         """The port a service actually listens on (PostgreSQL may have moved to the next free one)."""

@@ -20,7 +20,7 @@ from control_plane.soc import alerts
 from control_plane.soc.matcher import get_field
 
 log = logging.getLogger("govctl.soc")
-ENGINE = Principal("soc-engine", ("secadmin",), "local", "system")
+ENGINE = Principal("system:soc-engine", ("secadmin",), "local", "system")  # a reserved name: no user can take it
 VARS = {"block_ip": {"ip": "source.ip"}, "unblock_ip": {"ip": "source.ip"}, "lock_account": {"account": "user.name"}}
 
 

@@ -11,7 +11,9 @@ ALERTS_INDEX = "soc-alerts"
 
 _KW = {"type": "keyword", "normalizer": "lowercase_norm", "ignore_above": 4096}
 _ID = {"type": "keyword", "ignore_above": 1024}
-_IP = {"type": "ip", "ignore_malformed": True}
+# no ignore_malformed: an address that does not parse fails the document, which goes to the dead-letter index
+# (a half-indexed event would keep the bad value in _source, where responses could pick it up)
+_IP = {"type": "ip"}
 
 EVENT_MAPPINGS: dict[str, Any] = {
     "dynamic": True,  # shippers (rsyslog) add fields; known ones are typed below

@@ -17,7 +17,7 @@ from dr.service import open_repo
 
 def _conn(rt: Runtime, port: int, db: str = "postgres") -> psycopg.Connection:
     c = rt.settings.services.postgres
-    return psycopg.connect(host=c.host, port=port, user=c.user, password=c.password.get_secret_value(), dbname=db, autocommit=True)
+    return psycopg.connect(host=c.host, port=port, user=c.superuser, password=rt.settings.pg_password("superuser"), dbname=db, autocommit=True)
 
 
 def _rows(rt: Runtime, port: int, db: str) -> list[str]:

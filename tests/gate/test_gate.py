@@ -29,6 +29,7 @@ EXPECTED = {
     "soc.rule.change": {"secadmin"},
     "soc.alert.update": {"secadmin"},
     "soc.exception.change": {"secadmin"},
+    "iam.user.create": {"secadmin"},
     "iam.user.change": {"secadmin"},
     "iam.role.change": {"secadmin"},
     "iam.token.create": set(ROLES),
@@ -42,6 +43,7 @@ EXPECTED = {
     "jobs.resume": {"sysadmin"},
     "audit.checkpoint": {"sysadmin", "secadmin"},
     "gate.review.close": {"secadmin"},
+    "keys.rotate": {"secadmin"},
     "report.build": {"ops_engineer", "sysadmin"},
     "report.submit": {"ops_engineer", "sysadmin"},
 }
@@ -180,14 +182,25 @@ def test_expired_approval_does_not_count(people: People) -> None:
         gate.run(people["sysadmin"], view.id)
 
 
-def test_identical_resubmission_runs_the_approved_one(people: People) -> None:
-    """Re-issuing the same command after approval runs the approved operation instead of asking again."""
+def test_identical_resubmission_needs_its_own_approval(people: People) -> None:
+    """Re-issuing an approved command is a new request awaiting approval; the approved one still runs only once."""
     gate = people.rt.gate
     req = OperationRequest("jobs.pause", "audit.verify")
     first = gate.submit(people["sysadmin"], req)
     gate.approve(people["approver"], first.id)
     again = gate.submit(people["sysadmin"], req)
-    assert again.id == first.id and again.status == "succeeded"
+    assert again.id != first.id and again.status == "pending_approval"
+    assert gate.run(people["sysadmin"], first.id).status == "succeeded"
+    with pytest.raises(ApprovalError, match="not approved"):
+        gate.run(people["sysadmin"], first.id)
+
+
+def test_request_hash_binds_reason_and_break_glass(people: People) -> None:
+    """Two requests differing only in their reason are hashed (and so approved) apart."""
+    gate = people.rt.gate
+    a = gate.submit(people["sysadmin"], OperationRequest("jobs.pause", "audit.verify", reason="maintenance"))
+    b = gate.submit(people["sysadmin"], OperationRequest("jobs.pause", "audit.verify", reason="something else"))
+    assert a.request_hash != b.request_hash
 
 
 def test_whitelist_refuses_other_networks(people: People) -> None:

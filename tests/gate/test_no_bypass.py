@@ -30,7 +30,7 @@ ARGS = {
     "jobs run": ["audit.checkpoint"], "jobs pause": ["audit.verify"], "jobs resume": ["audit.verify"],
     "ops approve": ["op-x"], "ops reject": ["op-x"], "ops cancel": ["op-x"], "ops run": ["op-x"],
     "ops review-close": ["op-x", "--verdict", "ok"], "iam user add": ["bob", "--role", "auditor"],
-    "iam user disable": ["bob"], "iam token revoke": ["abc"], "playbook run": ["block_ip", "--limit", "all"], "soc ingest": ["pyproject.toml", "--format", "json"],
+    "iam user disable": ["bob"], "iam role set": ["bob", "--role", "auditor"], "iam enrol": ["bob"], "iam token revoke": ["abc"], "playbook run": ["block_ip", "--limit", "all"], "soc ingest": ["pyproject.toml", "--format", "json"],
     "soc alerts ack": ["a1"], "soc alerts assign": ["a1", "bob"], "soc alerts note": ["a1", "text"], "soc alerts close": ["a1", "--verdict", "benign"],
     "soc exceptions add": ["*", "--match", "source.ip=10.0.0.1", "--reason", "x"], "soc exceptions revoke": ["e1"],
     "report build": ["--month", "2026-10"], "report submit": ["--month", "2026-10"],
@@ -67,7 +67,8 @@ def test_every_changing_command_needs_the_gate(command: str, tokenless_config: P
     """Without a token each changing command is refused by the gate's authentication, and the refusal is audited."""
     cli._state.clear()
     runner = CliRunner()
-    res = runner.invoke(cli.app, ["--config", str(tokenless_config), *command.split(), *ARGS.get(command, [])], env={"GOVCTL_TOKEN": ""})
+    res = runner.invoke(cli.app, ["--config", str(tokenless_config), *command.split(), *ARGS.get(command, [])], env={"GOVCTL_TOKEN": ""},
+                        input="enr_not-a-code\n123456\n")  # enrolment authenticates by its one-time code, read from stdin
     assert isinstance(res.exception, Unauthenticated), (command, res.exception, res.output)
     rt = Runtime(load(tokenless_config))
     refusals = rt.ledger.query(operation="gate.authenticate")

@@ -32,14 +32,19 @@ def test_four_services_healthy(services: Supervisor) -> None:
 def test_services_are_the_real_thing(services: Supervisor) -> None:
     """Each answers like the genuine server: ES product header, Prometheus query API, node metrics, SQL."""
     cfg = services.settings.services
-    r = httpx.get(f"{cfg.elasticsearch.url}/_cluster/health")
+    from control_plane.services.es_security import CONTROL_PLANE_USER, load_credentials
+
+    ca, creds = str(services.settings.es_ca_path()), load_credentials(services.settings.es_credentials_path())
+    import ssl
+
+    r = httpx.get(f"{cfg.elasticsearch.url}/_cluster/health", verify=ssl.create_default_context(cafile=ca), auth=(CONTROL_PLANE_USER, creds[CONTROL_PLANE_USER]))
     assert r.headers["x-elastic-product"] == "Elasticsearch" and r.json()["status"] in ("green", "yellow")
     q = httpx.get(f"{cfg.prometheus.url}/api/v1/query", params={"query": "up"}).json()
     assert q["status"] == "success"
     assert "node_cpu_seconds_total" in httpx.get(f"http://127.0.0.1:{cfg.node_exporter.port}/metrics").text
     pg = cfg.postgres
     with psycopg.connect(host=pg.host, port=services.port("postgres"), user=pg.user,
-                         password=pg.password.get_secret_value(), dbname=pg.database) as conn:  # fmt: skip
+                         password=services.settings.pg_password("app"), dbname=pg.database) as conn:  # fmt: skip
         assert conn.execute("SHOW wal_level").fetchone()[0] == "replica"
 
 
@@ -185,14 +190,24 @@ def test_fresh_postgres_cluster_from_nothing(tmp_path: Path) -> None:
     data = make_test_config(var_dir=tmp_path / "var")
     for other in ("elasticsearch", "prometheus", "node_exporter"):
         data["services"][other]["enabled"] = False
-    data["services"]["postgres"].update(port=_free_port(), database="fresh_db", password="first-run-pw")
+    creds = tmp_path / "secrets" / "postgres.json"
+    data["services"]["postgres"].update(port=_free_port(), database="fresh_db", credentials=str(creds))
     sup = _supervisor(tmp_path, data)
     try:
         rows = sup.up(["postgres"])
         assert rows[0].health == "healthy"
+        assert creds.stat().st_mode & 0o777 == 0o600  # generated at first start, never world-readable
         pg = sup.settings.services.postgres
-        with psycopg.connect(host=pg.host, port=sup.port("postgres"), user=pg.user, password="first-run-pw", dbname="fresh_db") as conn:
+        app_pw, super_pw = sup.settings.pg_password("app"), sup.settings.pg_password("superuser")
+        assert app_pw != super_pw and len(app_pw) >= 24
+        with psycopg.connect(host=pg.host, port=sup.port("postgres"), user=pg.user, password=app_pw, dbname="fresh_db") as conn:
             assert conn.execute("SELECT current_database()").fetchone()[0] == "fresh_db"
+            # the application role owns its database but is no superuser: COPY ... TO PROGRAM is refused
+            assert conn.execute("SELECT rolsuper, rolcreaterole, rolreplication FROM pg_roles WHERE rolname = current_user").fetchone() == (False, False, False)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("COPY (SELECT 1) TO PROGRAM 'id > /tmp/govctl-pwned'")
+        with pytest.raises(psycopg.OperationalError):  # no default password works
+            psycopg.connect(host=pg.host, port=sup.port("postgres"), user=pg.user, password="govctl-local", dbname="fresh_db", connect_timeout=3)
         assert not (sup.root / "postgres" / ".pwfile").exists()
     finally:
         assert sup.down() == ["postgres"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.es import client
+from control_plane.es import client, client_for
 from control_plane.soc.ingest import Ingestor
 from control_plane.soc.parsers import ParseError, parse_auditd, parse_syslog
 from control_plane.soc.schema import DEADLETTER_INDEX
@@ -62,7 +62,7 @@ def _count(es, index: str) -> int:  # noqa: ANN001
 
 def test_spool_while_down_then_replay_in_order_without_doubles(services, tmp_path: Path) -> None:  # noqa: ANN001
     """Events sent while Elasticsearch is unreachable are spooled, then replayed once, in order; re-sending changes nothing."""
-    es = client(services.settings.services.elasticsearch.url)
+    es = client_for(services.settings)
     host = f"h-{uuid.uuid4().hex[:6]}"
     lines = [f"Nov 20 10:00:{i:02d} {host} sshd[{100 + i}]: Failed password for ops from 203.0.113.{i} port 5{i:04d} ssh2" for i in range(40)]
     down = Ingestor(client("http://127.0.0.1:9", timeout=1), tmp_path / "spool")
@@ -85,7 +85,7 @@ def test_spool_while_down_then_replay_in_order_without_doubles(services, tmp_pat
 
 def test_malformed_lines_go_to_dead_letter(services, tmp_path: Path) -> None:  # noqa: ANN001
     """A line no parser understands is kept in the dead-letter index with its file, line number and reason."""
-    es = client(services.settings.services.elasticsearch.url)
+    es = client_for(services.settings)
     marker = f"garbage-{uuid.uuid4().hex[:8]}"
     res = Ingestor(es, tmp_path / "spool").ingest_lines([SSH_OK, marker], "syslog", source="auth.log")
     assert res.indexed == 1 and res.dead_lettered == 1

@@ -29,9 +29,9 @@ def test_below_six_months_refused_unless_forced(tmp_path: Path) -> None:
 
 def test_retention_on_elasticsearch(services) -> None:  # noqa: ANN001
     """Old daily indices are deleted from the real node; recent ones stay."""
-    from control_plane.es import client
+    from control_plane.es import client_for
 
-    es = client(services.settings.services.elasticsearch.url)
+    es = client_for(services.settings)
     for n in ("soc-events-2001.02.03", "soc-events-2099.01.01"):
         es.indices.create(index=n) if not es.indices.exists(index=n) else None
     gone = apply(es, 180)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from elasticsearch import helpers
 
-from control_plane.es import client
+from control_plane.es import client, client_for
 from control_plane.soc.matcher import evaluate
 from control_plane.soc.rules import RULES_DIR, load_rules
 from control_plane.soc.schema import INDEX_SETTINGS, EVENT_MAPPINGS
@@ -49,7 +49,7 @@ def test_rules_in_process() -> None:
 
 def test_rules_in_elasticsearch(services) -> None:  # noqa: ANN001
     """Each rule's query, run by the real Elasticsearch over its test events, finds exactly the must-match ones."""
-    es = client(services.settings.services.elasticsearch.url)
+    es = client_for(services.settings)
     index = f"soc-events-ruletest-{uuid.uuid4().hex[:8]}"
     es.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0, **INDEX_SETTINGS}, mappings=EVENT_MAPPINGS)
     cases, actions, expected = _cases(), [], {}
