@@ -265,13 +265,19 @@ def jobs_runs(job_id: Optional[str] = typer.Argument(None), limit: int = 20, as_
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: bool = JsonOpt) -> None:
-    """Prove the whole chain and every checkpoint; exit 1 and name the first bad record if not."""
-    rep = _rt().ledger.verify()
+def audit_verify(pin: Optional[str] = typer.Option(None, "--pin", help="The platform key id you hold (from first start or a monthly report)."),
+                 as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Prove the whole chain and every checkpoint against the pinned key; exit 1 and name the first bad record if not."""
+    rt = _rt()
+    rep = rt.ledger.verify(pin=pin or rt.settings.audit.pinned_key_id)
     if as_json:
         _emit_json(rep.as_dict())
     elif rep.ok:
         out.print(f"[green]ok[/green]: {rep.records} records, {rep.checkpoints} checkpoints ({rep.anchors} anchored), head {rep.head_seq} {rep.head_hash[:16]}…, {rep.seconds}s")
+        out.print(f"keys: {' → '.join(rep.keys)} ({'pinned' if rep.pinned else 'NOT pinned: pass --pin'})")
+        ext = rep.external_anchor
+        out.print(f"newest external anchor: {ext['id']} at record {ext['seq']}; {rep.records_after_external_anchor} records after it are vouched for by this host only"
+                  if ext else f"no external anchor yet: all {rep.records_after_external_anchor} records are vouched for by this host only")
     else:
         err.print(f"[red]BROKEN[/red] at record {rep.first_bad}: {rep.problem}")
     for n in rep.notes if not as_json else []:
@@ -333,6 +339,13 @@ def audit_checkpoint(as_json: bool = JsonOpt) -> None:
 
 
 # -- keys -------------------------------------------------------------------------------------------
+
+
+@keys_app.command("rotate")
+def keys_rotate(reason: str = typer.Option(..., "--reason", help="Why the key changes (critical: two approvers)."), as_json: bool = JsonOpt) -> None:
+    """Replace the platform SM2 key: the old key signs the hand-over into the ledger, then the new key signs from there on."""
+    view = _gated("keys.rotate", "platform", {}, reason=reason)
+    _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"platform key {view.result['old_key_id']} → {view.result['new_key_id']}"))
 
 
 @keys_app.command("show")
@@ -943,6 +956,36 @@ def exceptions_revoke(exc_id: str, as_json: bool = JsonOpt) -> None:
     """End an exception now."""
     view = _gated("soc.exception.change", exc_id, {"action": "revoke"})
     _emit_json(view.as_dict()) if as_json else (_pending_note(view) or out.print(f"revoked {exc_id}"))
+
+
+@soc_app.command("decide")
+def soc_decide(text: str = typer.Argument(..., help="The shell text to judge (put it after --)."),
+               user: str = typer.Option("analyst", "--user", help="Who would type it."),
+               source: str = typer.Option("127.0.0.1", "--source", help="From which address."),
+               host: str = typer.Option("prim-app-1", "--host", help="On which host."),
+               as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Try the inline decision on a command: allow, alert, require_approval or block, the rules that matched and why.
+
+    Nothing runs and nothing is recorded; correlation context is asked of Elasticsearch as the gate would.
+    """
+    from control_plane.soc.inline import OperationEvent, analyze_cached
+
+    rt = _rt()
+    _principal()
+    d = rt.inline_engine().evaluate(OperationEvent("host.exec", host, {"command": text}, user, ("ops_engineer",), source))
+    an = analyze_cached(text)
+    doc = {**d.as_dict(), "commands": [c.line for c in an.commands], "findings": [f.__dict__ for f in an.findings]}
+    if as_json:
+        _emit_json(doc)
+        return
+    colour = {"allow": "green", "alert": "yellow", "require_approval": "yellow", "block": "red"}[d.action]
+    out.print(f"[{colour}]{d.action}[/{colour}]" + (" (degraded: correlation context unavailable)" if d.degraded else ""))
+    for line in doc["commands"]:
+        out.print(f"  runs: {line}", highlight=False)
+    for r in d.reasons:
+        out.print(f"  why:  {r}", highlight=False)
+    if d.matched_rules:
+        out.print(f"  rules: {', '.join(d.matched_rules)}", highlight=False)
 
 
 @soc_app.command("ingest")

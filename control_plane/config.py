@@ -156,7 +156,12 @@ class CryptoConfig(_Model):
     key_dir: Path | None = Field(default=None, description="default: <var_dir>/keys")
     key_passphrase: SecretStr | None = Field(
         default=None,
-        description="passphrase wrapping the platform SM2 key; default: a random one kept in key_dir/passphrase (0600)",
+        description="passphrase wrapping the platform SM2 key; better: $GOVCTL_KEY_PASSPHRASE or passphrase_file",
+    )
+    passphrase_file: Path | None = Field(
+        default=None,
+        description="a 0600 file holding the key passphrase, outside var/; default /etc/govctl/<id>/key-passphrase (root) "
+        "or ~/.config/govctl/<id>/key-passphrase, generated at first start",
     )
     signer_id: str = Field(default="1234567812345678", min_length=1, max_length=8191)
     kdf_iterations: int = Field(default=600_000, ge=100_000)
@@ -174,6 +179,10 @@ class AuditConfig(_Model):
     anchor_file: Path | None = Field(
         default=None,
         description="signed checkpoints are also appended here, off the state DB (put it on the backup pool); default: <var_dir>/audit/checkpoints.jsonl",
+    )
+    pinned_key_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{16,64}$",
+        description="the platform key id the ledger must start from (printed at first start and in every monthly report)",
     )
 
 
@@ -323,6 +332,16 @@ class Settings(_Model):
     def key_dir(self) -> Path:
         """Where the platform keys live."""
         return self.path(self.crypto.key_dir) if self.crypto.key_dir else self.var / "keys"
+
+    def key_passphrase_file(self) -> Path:
+        """Where the platform key's passphrase is kept when neither the environment nor the file gives it: never beside the key."""
+        if self.crypto.passphrase_file:
+            return self.path(self.crypto.passphrase_file)
+        import hashlib
+
+        ident = hashlib.sha256(str(self.var).encode()).hexdigest()[:12]
+        base = Path("/etc/govctl") if os.geteuid() == 0 else Path.home() / ".config" / "govctl"
+        return base / ident / "key-passphrase"
 
     @property
     def anchor_file(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,10 @@ def make_engine(url: str) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(u.database)
+            db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # created 0600 before SQLite opens it (its -wal and -shm files take the same mode), never chmod'ed later
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_pre_ping=False)
 
         @event.listens_for(engine, "connect")

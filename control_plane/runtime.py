@@ -41,20 +41,39 @@ class Runtime:
     @cached_property
     def signer(self) -> SM2PrivateKey:
         """The platform SM2 key (created on first use, stored wrapped)."""
+        from sqlalchemy import text
+
         from control_plane.crypto import platform_key
 
+        with self.engine.connect() as conn:  # a key is created only for a ledger with no history
+            empty = conn.execute(text("SELECT 1 FROM audit_records LIMIT 1")).first() is None
+        return platform_key(self.settings.key_dir, self.key_passphrase(), self.settings.crypto.kdf_iterations, create=empty)
+
+    def key_passphrase(self) -> str:
+        """The platform key's passphrase (configured, $GOVCTL_KEY_PASSPHRASE, or a 0600 file away from the key)."""
+        from control_plane.crypto.keys import platform_passphrase
+
         c = self.settings.crypto
-        pw = c.key_passphrase.get_secret_value() if c.key_passphrase else None
-        return platform_key(self.settings.key_dir, pw, c.kdf_iterations)
+        return platform_passphrase(self.settings.key_passphrase_file(), c.key_passphrase.get_secret_value() if c.key_passphrase else None,
+                                   legacy=self.settings.key_dir / "passphrase")  # fmt: skip
 
     @cached_property
     def ledger(self) -> Ledger:
         """The audit ledger in the state DB."""
         from control_plane.audit import Ledger
 
+        import atexit
+
         a = self.settings.audit
-        return Ledger(self.engine, self.signer, anchor_file=self.settings.anchor_file,
-                      checkpoint_every=a.checkpoint_every_records, extra_anchors=self.anchor_copies)  # fmt: skip
+        ledger = Ledger(self.engine, self.signer, anchor_file=self.settings.anchor_file, checkpoint_every=a.checkpoint_every_records,
+                        extra_anchors=self.anchor_copies, write_once=self.write_once_anchors)  # fmt: skip
+        atexit.register(ledger.close)  # the head is signed on the way out, not only every N records / T seconds
+        return ledger
+
+    def write_once_anchors(self) -> list[Path]:
+        """The backup repository keeps each checkpoint as a write-once file (its ``anchors/`` folder)."""
+        repo = self.settings.path(self.settings.dr.repository) if self.settings.dr.repository else self.settings.var / "dr" / "repo"
+        return [repo / "anchors"] if repo.is_dir() else []
 
     def anchor_copies(self) -> list[Path]:
         """Configured checkpoint copies, plus the backup-pool bucket of every deployed stack."""

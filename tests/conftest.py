@@ -34,7 +34,8 @@ def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
             "postgres": {"port": TEST_PORTS["postgres"], "credentials": str(TEST_VAR / "keys" / "postgres.json")},
         },
         "api": {"port": TEST_PORTS["api"]},
-        "crypto": {"kdf_iterations": 100_000},
+        # the key passphrase lives outside var/ (here beside it, in a folder of the test's own)
+        "crypto": {"kdf_iterations": 100_000, "passphrase_file": str(Path(var_dir).parent / "secrets" / f"{Path(var_dir).name}-key-passphrase")},
         # the streaming detector is exercised by its own tests; elsewhere it would race the counts scheduled detection reports
         "soc": {"stream_poll_s": 0},
         # backups are exercised by tests/dr with sources of their own; nothing streams WAL behind other tests' backs

@@ -119,3 +119,16 @@ def record_hash(prev_hash: str, row: Any) -> str:
 def checkpoint_payload(seq: int, head_hash: str, ts: str) -> bytes:
     """The exact bytes an SM2 checkpoint signature covers."""
     return f"govctl-audit-checkpoint/1|{seq}|{head_hash}|{ts}".encode()
+
+
+external_anchors = Table(
+    "audit_external_anchors", metadata,
+    Column("id", String(96), primary_key=True), Column("seq", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False), Column("kind", String(32), nullable=False),
+    Column("ts", String(32), nullable=False), Column("evidence", Text, nullable=False),
+)  # fmt: skip
+
+
+def rotation_statement(old_key_id: str, new_public_hex: str, ts: str) -> bytes:
+    """The bytes the old platform key signs to hand the ledger over to a new key."""
+    return canonical_json({"govctl": "key-rotation/1", "old_key_id": old_key_id, "new_public_key": new_public_hex, "ts": ts}).encode()

@@ -34,9 +34,11 @@ from control_plane.audit.models import (
     canonical_json,
     checkpoint_payload,
     checkpoints,
+    external_anchors,
     params_digest,
     record_hash,
     records,
+    rotation_statement,
 )
 from control_plane.crypto import InvalidSignature, KeyFormatError, SM2PrivateKey, SM2PublicKey
 from control_plane.db import is_sqlite, write_tx
@@ -74,6 +76,11 @@ class VerifyReport:
     problem: str | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    trusted_key: str = ""  # the key id the chain of keys starts from
+    pinned: bool = False  # whether that key was pinned by the caller (else: the first checkpoint's key, taken on trust)
+    keys: list[str] = field(default_factory=list)  # every key id the ledger was signed with, in order (rotations)
+    external_anchor: dict[str, Any] | None = None  # the newest anchor held outside this host (a province receipt)
+    records_after_external_anchor: int | None = None  # records nobody outside this host has vouched for yet
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json`` output."""
@@ -91,14 +98,24 @@ class Ledger:
         anchor_file: Path | None = None,
         checkpoint_every: int = 100,
         extra_anchors: Callable[[], list[Path]] | None = None,
+        write_once: Callable[[], list[Path]] | None = None,
     ) -> None:
         self.engine = engine
+        self.write_once = write_once or (lambda: [])
         self.signer = signer
         self.anchor_file = Path(anchor_file) if anchor_file else None
         # further copies off the state DB, e.g. on the backup pool; looked up at each checkpoint
         self.extra_anchors = extra_anchors or (lambda: [])
         self.checkpoint_every = checkpoint_every
         self._anchor_lock = threading.Lock()
+
+    def close(self) -> dict[str, Any] | None:
+        """Sign the head at exit, so records written since the last checkpoint cannot vanish unnoticed."""
+        try:
+            return self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - at exit, say why and go on
+            log.warning("final checkpoint failed: %s", exc)
+            return None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -163,15 +180,63 @@ class Ledger:
         return cp
 
     def anchors(self) -> list[Path]:
-        """Every place checkpoints are copied to, off the state DB."""
+        """Every place checkpoints are appended to, off the state DB."""
         return [p for p in [self.anchor_file, *self.extra_anchors()] if p is not None]
+
+    def write_once_dirs(self) -> list[Path]:
+        """Directories that keep each checkpoint as its own write-once file (the backup repository's anchors)."""
+        return list(self.write_once())
+
+    # -- keys and external anchors -----------------------------------------------------------
+
+    def rotate(self, new_key: SM2PrivateKey, *, actor: str) -> dict[str, Any]:
+        """Hand the ledger to a new key: the old key signs the statement, it is recorded and checkpointed, then the new key signs."""
+        old = self.signer
+        ts = utc_now_iso()
+        statement = rotation_statement(old.public_key.key_id, new_key.public_key.to_hex(), ts)
+        rec = self.append(AuditEvent(actor=actor, role="secadmin", source="local", operation="keys.rotated", target="platform",
+                                     outcome="succeeded", details={"old_key_id": old.public_key.key_id, "new_key_id": new_key.public_key.key_id,
+                                                                   "new_public_key": new_key.public_key.to_hex(), "ts": ts,
+                                                                   "signature": old.sign(statement).hex()}))  # fmt: skip
+        self._checkpoint_at(rec.seq, rec.hash)  # the hand-over itself is signed by the old key
+        self.signer = new_key
+        return {"seq": rec.seq, "old_key_id": old.public_key.key_id, "new_key_id": new_key.public_key.key_id}
+
+    def add_external_anchor(self, anchor_id: str, seq: int, head_hash: str, kind: str, evidence: dict[str, Any]) -> None:
+        """Record that someone outside this host (the province, in a signed receipt) holds the head ``seq``/``head_hash``."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(external_anchors.c.id).where(external_anchors.c.id == anchor_id)).first() is None:
+                conn.execute(external_anchors.insert().values(id=anchor_id, seq=seq, head_hash=head_hash, kind=kind, ts=utc_now_iso(),
+                                                              evidence=json.dumps(evidence, ensure_ascii=False, sort_keys=True)))  # fmt: skip
+
+    def signed_head(self) -> dict[str, Any]:
+        """A checkpoint of the current head (made now if needed), for a document that leaves this host."""
+        self.checkpoint()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(checkpoints).order_by(checkpoints.c.seq.desc()).limit(1)).first()
+        if row is None:
+            return {"seq": 0, "head_hash": GENESIS, "key_id": self.signer.public_key.key_id}
+        return {k: row._mapping[k] for k in ("seq", "head_hash", "ts", "key_id", "signature")}
 
     def _anchor(self, cp: dict[str, Any]) -> None:
         line = json.dumps(cp, separators=(",", ":")) + "\n"
+        for d in self.write_once_dirs():  # one file per checkpoint, created once and never rewritten
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                fd = os.open(d / f"checkpoint-{cp['seq']:012d}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                log.warning("could not write checkpoint %s once into %s: %s", cp["seq"], d, exc)
         for path in self.anchors():
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with self._anchor_lock, open(path, "a", encoding="utf-8") as fh:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)  # 0600 from its creation
+                with self._anchor_lock, os.fdopen(fd, "a", encoding="utf-8") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX)
                     fh.write(line)
                     fh.flush()
@@ -233,13 +298,27 @@ class Ledger:
 
     # -- verification --------------------------------------------------------------------------
 
-    def verify(self, trusted: SM2PublicKey | None = None) -> VerifyReport:
-        """Prove the chain and every checkpoint; pinpoint the first bad record if any."""
+    def verify(self, trusted: SM2PublicKey | None = None, *, pin: str | None = None) -> VerifyReport:
+        """Prove the chain and every checkpoint; pinpoint the first bad record if any.
+
+        The keys come from the ledger itself, never from the key file on disk: the first key is
+        ``pin`` (a key id the auditor holds, as printed at first start and in every monthly
+        report) or ``trusted``, or else the first checkpoint's key (reported as not pinned), and
+        each later key must be introduced by a ``keys.rotated`` record the previous key signed.
+        """
         started = time.perf_counter()
-        trusted = trusted or self.signer.public_key
         with self.engine.connect() as conn:
             db_cps = {r.seq: dict(r._mapping) for r in conn.execute(select(checkpoints).order_by(checkpoints.c.seq))}
+            rotations = [(r.seq, json.loads(r.details)) for r in conn.execute(
+                select(records.c.seq, records.c.details).where(records.c.operation == "keys.rotated").order_by(records.c.seq))]  # fmt: skip
+            ext = conn.execute(select(external_anchors).order_by(external_anchors.c.seq.desc())).all()
         anchors = self._read_anchors()
+        first_cp = (db_cps.get(min(db_cps)) if db_cps else None) or (anchors.get(min(anchors)) if anchors else None)
+        pinned = bool(pin or trusted)
+        root = trusted or (SM2PublicKey.from_hex(first_cp["public_key"]) if first_cp else self.signer.public_key)
+        timeline, key_problem = _key_timeline(root, rotations)
+        if pin and root.key_id != pin:
+            key_problem = (1, f"the ledger is signed by key {root.key_id}, not the pinned key {pin}: the history was re-signed")
         cp_seqs = set(db_cps) | set(anchors)
         at_cp: dict[int, str] = {}
 
@@ -292,9 +371,22 @@ class Ledger:
 
         head_seq, head_hash = expected - 1, prev
         notes: list[str] = []
-        cp_problem = self._check_checkpoints(db_cps, anchors, at_cp, head_seq, trusted, first_bad, notes)
-        if cp_problem and (first_bad is None or cp_problem[0] < first_bad):
-            first_bad, problem = cp_problem
+        cp_problem = self._check_checkpoints(db_cps, anchors, at_cp, head_seq, timeline, first_bad, notes)
+        for extra in (cp_problem, key_problem):
+            if extra and (first_bad is None or extra[0] < first_bad):
+                first_bad, problem = extra
+        newest_ext = None
+        after_ext = None
+        for a in ext:  # the newest anchor held outside whose head is still in the chain as it was
+            if a.seq <= head_seq and (a.seq in at_cp and at_cp[a.seq] == a.head_hash or self._hash_at(a.seq) == a.head_hash):
+                newest_ext = {"id": a.id, "seq": a.seq, "kind": a.kind, "ts": a.ts}
+                after_ext = head_seq - a.seq
+                break
+            if a.seq <= head_seq and (first_bad is None or a.seq < first_bad):
+                first_bad, problem = a.seq, f"record {a.seq} differs from the head the province holds in {a.id}: the history was rewritten"
+                break
+        if not pinned:
+            notes.append(f"the verifying key {root.key_id} was taken from the ledger's first checkpoint; pass --pin KEY_ID to check it")
         return VerifyReport(
             ok=first_bad is None,
             records=n,
@@ -306,7 +398,16 @@ class Ledger:
             problem=problem,
             seconds=round(time.perf_counter() - started, 4),
             notes=notes,
+            trusted_key=root.key_id,
+            pinned=pinned,
+            keys=[k.key_id for _, k in timeline],
+            external_anchor=newest_ext,
+            records_after_external_anchor=after_ext if newest_ext else head_seq,
         )
+
+    def _hash_at(self, seq: int) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(records.c.hash).where(records.c.seq == seq)).scalar()
 
     def _read_anchors(self) -> dict[int, dict[str, Any]]:
         """Checkpoints from every anchor copy; copies that disagree on a checkpoint are an error."""
@@ -334,7 +435,7 @@ class Ledger:
         anchors: dict[int, dict[str, Any]],
         at_cp: dict[int, str],
         head_seq: int,
-        trusted: SM2PublicKey,
+        timeline: list[tuple[int, SM2PublicKey]],
         first_bad: int | None,
         notes: list[str],
     ) -> tuple[int, str] | None:
@@ -346,8 +447,9 @@ class Ledger:
                 problems.append((prev_cp + 1, f"checkpoint {seq} in the database differs from the anchored copy"))
             try:
                 pub = SM2PublicKey.from_hex(cp["public_key"])
+                trusted = _key_for(timeline, seq)
                 if pub != trusted:
-                    raise InvalidSignature(f"signed by key {pub.key_id}, not the platform key {trusted.key_id}")
+                    raise InvalidSignature(f"signed by key {pub.key_id}, not the platform key {trusted.key_id} of that time")
                 pub.verify(checkpoint_payload(seq, cp["head_hash"], cp["ts"]), bytes.fromhex(cp["signature"]))
             except (InvalidSignature, KeyFormatError, ValueError) as exc:
                 problems.append((prev_cp + 1, f"checkpoint {seq} is forged or damaged: {getattr(exc, 'message', exc)}"))
@@ -363,6 +465,31 @@ class Ledger:
             prev_cp = seq
         notes.extend(f"also: {p[1]}" for p in sorted(problems)[1:])
         return min(problems) if problems else None
+
+
+def _key_timeline(root: SM2PublicKey, rotations: list[tuple[int, dict[str, Any]]]) -> tuple[list[tuple[int, SM2PublicKey]], tuple[int, str] | None]:
+    """[(from seq, key)]: the root key, then each key a rotation record introduced with the previous key's signature."""
+    timeline: list[tuple[int, SM2PublicKey]] = [(0, root)]
+    for seq, d in rotations:
+        cur = timeline[-1][1]
+        try:
+            new = SM2PublicKey.from_hex(d["new_public_key"])
+            if d.get("old_key_id") != cur.key_id:
+                raise InvalidSignature(f"it hands over from {d.get('old_key_id')}, but {cur.key_id} was the key then")
+            cur.verify(rotation_statement(cur.key_id, d["new_public_key"], d["ts"]), bytes.fromhex(d["signature"]))
+        except (InvalidSignature, KeyFormatError, ValueError, KeyError) as exc:
+            return timeline, (seq, f"key rotation at record {seq} is not signed by the previous key: {getattr(exc, 'message', exc)}")
+        timeline.append((seq, new))
+    return timeline, None
+
+
+def _key_for(timeline: list[tuple[int, SM2PublicKey]], seq: int) -> SM2PublicKey:
+    """The key that signs checkpoints of ``seq``: a rotation at r is itself checkpointed by the old key."""
+    key = timeline[0][1]
+    for start, k in timeline[1:]:
+        if seq > start:
+            key = k
+    return key
 
 
 def _rows(result: Any, size: int = 5000) -> Iterator[tuple[Any, ...]]:

@@ -105,10 +105,11 @@ def load_private_key(text: str, passphrase: str | bytes, *, source: str = "key f
     return key
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
         fh.flush()
@@ -120,30 +121,60 @@ _platform_lock = threading.Lock()
 _platform_cache: dict[tuple[str, str], SM2PrivateKey] = {}
 
 
-def platform_passphrase(key_dir: Path, configured: str | None) -> str:
-    """The configured passphrase, or the embedded default's random one kept 0600 in key_dir."""
+ENV_PASSPHRASE = "GOVCTL_KEY_PASSPHRASE"
+
+
+class KeyMissing(KeyFormatError):
+    """The platform key is gone while the ledger it signed still exists."""
+
+
+def platform_passphrase(pass_file: Path, configured: str | None = None, *, legacy: Path | None = None) -> str:
+    """The key passphrase: configured, else $GOVCTL_KEY_PASSPHRASE, else a 0600 file kept away from the key (generated once).
+
+    ``legacy`` is the old place beside the key: a passphrase found there is moved to ``pass_file``.
+    """
     if configured:
         return configured
-    pfile = key_dir / "passphrase"
-    if not pfile.exists():
-        _write_private(pfile, secrets.token_urlsafe(32) + "\n")
-    return pfile.read_text().strip()
+    if os.environ.get(ENV_PASSPHRASE):
+        return os.environ[ENV_PASSPHRASE]
+    if not pass_file.exists():
+        if legacy is not None and legacy.exists():
+            _write_private(pass_file, legacy.read_text())
+            legacy.unlink()
+        else:
+            _write_private(pass_file, secrets.token_urlsafe(32) + "\n")
+    return pass_file.read_text().strip()
 
 
-def platform_key(key_dir: Path, passphrase: str | None = None, iterations: int = 600_000) -> SM2PrivateKey:
-    """Load the platform SM2 key, creating it (and its public PEM) on first use."""
+def platform_key(key_dir: Path, passphrase: str, iterations: int = 600_000, *, create: bool = True) -> SM2PrivateKey:
+    """Load the platform SM2 key; create it (and its public PEM) only when ``create`` (a ledger with no history)."""
     key_dir = Path(key_dir)
     with _platform_lock:
-        pw = platform_passphrase(key_dir, passphrase)
+        pw = passphrase
         cache_key = (str(key_dir.resolve()), pw)
         if cache_key in _platform_cache:
             return _platform_cache[cache_key]
         kfile = key_dir / "platform.key"
         if kfile.exists():
             key = load_private_key(kfile.read_text(), pw, source=str(kfile))
+        elif not create:
+            raise KeyMissing(f"the platform key {kfile} is missing, but the audit ledger it signed has records",
+                             hint="restore it from its backup; a new key would leave the history unverifiable (rotation is `govctl keys rotate`)")  # fmt: skip
         else:
             key = SM2PrivateKey.generate()
             _write_private(kfile, dump_private_key(key, pw, iterations))
-            (key_dir / "platform.pub.pem").write_text(key.public_key.to_pem())
+            _write_private(key_dir / "platform.pub.pem", key.public_key.to_pem(), mode=0o644)
         _platform_cache[cache_key] = key
         return key
+
+
+def install_platform_key(key_dir: Path, key: SM2PrivateKey, passphrase: str, iterations: int) -> None:
+    """Make ``key`` the platform key (rotation): the old one is kept beside it as platform.<key id>.retired."""
+    kfile = key_dir / "platform.key"
+    with _platform_lock:
+        if kfile.exists():
+            old = load_private_key(kfile.read_text(), passphrase, source=str(kfile))
+            os.replace(kfile, key_dir / f"platform.{old.public_key.key_id}.retired")
+        _write_private(kfile, dump_private_key(key, passphrase, iterations))
+        _write_private(key_dir / "platform.pub.pem", key.public_key.to_pem(), mode=0o644)
+        _platform_cache.clear()

@@ -70,10 +70,7 @@ def ssh_keypair(rt: Any) -> tuple[Path, str]:
 
 
 def _passphrase(rt: Any) -> str:
-    from control_plane.crypto.keys import platform_passphrase
-
-    c = rt.settings.crypto
-    return platform_passphrase(rt.settings.key_dir, c.key_passphrase.get_secret_value() if c.key_passphrase else None)
+    return rt.key_passphrase()
 
 
 def stack(rt: Any, name: str) -> Any:

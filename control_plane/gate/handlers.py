@@ -121,6 +121,19 @@ VALIDATORS["iam.user.create"] = _validate_user_create
 VALIDATORS["iam.role.change"] = _validate_role_change
 
 
+@handler("keys.rotate")
+def _keys_rotate(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A new platform key; the old one signs the hand-over, which the ledger records and checkpoints."""
+    from control_plane.crypto import SM2PrivateKey
+    from control_plane.crypto.keys import install_platform_key
+
+    new = SM2PrivateKey.generate()
+    out = rt.ledger.rotate(new, actor=params["_by"])
+    install_platform_key(rt.settings.key_dir, new, rt.key_passphrase(), rt.settings.crypto.kdf_iterations)
+    rt.__dict__["signer"] = new
+    return out
+
+
 @handler("iam.token.create")
 def _token_create(rt: Any, target: str, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from control_plane.gate import iam
@@ -236,8 +249,14 @@ for _op in ("deploy.preview", "deploy.up", "deploy.destroy"):
 
 @handler("soc.alert.update")
 def _alert_update(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.gate.errors import ApprovalError
+    from control_plane.gate.service import break_glass_reviewer
     from control_plane.soc import alerts
 
+    if params["action"] == "close" and target.startswith("gate-break-glass-"):
+        op_id = target.removeprefix("gate-break-glass-")
+        if break_glass_reviewer(rt, op_id) == params["_by"]:
+            raise ApprovalError(f"{params['_by']} closed the review of {op_id}; the break-glass alert needs a second person")
     return alerts.update(rt.es, target, actor=params["_by"], action=params["action"], assignee=params.get("assignee"),
                          verdict=params.get("verdict"), text=params.get("text"))  # fmt: skip
 

@@ -383,6 +383,9 @@ def close_review(rt: Any, op_id: str, *, reviewer: str, verdict: str) -> dict[st
         raise NotFound(f"no operation {op_id!r}")
     if op.requester == reviewer:
         raise ApprovalError("whoever broke the glass cannot review it", hint="another security administrator must")
+    if break_glass_alert_closer(rt, op_id) == reviewer:
+        raise ApprovalError(f"{reviewer} closed the break-glass alert of {op_id}; the review needs a second person",
+                            hint="another security administrator must close the review")  # fmt: skip
     with rt.engine.begin() as conn:
         n = conn.execute(update(reviews).where(and_(reviews.c.op_id == op_id, reviews.c.status == "open"))
                          .values(status="closed", reviewer=reviewer, verdict=verdict, closed=utc_now_iso())).rowcount  # fmt: skip
@@ -392,6 +395,24 @@ def close_review(rt: Any, op_id: str, *, reviewer: str, verdict: str) -> dict[st
 
 
 ALERTS_INDEX = "soc-alerts"
+
+
+def break_glass_alert_closer(rt: Any, op_id: str) -> str | None:
+    """Who closed the critical alert a break-glass operation raised (None if open, unsent or unreadable)."""
+    from control_plane.es import UNREACHABLE, ApiError
+
+    try:
+        doc = rt.es.get(index=ALERTS_INDEX, id=f"gate-break-glass-{op_id}")["_source"]
+    except (ApiError, *UNREACHABLE):
+        return None
+    closes = [h.get("actor") for h in doc.get("history", []) if h.get("action") == "close"]
+    return closes[-1] if closes else None
+
+
+def break_glass_reviewer(rt: Any, op_id: str) -> str | None:
+    """Who closed the break-glass review of an operation, if anyone has."""
+    with rt.engine.connect() as conn:
+        return conn.execute(select(reviews.c.reviewer).where(reviews.c.op_id == op_id, reviews.c.status == "closed")).scalar()
 
 
 def send_break_glass_alerts(rt: Any) -> int:

@@ -124,7 +124,7 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
     pdd = runs / run_id
     (pdd / "env").mkdir(parents=True)
     # the values go in a 0600 file, tagged !unsafe (never templated), and never on a command line
-    write_extravars(pdd / "env" / "extravars", {**values, **(internal_vars or {})})
+    write_extravars(pdd / "env" / "extravars", {**values, **_control_plane_vars(rt, name), **(internal_vars or {})})
     home = pdd / "ansible-home"
     known_hosts = pdd / "known_hosts"
     known_hosts.write_text("".join(f"{h['ansible_host']} {h['govctl_host_key']}\n" for h in inv["all"]["hosts"].values() if h["govctl_host_key"]))
@@ -168,6 +168,16 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
     stats = r.stats or {}
     changed = {h: n for h, n in (stats.get("changed") or {}).items()}
     return PlaybookRun(run_id, name, limit, check, r.status, r.rc, stats, changed, str(pdd / "artifacts" / "artifacts"), diffs)
+
+
+def _control_plane_vars(rt: Any, name: str) -> dict[str, Any]:
+    """Values only the control plane supplies: log shipping gets the shipper's own credentials and the CA (never from a request)."""
+    if name != "log_shipping":
+        return {}
+    from control_plane.services.es_security import SHIPPER_USER, load_credentials
+
+    return {"es_user": SHIPPER_USER, "es_password": load_credentials(rt.settings.es_credentials_path())[SHIPPER_USER],
+            "es_ca_pem": rt.settings.es_ca_path().read_text() if rt.settings.es_ca_path().exists() else ""}  # fmt: skip
 
 
 def kill_group(pid: int) -> None:

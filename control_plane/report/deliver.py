@@ -118,6 +118,16 @@ def _update(rt: Any, key: str, **vals: Any) -> None:
         c.execute(deliveries.update().where(deliveries.c.idempotency_key == key).values(updated=_iso(_now()), **vals))
 
 
+def _anchor_receipt(rt: Any, b: Any, receipt: dict[str, Any]) -> None:
+    """The province's signed receipt for a report that carries the ledger head is an anchor outside this host."""
+    from control_plane.report.store import load
+
+    head = load(b).get("audit") or {}
+    if head.get("head_seq"):
+        rt.ledger.add_external_anchor(f"province-receipt:{b.month}:r{b.revision}", int(head["head_seq"]), head["head_hash"], "province_receipt",
+                                      {"month": b.month, "revision": b.revision, "report_sm3": b.digest_sm3, "receipt": receipt})  # fmt: skip
+
+
 def verify_receipt(receipt: dict[str, Any], key: str, digest: str, province: SM2PublicKey) -> None:
     """The receipt must be the province's signature over this submission."""
     body = receipt.get("receipt") or {}
@@ -145,6 +155,7 @@ def attempt(rt: Any, d: dict[str, Any], *, client: httpx.Client | None = None) -
             receipt = r.json()
             verify_receipt(receipt, key, b.digest_sm3, province_key(rt))
             _update(rt, key, status="delivered", attempts=attempts, last_error=None, receipt=json.dumps(receipt, ensure_ascii=False))
+            _anchor_receipt(rt, b, receipt)
             metrics.REPORT_DELIVERIES.labels(outcome="delivered").inc()
             return get(rt, key)
         error = f"HTTP {r.status_code}: {r.text[:300]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import datetime
@@ -22,11 +23,69 @@ log = logging.getLogger("govctl.scheduler")
 ENTRY = "control_plane.scheduler.runner:run_scheduled"
 
 
+class JsonJobStore(SQLAlchemyJobStore):
+    """APScheduler's SQL job store without pickles: a row holds only the job's id and its next run time as JSON.
+
+    Everything else (the function, its argument, the trigger, the misfire grace) comes from the
+    job's declaration in code, so a row that someone with write access to the state DB forged can
+    at most move a declared job's next run; it can never name code to run. Rows that do not parse
+    (old pickled ones, for instance) are dropped by APScheduler and re-added by ``sync_jobs``.
+    """
+
+    def __init__(self, rt: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rt = rt
+
+    def _state(self, job: Any) -> bytes:
+        nrt = job.next_run_time
+        return json.dumps({"id": job.id, "next_run_time": nrt.isoformat() if nrt else None}).encode()
+
+    def add_job(self, job: Any) -> None:
+        """Insert a job's JSON row."""
+        from apscheduler.jobstores.base import ConflictingIdError
+        from apscheduler.util import datetime_to_utc_timestamp
+        from sqlalchemy.exc import IntegrityError
+
+        with self.engine.begin() as conn:
+            try:
+                conn.execute(self.jobs_t.insert().values(id=job.id, next_run_time=datetime_to_utc_timestamp(job.next_run_time), job_state=self._state(job)))
+            except IntegrityError:
+                raise ConflictingIdError(job.id) from None
+
+    def update_job(self, job: Any) -> None:
+        """Update a job's next run time."""
+        from apscheduler.util import datetime_to_utc_timestamp
+
+        with self.engine.begin() as conn:
+            n = conn.execute(self.jobs_t.update().where(self.jobs_t.c.id == job.id)
+                             .values(next_run_time=datetime_to_utc_timestamp(job.next_run_time), job_state=self._state(job))).rowcount  # fmt: skip
+        if n == 0:
+            raise JobLookupError(job.id)
+
+    def _reconstitute_job(self, job_state: bytes) -> Any:
+        from apscheduler.job import Job
+
+        data = json.loads(job_state)  # anything but our JSON (a pickle) raises, and APScheduler drops the row
+        jid = data["id"]
+        spec = all_jobs()[jid]  # an undeclared id raises too
+        nrt = datetime.fromisoformat(data["next_run_time"]) if data["next_run_time"] else None
+        grace = spec.grace(self.rt.settings)
+        job = Job.__new__(Job)
+        job.__setstate__({
+            "version": 1, "id": jid, "func": ENTRY, "trigger": spec.trigger(self.rt.settings), "executor": "default",
+            "args": (jid,), "kwargs": {}, "name": spec.description, "coalesce": True, "max_instances": 1,
+            "misfire_grace_time": int(grace) if grace else self.rt.settings.scheduler.misfire_grace_s, "next_run_time": nrt,
+        })  # fmt: skip
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        return job
+
+
 def build(rt: Any) -> BackgroundScheduler:
-    """A scheduler on the persistent SQLAlchemy job store, in the configured time zone."""
+    """A scheduler on the persistent (JSON, never pickled) job store, in the configured time zone."""
     s = rt.settings.scheduler
     return BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=rt.engine, tablename="apscheduler_jobs")},
+        jobstores={"default": JsonJobStore(rt, engine=rt.engine, tablename="apscheduler_jobs")},
         executors={"default": ThreadPoolExecutor(4)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": s.misfire_grace_s},
         timezone=ZoneInfo(s.timezone),

@@ -71,8 +71,11 @@ def group_key(rule: Any, event: dict[str, Any]) -> str:
     return "|".join(parts)
 
 
-def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], created_ids: list[str] | None = None) -> tuple[int, int]:
+def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], created_ids: list[str] | None = None,
+                   *, synthetic: bool = False) -> tuple[int, int]:  # fmt: skip
     """Fold matching events into alerts; return (alerts created, alerts updated). Re-running is harmless.
+
+    ``synthetic`` only for the engine's own coverage events, as the caller proved them (never a field of the event).
 
     The ids of newly raised alerts are appended to ``created_ids`` when given.
     """
@@ -84,7 +87,7 @@ def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], cre
     for key, items in groups.items():
         for _attempt in range(5):  # the streaming and the scheduled path may fold into one alert at once
             try:
-                c, u = _fold(es, rule, key, items, created_ids)
+                c, u = _fold(es, rule, key, items, created_ids, synthetic)
                 break
             except ConflictError:
                 continue
@@ -94,7 +97,8 @@ def record_matches(es: Elasticsearch, rule: Any, hits: list[dict[str, Any]], cre
     return created, updated
 
 
-def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], created_ids: list[str] | None) -> tuple[int, int]:
+def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], created_ids: list[str] | None,
+          synthetic: bool = False) -> tuple[int, int]:  # fmt: skip
     """One group's events into its open alert (optimistic concurrency) or a new one; (created, updated)."""
     window = timedelta(seconds=rule.ours.suppression_s)
     first_ts = items[0]["_source"].get("@timestamp")
@@ -117,7 +121,6 @@ def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], c
                  if_seq_no=existing[0]["_seq_no"], if_primary_term=existing[0]["_primary_term"])  # fmt: skip
         return 0, 1
     alert_id = sm3_hex(f"{rule.id}|{key}|{ids[0]}".encode())[:24]
-    synthetic = all((h["_source"].get("govctl") or {}).get("synthetic") for h in items)
     doc = {
         "@timestamp": _now(), "kind": "synthetic" if synthetic else "detection", "rule": {"id": rule.id, "name": rule.path.stem, "title": rule.title},
         "severity": rule.ours.severity, "status": "open", "verdict": None, "assignee": None, "group_key": key,

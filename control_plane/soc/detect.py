@@ -110,13 +110,27 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
     return res
 
 
+def engine_synthetic_ids(rt: Any, ids: list[str]) -> set[str]:
+    """Which of these event ids the engine's self-check injected (recorded in the state DB when it sent them)."""
+    from sqlalchemy import select
+
+    from control_plane.soc.health import synthetic
+
+    with rt.engine.connect() as conn:
+        return {r[0] for r in conn.execute(select(synthetic.c.event_id).where(synthetic.c.event_id.in_(ids)))}
+
+
 def raise_alerts(rt: Any, es: Any, rule: Any, hits: list[dict[str, Any]], excs: list[dict[str, Any]], res: DetectionRun) -> int:
     """Matches minus excepted events into alerts; responses requested for new alerts. Returns alerts created."""
     kept = [h for h in hits if not excepted(excs, rule.id, h["_source"])]
     res.excepted += len(hits) - len(kept)
-    probes = [h for h in kept if (h["_source"].get("govctl") or {}).get("synthetic")]
+    claimed = [h for h in kept if (h["_source"].get("govctl") or {}).get("synthetic")]
+    # only events the engine injected itself (their ids are in its own table) are coverage probes; anyone else's
+    # "synthetic" marker is ignored, so it can neither hide an alert nor suppress a response
+    genuine = engine_synthetic_ids(rt, [h["_id"] for h in claimed]) if claimed else set()
+    probes = [h for h in claimed if h["_id"] in genuine]
     if probes:  # the engine's own coverage events: alerted apart, never answered with a playbook
-        record_matches(es, rule, probes)
+        record_matches(es, rule, probes, synthetic=True)
         kept = [h for h in kept if h not in probes]
     new_ids: list[str] = []
     c, u = record_matches(es, rule, kept, new_ids) if kept else (0, 0)

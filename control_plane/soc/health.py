@@ -153,11 +153,11 @@ def inject(rt: Any, ruleset: Any, rules_dir: Path, now: datetime) -> int:
         rows.append({"event_id": doc_id(ev), "rule_id": r.id, "injected": _iso(now)})
     if not events:
         return 0
+    with rt.engine.begin() as conn:  # recorded first: detection trusts an event as synthetic only if its id is here
+        conn.execute(synthetic.insert(), rows)
     res = Ingestor(rt.es, rt.settings.var / "soc" / "spool").ingest(events)
     if res.spooled or res.dead_lettered:
         raise RuntimeError(f"synthetic events not indexed: {res.as_dict()}")
-    with rt.engine.begin() as conn:
-        conn.execute(synthetic.insert(), rows)
     return len(events)
 
 

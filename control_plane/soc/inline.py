@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from control_plane.errors import GovctlError
@@ -54,8 +55,6 @@ def operation_events(op: OperationEvent) -> list[dict[str, Any]]:
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
 
-    from control_plane.soc.shell import commands
-
     now = datetime.now(timezone.utc)
     local = now.astimezone(ZoneInfo("Asia/Shanghai"))
     off_hours = local.weekday() >= 5 or not 8 <= local.hour < 20
@@ -68,13 +67,39 @@ def operation_events(op: OperationEvent) -> list[dict[str, Any]]:
                    **({"records": op.params["records"]} if isinstance(op.params.get("records"), int) else {})},
     }  # fmt: skip
     events = [base]
-    texts = [op.params[k] for k in ("command", "script", "cmd") if isinstance(op.params.get(k), str)]
-    for text in texts:
-        for argv in commands(text):
-            ev = {**base, "event": {**base["event"], "category": ["process"], "type": ["start"]},
-                  "process": {"command_line": " ".join(argv), "args": argv, "executable": argv[0], "name": argv[0].rsplit("/", 1)[-1]}}  # fmt: skip
-            events.append(ev)
+    for text in shell_texts(op):
+        for c in analyze_cached(text).commands:
+            lines = [c.line]
+            if "/" in c.argv[0]:  # /bin/rm is rm: rules written for the bare name see it too
+                lines.append(" ".join([c.name, *c.argv[1:], *(f"{op} {t}" for op, t in c.redirects)]))
+            for line in lines:
+                events.append({**base, "event": {**base["event"], "category": ["process"], "type": ["start"]},
+                               "process": {"command_line": line, "args": c.argv, "executable": c.argv[0], "name": c.name}})  # fmt: skip
+        for line in analyze_cached(text).pipelines:  # the whole flow, for rules about what feeds what (curl … | sh)
+            events.append({**base, "event": {**base["event"], "category": ["process"], "type": ["start"]},
+                           "process": {"command_line": line, "name": line.split(" ", 1)[0].rsplit("/", 1)[-1]}})  # fmt: skip
     return events
+
+
+SHELL_PARAMS = ("command", "script", "cmd")
+
+
+def shell_texts(op: OperationEvent) -> list[str]:
+    """The shell text an operation carries (a bastion command, a script), if any."""
+    return [op.params[k] for k in SHELL_PARAMS if isinstance(op.params.get(k), str)]
+
+
+@lru_cache(maxsize=1024)
+def analyze_cached(text: str) -> Any:
+    """The shell analysis of a text, once per text (decisions ask for it more than once)."""
+    from control_plane.soc.shell import analyze
+
+    return analyze(text)
+
+
+def shell_findings(op: OperationEvent) -> list[Any]:
+    """What the operation's shell text leaves to run time: each finding requires approval (or blocks)."""
+    return [f for text in shell_texts(op) for f in analyze_cached(text).findings]
 
 
 @dataclass
@@ -116,13 +141,17 @@ class InlineEngine:
         cannot be reached the decision says so (``degraded``) and every enforced block-capable
         context rule counts as require_approval: an unanswered question is never a silent allow.
         """
-        if not self.rules and self.context is None:
+        if not self.rules and self.context is None and not shell_findings(event):
             return Decision("allow", reasons=("no rules loaded",))
         excs = self.exceptions() if self.exceptions else []
         if self.buckets is not None:
             best, matched, reasons = self._evaluate_bucketed(event, excs)
         else:
             best, matched, reasons = self._evaluate_plain(event)
+        for f in shell_findings(event):  # what the text leaves to run time is never a silent allow
+            matched.append(f"govctl.shell.{f.kind}")
+            reasons.append(f.reason)
+            best = _stricter(best, f.action)
         degraded = False
         if self.context is not None and self.context.rules:
             best, degraded = self._with_context(event, excs, best, matched, reasons)

@@ -93,7 +93,7 @@ def _value_match(value: Any, actual: Any) -> bool:
             return False
         return _wild_regex(tuple(value.s)).fullmatch(str(actual)) is not None
     if isinstance(value, SigmaRegularExpression):
-        flags = 0
+        flags = re.IGNORECASE  # as Elasticsearch with our lowercase normalizer (see _compile_value)
         for f in getattr(value, "flags", ()) or ():
             flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
         # whole-value match, as Elasticsearch's (Lucene) regexp queries do: write ".*x.*" to search
@@ -163,7 +163,9 @@ def _compile_value(value: Any) -> Callable[[Any], bool]:
         return match_str
     if isinstance(value, SigmaRegularExpression):
         raw = value.regexp if isinstance(value.regexp, str) else (getattr(value.regexp, "original", None) or str(value.regexp))
-        flags = 0
+        # case-insensitive, as Elasticsearch is: our keyword fields have a lowercase normalizer, which it applies to the
+        # value and to the regular expression alike (so `iptables -F` and `-P INPUT ACCEPT` match lower-case patterns)
+        flags = re.IGNORECASE
         for f in getattr(value, "flags", ()) or ():
             flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
         crx = _regex(raw, flags)

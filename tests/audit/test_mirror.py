@@ -17,7 +17,7 @@ def _count(rt: Runtime, index: str) -> int:
 
 def test_mirror_catches_up_after_outage(runtime: Runtime, services) -> None:  # noqa: ANN001
     """Records appended while Elasticsearch is unreachable arrive later, once each."""
-    index = f"test-audit-{uuid.uuid4().hex[:8]}"
+    index = f"govctl-test-audit-{uuid.uuid4().hex[:8]}"
     actor = f"ops-{uuid.uuid4().hex[:8]}"
     for i in range(30):
         runtime.ledger.append(AuditEvent(actor=actor, operation="deploy.preview", params={"i": i}))
@@ -46,7 +46,7 @@ def test_mirror_catches_up_after_outage(runtime: Runtime, services) -> None:  # 
 
 def test_mirror_resend_does_not_duplicate(runtime: Runtime, services) -> None:  # noqa: ANN001
     """A batch sent twice (as after a crash before the cursor moved) overwrites, never doubles."""
-    index = f"test-audit-{uuid.uuid4().hex[:8]}"
+    index = f"govctl-test-audit-{uuid.uuid4().hex[:8]}"
     for i in range(10):
         runtime.ledger.append(AuditEvent(actor="sec", operation="soc.rule.change", params={"i": i}))
     mirror(runtime.ledger, runtime.es, index)

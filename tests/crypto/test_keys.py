@@ -56,12 +56,14 @@ def test_kdf_is_deterministic_and_salted() -> None:
 
 def test_platform_key_created_once_and_private(tmp_path: Path) -> None:
     """The platform key is created on first use with 0600 files and reloads to the same key."""
-    k1 = platform_key(tmp_path / "keys", None, 100_000)
-    assert stat.S_IMODE((tmp_path / "keys" / "platform.key").stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "keys" / "passphrase").stat().st_mode) == 0o600
     from control_plane.crypto import keys
 
+    pw = keys.platform_passphrase(tmp_path / "secrets" / "key-passphrase")
+    k1 = platform_key(tmp_path / "keys", pw, 100_000)
+    assert stat.S_IMODE((tmp_path / "keys" / "platform.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets" / "key-passphrase").stat().st_mode) == 0o600
+    assert not (tmp_path / "keys" / "passphrase").exists()  # never beside the key
     keys._platform_cache.clear()
-    k2 = platform_key(tmp_path / "keys", None, 100_000)
+    k2 = platform_key(tmp_path / "keys", keys.platform_passphrase(tmp_path / "secrets" / "key-passphrase"), 100_000, create=False)
     assert k1.d == k2.d
     assert (tmp_path / "keys" / "platform.pub.pem").read_text() == k1.public_key.to_pem()

@@ -147,6 +147,13 @@ def test_log_shipping_config(pools: tuple[Runtime, dict[str, str]]) -> None:
     assert first.changed["back-data-1"] >= 1 and second.changed == {}
     conf = _ssh(rt, hosts["back-data-1"], "cat /etc/rsyslog.d/60-govctl-es.conf").stdout
     assert "soc-events-%timereported:1:4%" in conf and 'server="10.78.0.1"' in conf
+    # the shipper's own create-only credentials, over TLS with our CA; the file holding them is root's alone
+    from control_plane.services.es_security import SHIPPER_USER, load_credentials
+
+    assert 'usehttps="on"' in conf and f'uid="{SHIPPER_USER}"' in conf and 'writeoperation="create"' in conf
+    assert f'pwd="{load_credentials(rt.settings.es_credentials_path())[SHIPPER_USER]}"' in conf
+    assert _ssh(rt, hosts["back-data-1"], "stat -c %a /etc/rsyslog.d/60-govctl-es.conf").stdout.strip() == "600"
+    assert "BEGIN CERTIFICATE" in _ssh(rt, hosts["back-data-1"], "cat /etc/rsyslog.d/govctl-es-ca.pem").stdout
 
 
 def test_bad_input_refused_before_anything_runs(pools: tuple[Runtime, dict[str, str]]) -> None:

@@ -18,7 +18,7 @@ def decide(params: dict, operation: str = "host.exec", target: str = "prim-app-1
 
 @pytest.mark.parametrize("text, expected", [
     ("ls; rm -rf /", ["ls", "rm -rf /"]),
-    ("echo $(mkfs.ext4 /dev/sda1)", ["echo $(mkfs.ext4 /dev/sda1)", "mkfs.ext4 /dev/sda1"]),
+    ("echo $(mkfs.ext4 /dev/sda1)", ["mkfs.ext4 /dev/sda1", "echo $(mkfs.ext4 /dev/sda1)"]),  # substitutions run first
     ("cat x | sh -c 'dd if=/dev/zero of=/dev/sda'", ["cat x", "sh -c dd if=/dev/zero of=/dev/sda", "dd if=/dev/zero of=/dev/sda"]),
     ("true && (cd /; rm -fr /*)", ["true", "cd /", "rm -fr /*"]),
     ("sudo rm -rf /", ["sudo rm -rf /", "rm -rf /"]),
