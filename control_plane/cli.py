@@ -1294,7 +1294,7 @@ def up() -> None:
     """Start everything: services, the HTTP API and the scheduler. Ctrl-C stops all of it."""
     import uvicorn
 
-    from control_plane.api.app import create_app
+    from control_plane.api.app import create_app, server_config
     from control_plane.scheduler import SchedulerService
     from control_plane.services.supervisor import _port_free
 
@@ -1313,11 +1313,10 @@ def up() -> None:
         from control_plane.report.receiver import serve_in_thread
 
         receiver = serve_in_thread(s, rt.signer.public_key)[0]
-    server = uvicorn.Server(uvicorn.Config(create_app(rt, sched), host=s.api.host, port=s.api.port, log_level="warning",
-                                            # proxy headers only from configured proxies: nobody else picks their source address
-                                            proxy_headers=bool(s.api.trusted_proxies), forwarded_allow_ips=",".join(s.api.trusted_proxies) or "")) 
+    server = uvicorn.Server(server_config(s, create_app(rt, sched)))  # proxy headers only from configured proxies
     out.print(_status_table(rt.supervisor.status()))
     out.print(f"API        {s.api.url}  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
+    out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
     if receiver:
         out.print(f"province   stand-in endpoint {s.report.endpoint_url} (report.receiver; set report.endpoint for the real one)")

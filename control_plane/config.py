@@ -160,8 +160,8 @@ class CryptoConfig(_Model):
     )
     passphrase_file: Path | None = Field(
         default=None,
-        description="a 0600 file holding the key passphrase, outside var/; default /etc/govctl/<id>/key-passphrase (root) "
-        "or ~/.config/govctl/<id>/key-passphrase, generated at first start",
+        description="a 0600 file holding the key passphrase, outside var/; default ~/.config/govctl/<id>/key-passphrase, "
+        "generated at first start",
     )
     signer_id: str = Field(default="1234567812345678", min_length=1, max_length=8191)
     kdf_iterations: int = Field(default=600_000, ge=100_000)
@@ -340,8 +340,7 @@ class Settings(_Model):
         import hashlib
 
         ident = hashlib.sha256(str(self.var).encode()).hexdigest()[:12]
-        base = Path("/etc/govctl") if os.geteuid() == 0 else Path.home() / ".config" / "govctl"
-        return base / ident / "key-passphrase"
+        return Path.home() / ".config" / "govctl" / ident / "key-passphrase"
 
     @property
     def anchor_file(self) -> Path:

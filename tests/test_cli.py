@@ -39,12 +39,12 @@ def test_bad_config_one_line_error(tmp_path: Path) -> None:
 
 
 def test_config_show_masks_and_reports_source(tmp_path: Path) -> None:
-    """`config show --json` names its source and masks the PostgreSQL password."""
-    (tmp_path / "c.yaml").write_text("services: {postgres: {password: s3cret-pw}}\n")
+    """`config show --json` names its source and masks the key passphrase."""
+    (tmp_path / "c.yaml").write_text("crypto: {key_passphrase: s3cret-pw}\n")
     p = govctl("config", "show", "--json", config=tmp_path / "c.yaml")
     assert p.returncode == 0 and "s3cret-pw" not in p.stdout
     data = json.loads(p.stdout)
-    assert data["source"].endswith("c.yaml") and data["config"]["services"]["postgres"]["password"] == "****"
+    assert data["source"].endswith("c.yaml") and data["config"]["crypto"]["key_passphrase"] == "****"
 
 
 def test_audit_verify_exit_codes(tmp_path: Path) -> None:

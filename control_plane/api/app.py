@@ -163,3 +163,12 @@ def create_app(rt: Any, scheduler: Any = None) -> FastAPI:
         return [r.as_dict() for r in recs]
 
     return app
+
+
+def server_config(settings: Any, app: Any, *, port: int | None = None) -> Any:
+    """The uvicorn configuration the control plane serves with: proxy headers only from configured proxies."""
+    import uvicorn
+
+    proxies = settings.api.trusted_proxies
+    return uvicorn.Config(app, host=settings.api.host, port=port or settings.api.port, log_level="warning",
+                          proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or "")  # fmt: skip

@@ -114,7 +114,7 @@ class Ledger:
         try:
             return self.checkpoint()
         except Exception as exc:  # noqa: BLE001 - at exit, say why and go on
-            log.warning("final checkpoint failed: %s", exc)
+            log.info("final checkpoint not written (%s); the next process's checkpoint covers these records", type(exc).__name__)
             return None
 
     # -- writing -----------------------------------------------------------------------------
@@ -372,9 +372,13 @@ class Ledger:
         head_seq, head_hash = expected - 1, prev
         notes: list[str] = []
         cp_problem = self._check_checkpoints(db_cps, anchors, at_cp, head_seq, timeline, first_bad, notes)
-        for extra in (cp_problem, key_problem):
-            if extra and (first_bad is None or extra[0] < first_bad):
+        for extra in (key_problem, cp_problem):
+            if extra and (first_bad is None or extra[0] <= first_bad):
+                if problem:
+                    notes.append(f"also: {problem}")
                 first_bad, problem = extra
+            elif extra:
+                notes.append(f"also: {extra[1]}")
         newest_ext = None
         after_ext = None
         for a in ext:  # the newest anchor held outside whose head is still in the chain as it was

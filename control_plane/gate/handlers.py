@@ -232,8 +232,11 @@ def _validate_playbook(rt: Any, target: str, params: dict[str, Any]) -> dict[str
 
     from control_plane.playbook.params import parse
 
+    if not pb._NAME.match(params["playbook"]) or not (pb.PLAYBOOKS / f"{params['playbook']}.yml").is_file():
+        raise pb.PlaybookError(f"no playbook {params['playbook']!r}", hint=f"available: {', '.join(pb.available())}")
+    typed = parse(params["playbook"], params.get("extravars") or {})  # the values first: nothing else looks at untyped input
     pb._check_request(rt, params["playbook"], [h for h in target.split(",") if h])
-    return {**params, "extravars": parse(params["playbook"], params.get("extravars") or {})}
+    return {**params, "extravars": typed}
 
 
 def _validate_stack(rt: Any, target: str, params: dict[str, Any]) -> None:
@@ -247,16 +250,35 @@ for _op in ("deploy.preview", "deploy.up", "deploy.destroy"):
     VALIDATORS[_op] = _validate_stack
 
 
-@handler("soc.alert.update")
-def _alert_update(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+def _validate_alert_update(rt: Any, target: str, params: dict[str, Any]) -> None:
+    """A break-glass alert and its review are closed by two different people."""
     from control_plane.gate.errors import ApprovalError
     from control_plane.gate.service import break_glass_reviewer
-    from control_plane.soc import alerts
 
     if params["action"] == "close" and target.startswith("gate-break-glass-"):
         op_id = target.removeprefix("gate-break-glass-")
         if break_glass_reviewer(rt, op_id) == params["_by"]:
             raise ApprovalError(f"{params['_by']} closed the review of {op_id}; the break-glass alert needs a second person")
+
+
+def _validate_review_close(rt: Any, target: str, params: dict[str, Any]) -> None:
+    from control_plane.gate.errors import ApprovalError
+    from control_plane.gate.service import break_glass_alert_closer
+
+    if break_glass_alert_closer(rt, target) == params["_by"]:
+        raise ApprovalError(f"{params['_by']} closed the break-glass alert of {target}; the review needs a second person",
+                            hint="another security administrator must close the review")  # fmt: skip
+
+
+VALIDATORS["soc.alert.update"] = _validate_alert_update
+VALIDATORS["gate.review.close"] = _validate_review_close
+
+
+@handler("soc.alert.update")
+def _alert_update(rt: Any, target: str, params: dict[str, Any]) -> dict[str, Any]:
+    from control_plane.soc import alerts
+
+    _validate_alert_update(rt, target, params)  # again at run time: the review may have been closed meanwhile
     return alerts.update(rt.es, target, actor=params["_by"], action=params["action"], assignee=params.get("assignee"),
                          verdict=params.get("verdict"), text=params.get("text"))  # fmt: skip
 

@@ -130,6 +130,13 @@ _USER = r"^[a-z][a-z0-9_.-]{0,31}$"
 _STACK = r"^[a-z][a-z0-9-]{0,63}$"
 _OP_ID = r"^op-\d{8}-[0-9a-f]{8}$"
 
+# what each target pattern means, for the error a person reads
+TARGETS = {
+    _MONTH: "a month is YYYY-MM (for example 2026-10)", _HOSTS: "host or group names from the inventory, comma-separated",
+    _USER: "a user name (lower-case letters, digits, '.', '_', '-')", _STACK: "a stack name from deploy.stacks",
+    _OP_ID: "an operation id such as op-20261202-1a2b3c4d", _JOB: "a job id (govctl jobs list)", _SERVICES: "all, or service names",
+}
+
 # operation -> (target pattern, parameter model)
 OPERATIONS: dict[str, tuple[str, type[Params]]] = {
     "services.up": (_SERVICES, ServicesUp),
@@ -172,7 +179,8 @@ def parse(operation: str, target: str, params: Any) -> dict[str, Any]:
         raise InvalidRequest(f"{operation} has no parameter model", hint="every operation must declare one in control_plane/gate/params.py")
     pattern, model = spec
     if not isinstance(target, str) or re.fullmatch(pattern, target) is None or "\n" in target:
-        raise InvalidRequest(f"{operation}: target {target!r} is not valid", hint=f"it must match {pattern}")
+        what = TARGETS.get(pattern, f"it must match {pattern}")
+        raise InvalidRequest(f"{operation}: target {target!r} is not valid: {what}", hint="fix the target and submit again")
     if not isinstance(params, dict):
         raise InvalidRequest(f"{operation}: params must be a mapping of names to values")
     try:

@@ -125,9 +125,10 @@ class Gate:
             if req.break_glass:
                 self._check_break_glass(p, req)
             if req.operation in VALIDATORS:
-                normalised = VALIDATORS[req.operation](self.rt, req.target, req.params)
+                # validators learn who asks ("_by", the authenticated requester), never from the request itself
+                normalised = VALIDATORS[req.operation](self.rt, req.target, {**req.params, "_by": p.name})
                 if normalised is not None:
-                    req = replace(req, params=normalised)
+                    req = replace(req, params={k: v for k, v in normalised.items() if k != "_by"})
             risk = self.policy.risk_of(req.operation, req.target, req.params)
             decision = self._soc_decision(p, req, risk)
             if decision.action == "block":

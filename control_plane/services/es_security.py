@@ -41,7 +41,7 @@ govctl_shipper:
   cluster: []
   indices:
     - names: ["soc-events-*"]
-      privileges: [create_doc, create_index]
+      privileges: [create_doc, create_index, auto_configure]
 govctl_analyst:
   cluster: [monitor]
   indices:

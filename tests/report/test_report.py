@@ -204,7 +204,7 @@ def test_immutable_and_corrections_need_a_signoff(report_rt: Runtime) -> None:
 def test_bad_month_refused_with_a_clear_error(report_rt: Runtime) -> None:
     """YYYY-MM only, and not a month that has not begun."""
     people = make_people(report_rt)
-    with pytest.raises(GovctlError, match="not YYYY-MM"):
+    with pytest.raises(GovctlError, match="YYYY-MM"):
         report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.build", "October"))
     with pytest.raises(GovctlError, match="has not begun"):
         report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.build", "2099-01"))
