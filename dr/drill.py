@@ -222,7 +222,7 @@ def _chown_tree(top: Path, user: Any) -> None:
 
 def _init_primary(rt: Any, t: PgTarget, data: Path, base: Path, *, allow: list[str]) -> None:
     """initdb a fresh cluster and start it inside the primary host's namespace, reachable from ``allow`` (the gateway) only."""
-    from control_plane.services.es_security import write_private
+    from control_plane.services.credentials import write_private
 
     pwfile = base / ".pw"
     write_private(pwfile, (t.password + "\n").encode())

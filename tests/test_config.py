@@ -62,11 +62,11 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_secrets_masked(tmp_path: Path) -> None:
-    """Passwords, passphrases and DB URLs print as ****."""
+    """Passphrases and DB URLs print as **** (service passwords are generated into 0600 files, never configured)."""
     (tmp_path / "c.yaml").write_text(
-        "services: {postgres: {password: hunter2}}\ncrypto: {key_passphrase: sesame}\n"
+        "crypto: {key_passphrase: sesame}\n"
         "state: {url: 'postgresql+psycopg://u:topsecret@127.0.0.1/db'}\n"
     )
     shown = repr(effective(load(tmp_path / "c.yaml")))
-    assert "hunter2" not in shown and "sesame" not in shown and "topsecret" not in shown
-    assert shown.count("****") == 3
+    assert "sesame" not in shown and "topsecret" not in shown
+    assert shown.count("****") == 2

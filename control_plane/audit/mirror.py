@@ -10,6 +10,8 @@ doubling. While Elasticsearch is down nothing moves and nothing is lost: the nex
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +88,15 @@ def to_soc_event(rec: AuditRecord) -> dict[str, Any]:
     """
     src = rec.source or ""
     ip = src.split("%", 1)[0] if src[:1].isdigit() or ":" in src else None
+    try:
+        error = (json.loads(rec.details or "{}") or {}).get("error") if rec.decision == "deny" else None
+    except (ValueError, AttributeError):
+        error = None
     return {
         "@timestamp": rec.ts,
         "event": {"kind": "event", "module": "govctl", "dataset": "govctl.audit", "category": ["configuration"],
-                  "action": rec.operation, "outcome": OUTCOMES.get(rec.outcome, "unknown"), "id": f"audit-{rec.seq}"},
+                  "action": rec.operation, "outcome": OUTCOMES.get(rec.outcome, "unknown"), "id": f"audit-{rec.seq}",
+                  **({"reason": str(error)[:1024]} if error else {})},  # why the gate refused (with the offending value)
         "user": {"name": rec.actor, "roles": [rec.role] if rec.role else []},
         "source": {"address": src, **({"ip": ip} if ip else {})},
         "govctl": {"operation": rec.operation, "target": rec.target, "decision": rec.decision, "outcome": rec.outcome,

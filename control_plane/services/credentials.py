@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
-from control_plane.services.es_security import write_private
+REPLICATION_ROLE = "govctl_replication"
 
 
-def _load(path: Path, names: tuple[str, ...]) -> dict[str, str]:
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file that is ``mode`` from its creation (never world-readable for a moment), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def load_generated(path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """Passwords by name from ``path``; any that are missing are generated (random, 24 bytes) and the file rewritten 0600."""
+    data: dict[str, str] = {}
     if path.exists():
-        data = json.loads(path.read_text())
+        data = {k: str(v) for k, v in json.loads(path.read_text()).items()}
         if set(names) <= set(data):
-            return {k: str(v) for k, v in data.items()}
-    data = {n: secrets.token_urlsafe(24) for n in names}
+            return data
+    data.update({n: secrets.token_urlsafe(24) for n in names if n not in data})
     write_private(path, json.dumps(data, indent=2).encode())
     return data
 
@@ -22,7 +41,4 @@ def _load(path: Path, names: tuple[str, ...]) -> dict[str, str]:
 def pg_credentials(path: Path) -> dict[str, str]:
     """Passwords of our PostgreSQL cluster: ``superuser`` (maintenance), ``app`` (the control plane's role,
     no superuser) and ``replication`` (base backups and WAL streaming only)."""
-    return _load(path, ("superuser", "app", "replication"))
-
-
-REPLICATION_ROLE = "govctl_replication"
+    return load_generated(path, ("superuser", "app", "replication"))

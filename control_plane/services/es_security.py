@@ -18,12 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import json
-import os
 import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from control_plane.services.credentials import load_generated, write_private
 
 USERS = {"govctl": "govctl_control_plane", "govctl_shipper": "govctl_shipper", "govctl_analyst": "govctl_analyst"}
 CONTROL_PLANE_USER = "govctl"
@@ -50,31 +50,9 @@ govctl_analyst:
 """
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file that is ``mode`` from its creation (never world-readable for a moment), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-
-
 def load_credentials(path: Path) -> dict[str, str]:
     """The components' passwords (generated, 0600, on first use)."""
-    if path.exists():
-        data = json.loads(path.read_text())
-        if set(USERS) <= set(data):
-            return {k: str(v) for k, v in data.items()}
-    data = {u: secrets.token_urlsafe(24) for u in USERS}
-    write_private(path, json.dumps(data, indent=2).encode())
-    return data
+    return load_generated(path, tuple(USERS))
 
 
 def pbkdf2_hash(password: str, *, cost: int = 10000) -> str:

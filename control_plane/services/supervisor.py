@@ -339,7 +339,7 @@ class Supervisor:
         data, sock = base / "data", base / "socket"
         bindir = self._pg_bin()
         from control_plane.services.credentials import REPLICATION_ROLE, pg_credentials
-        from control_plane.services.es_security import write_private
+        from control_plane.services.credentials import write_private
 
         creds_path = self.settings.pg_credentials_path()
 

@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pyotp
 
 from tests.conftest import make_test_config, write_config
 from tests.deploy.test_local_stack import TEST_STACK, _netns
@@ -18,26 +21,62 @@ def test_walkthrough(tmp_path: Path) -> None:
     data["deploy"] = {"stacks": {"local": TEST_STACK}}
     cfg = write_config(tmp_path / "govctl.yaml", data)
 
-    def govctl(*args: str, token: str | None = None, ok: bool = True) -> dict | list:
-        env = {**os.environ, "COLUMNS": "200", "GOVCTL_CONFIG": str(cfg)}
-        env.pop("GOVCTL_TOKEN", None)
-        pre = ["--token", token] if token else []
-        p = subprocess.run([sys.executable, "-m", "control_plane.cli", *pre, *args, "--json"], capture_output=True, text=True, env=env, timeout=300)
+    env0 = {**os.environ, "COLUMNS": "200", "GOVCTL_CONFIG": str(cfg)}
+    env0.pop("GOVCTL_TOKEN", None)
+
+    def govctl(*args: str, token: str | None = None, ok: bool = True, extra_env: dict | None = None) -> dict | list:
+        env = {**env0, **({"GOVCTL_TOKEN": token} if token else {}), **(extra_env or {})}  # tokens never on the command line
+        p = subprocess.run([sys.executable, "-m", "control_plane.cli", *args, "--json"], capture_output=True, text=True, env=env, timeout=300)
         assert (p.returncode == 0) == ok, (args, p.returncode, p.stderr[-2000:])
         return json.loads(p.stdout) if p.stdout.strip() else {}
+
+    def enrol(name: str, code: str) -> tuple[str, pyotp.TOTP]:
+        """`govctl iam enrol NAME` as the person would: the code, then the authenticator's current code, on stdin."""
+        p = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "iam", "enrol", name, "--json"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env0)  # fmt: skip
+        p.stdin.write(code + "\n")
+        p.stdin.flush()
+        uri = ""
+        while "otpauth://" not in uri:
+            line = p.stderr.readline()
+            assert line, "enrolment printed no otpauth URI"
+            uri = line.strip()
+        totp = pyotp.parse_uri(uri)
+        out, err = p.communicate(totp.now() + "\n", timeout=120)
+        assert p.returncode == 0, err
+        return json.loads(out)["token"], totp
+
+    totps: dict[str, pyotp.TOTP] = {}
+    used: dict[str, int] = {}
+
+    def otp(name: str) -> str:
+        """The approver's next unused code (each is good once; waits for the next 30 s step when needed, bounded)."""
+        deadline = time.monotonic() + 65
+        while True:
+            step = int(time.time()) // 30
+            for s in (step, step + 1):
+                if s > used.get(name, 0):
+                    used[name] = s
+                    return totps[name].at(s * 30)
+            assert time.monotonic() < deadline
+            time.sleep(1)
 
     def approve_and_run(view: dict, requester: str, approvers: list[str]) -> dict:
         assert view["status"] == "pending_approval", view
         for a in approvers:
-            govctl("ops", "approve", view["id"], "--comment", "checked", token=a)
+            govctl("ops", "approve", view["id"], "--comment", "checked", token=tokens[a], extra_env={"GOVCTL_OTP": otp(a)})
         return govctl("ops", "run", view["id"], token=requester)
 
-    users = govctl("iam", "bootstrap")
-    ops, sec, a1, a2, auditor = (users[u]["token"] for u in ("ops", "secadmin", "approver1", "approver2", "auditor"))
+    codes = govctl("iam", "bootstrap")
+    tokens = {}
+    for u in ("ops", "secadmin", "approver1", "approver2", "auditor"):
+        tokens[u], totps[u] = enrol(u, codes[u]["enrolment_code"])
+    ops, sec, auditor = tokens["ops"], tokens["secadmin"], tokens["auditor"]
+    a1, a2 = "approver1", "approver2"
     try:
         assert govctl("deploy", "preview", token=ops)["status"] == "succeeded"
         view = govctl("deploy", "up", "--reason", "initial pools", token=ops)
-        shown = govctl("ops", "show", view["id"], token=a1)
+        shown = govctl("ops", "show", view["id"], token=tokens[a1])
         assert shown["preview"]["steps"] and shown["soc"]["action"] == "allow" and shown["soc"]["reasons"][0].startswith("no rule matched")
         assert approve_and_run(view, ops, [a1])["status"] == "succeeded"
         outs = govctl("deploy", "outputs", token=ops)

@@ -23,14 +23,14 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list", "dr snapshots", "dr check", "dr status", "dr drills",
+    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
 ARGS = {
     "jobs run": ["audit.checkpoint"], "jobs pause": ["audit.verify"], "jobs resume": ["audit.verify"],
     "ops approve": ["op-x"], "ops reject": ["op-x"], "ops cancel": ["op-x"], "ops run": ["op-x"],
     "ops review-close": ["op-x", "--verdict", "ok"], "iam user add": ["bob", "--role", "auditor"],
-    "iam user disable": ["bob"], "iam role set": ["bob", "--role", "auditor"], "iam enrol": ["bob"], "iam token revoke": ["abc"], "playbook run": ["block_ip", "--limit", "all"], "soc ingest": ["pyproject.toml", "--format", "json"],
+    "iam user disable": ["bob"], "iam role set": ["bob", "--role", "auditor"], "iam enrol": ["bob"], "keys rotate": ["--reason", "test"], "iam token revoke": ["abc"], "playbook run": ["block_ip", "--limit", "all"], "soc ingest": ["pyproject.toml", "--format", "json"],
     "soc alerts ack": ["a1"], "soc alerts assign": ["a1", "bob"], "soc alerts note": ["a1", "text"], "soc alerts close": ["a1", "--verdict", "benign"],
     "soc exceptions add": ["*", "--match", "source.ip=10.0.0.1", "--reason", "x"], "soc exceptions revoke": ["e1"],
     "report build": ["--month", "2026-10"], "report submit": ["--month", "2026-10"],

@@ -126,3 +126,28 @@ def test_an_event_field_cannot_carry_code_into_a_response(people: People) -> Non
     with pytest.raises(PlaybookParamError, match="not an IPv4 address"):
         people.rt.gate.submit(ENGINE, req)
     assert refusals(people.rt, "playbook.run")[0].actor == "system:soc-engine"
+
+
+def test_an_injection_attempt_raises_an_alert(people: People, services, tmp_path: Path) -> None:  # noqa: ANN001
+    """The refused attempt reaches the SOC through the audit mirror and raises the injection alert for that person."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from control_plane.audit.mirror import mirror
+    from control_plane.soc import alerts, detect
+    from control_plane.soc.rules import load_rules
+
+    rt = people.rt
+    with pytest.raises(GovctlError):
+        rt.gate.submit(people["secadmin"], OperationRequest("playbook.run", "prim-app-1",
+                                                            {"playbook": "block_ip", "extravars": {"ip": PAYLOADS["template"]}}))  # fmt: skip
+    assert mirror(rt.ledger, rt.es, f"govctl-test-audit-{uuid.uuid4().hex[:8]}").error is None
+    rt.es.indices.refresh(index="soc-events-*")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    src = Path(__file__).parents[2] / "soc_rules" / "gate_injection_attempt.yml"
+    (rules / src.name).write_text(src.read_text())
+    detect.run(rt, load_rules(rules), now=datetime.now(timezone.utc) + timedelta(seconds=5), lookback_s=600)
+    raised = [a for a in alerts.search(rt.es, limit=500) if a["rule"]["name"] == "gate_injection_attempt"
+              and any((e.get("user") or {}).get("name") == "secadmin" and e["event"].get("reason", "").count("lookup") for e in a["events"])]
+    assert raised and raised[0]["severity"] == "high"
