@@ -95,7 +95,7 @@ def _value_match(value: Any, actual: Any) -> bool:
     if isinstance(value, SigmaRegularExpression):
         flags = re.IGNORECASE  # as Elasticsearch with our lowercase normalizer (see _compile_value)
         for f in getattr(value, "flags", ()) or ():
-            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
+            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)  # noqa: E501
         # whole-value match, as Elasticsearch's (Lucene) regexp queries do: write ".*x.*" to search
         rx = value.regexp if isinstance(value.regexp, str) else (getattr(value.regexp, "original", None) or str(value.regexp))
         return _regex(rx, flags).fullmatch(str(actual)) is not None
@@ -152,31 +152,77 @@ def _compile_value(value: Any) -> Callable[[Any], bool]:
         rx = _wild_regex(tuple(value.s))
         plain = None if value.contains_special() else str(value).lower()
 
+        if plain is not None:  # the common case (log-source conditions, exact values): no regex, no recursion
+
+            def match_plain(actual: Any) -> bool:
+                if isinstance(actual, str):
+                    return actual.lower() == plain
+                if isinstance(actual, list):
+                    return any((a.lower() == plain) if isinstance(a, str) else match_plain(a) for a in actual)
+                if actual is _MISSING or actual is None or isinstance(actual, dict):
+                    return False
+                return str(actual).lower() == plain
+
+            return match_plain
+
         def match_str(actual: Any) -> bool:
             if isinstance(actual, list):
                 return any(match_str(a) for a in actual)
             if actual is _MISSING or actual is None or isinstance(actual, dict):
                 return False
-            s = str(actual)
-            return s.lower() == plain if plain is not None else rx.fullmatch(s) is not None
+            return rx.fullmatch(str(actual)) is not None
 
         return match_str
     if isinstance(value, SigmaRegularExpression):
         raw = value.regexp if isinstance(value.regexp, str) else (getattr(value.regexp, "original", None) or str(value.regexp))
-        # case-insensitive, as Elasticsearch is: our keyword fields have a lowercase normalizer, which it applies to the
-        # value and to the regular expression alike (so `iptables -F` and `-P INPUT ACCEPT` match lower-case patterns)
-        flags = re.IGNORECASE
+        # as Elasticsearch does with our keyword fields' lowercase normalizer: the value and the expression are both
+        # lower-cased (so `iptables -F` matches `-f`, and `-P INPUT ACCEPT` a lower-case pattern), then matched exactly
+        flags = 0
         for f in getattr(value, "flags", ()) or ():
             flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
-        crx = _regex(raw, flags)
+        inner = _searchable(raw)
+        if inner is not None:  # ".*X.*" is "X anywhere" (Lucene's . matches newlines too): a search, without backtracking over .*
+            srx = _regex(inner.lower(), flags | re.DOTALL)
+
+            def search_re(actual: Any) -> bool:
+                if isinstance(actual, list):
+                    return any(search_re(a) for a in actual)
+                return actual is not _MISSING and actual is not None and srx.search(str(actual).lower()) is not None
+
+            return search_re
+        crx = _regex(raw.lower(), flags | re.DOTALL)
 
         def match_re(actual: Any) -> bool:
             if isinstance(actual, list):
                 return any(match_re(a) for a in actual)
-            return actual is not _MISSING and actual is not None and crx.fullmatch(str(actual)) is not None
+            return actual is not _MISSING and actual is not None and crx.fullmatch(str(actual).lower()) is not None
 
         return match_re
     return lambda actual: _value_match(value, actual)
+
+
+def _searchable(rx: str) -> str | None:
+    """X when ``rx`` is ``.*X.*`` and X has no top-level alternation (so a search for X means the same), else None."""
+    if not (rx.startswith(".*") and rx.endswith(".*")) or rx.endswith("\\.*") or len(rx) < 5:
+        return None
+    inner = rx[2:-2]
+    depth, in_class, esc = 0, False, False
+    for ch in inner:
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return None
+    return inner if depth == 0 and not in_class else None
 
 
 def compile_condition(cond: Any) -> Callable[[dict[str, Any]], bool]:
