@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from control_plane import metrics
-from control_plane.es import UNREACHABLE
+from control_plane.es import UNREACHABLE, ApiError
 from control_plane.soc.schema import indices_between
 
 log = logging.getLogger("govctl.soc.stream")
@@ -90,14 +90,23 @@ class StreamDetector:
     def _loop(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
+            before = self.last_error
             try:
                 self.tick()
                 self.last_error = None
+                if before:
+                    log.info("streaming detection running again")
             except UNREACHABLE as exc:
                 self.last_error = f"Elasticsearch unreachable ({type(exc).__name__})"
+            except ApiError as exc:  # 503 while the node is still bringing its indices up: wait, say so once
+                self.last_error = ("Elasticsearch is still initialising its indices" if exc.meta.status == 503
+                                   else f"Elasticsearch refused the poll (HTTP {exc.meta.status}: {exc.message})")[:300]  # fmt: skip
+                if self.last_error != before:
+                    log.warning("streaming detection waits: %s", self.last_error)
             except Exception as exc:  # noqa: BLE001 - the fast path must survive; scheduled detection covers the gap
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("streaming detection poll failed")
+                if self.last_error != before:  # one traceback per new error, not one per poll
+                    log.exception("streaming detection poll failed")
             metrics.SOC_STREAM_UP.set(0 if self.last_error else 1)
             self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - t0)))
 

@@ -151,3 +151,14 @@ def test_an_injection_attempt_raises_an_alert(people: People, services, tmp_path
     raised = [a for a in alerts.search(rt.es, limit=500) if a["rule"]["name"] == "gate_injection_attempt"
               and any((e.get("user") or {}).get("name") == "secadmin" and e["event"].get("reason", "").count("lookup") for e in a["events"])]
     assert raised and raised[0]["severity"] == "high"
+
+
+def test_dry_runs_are_low_risk_and_real_runs_are_not(people: People) -> None:
+    """A typed dry run of forget/prune changes nothing and runs at once; a string "true" is no dry run, and the real one waits."""
+    gate = people.rt.gate
+    assert gate.policy.risk_of("backup.prune", "repository", {"dry_run": True}) == "low"
+    assert gate.policy.risk_of("backup.prune", "repository", {"dry_run": False}) == "critical"
+    with pytest.raises(GateError, match="params.dry_run"):
+        gate.submit(people["sysadmin"], OperationRequest("backup.prune", "repository", {"dry_run": "true"}))
+    v = gate.submit(people["sysadmin"], OperationRequest("backup.prune", "repository", {}))
+    assert v.status == "pending_approval" and v.approvals_needed == 2
