@@ -32,7 +32,8 @@ Text200 = Annotated[str, StringConstraints(max_length=200)]
 Reason = Annotated[str, StringConstraints(max_length=2000)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/@+-]{0,1023}$")]
-RelPath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@+-][A-Za-z0-9._/@+-]{0,1023}$")]
+# a relative path inside something: no leading "/", no "." or ".." segment, no empty segment
+RelPath = Annotated[str, StringConstraints(pattern=r"^(?:[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*|\.[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*|\.\.[A-Za-z0-9._@+-]+)(?:/(?:[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*|\.[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*|\.\.[A-Za-z0-9._@+-]+))*$", max_length=1024)]
 
 
 class NoParams(Params):

@@ -188,3 +188,28 @@ def test_peer_identity_comes_from_the_kernel_not_the_environment(tmp_path: Path)
     actors = {r.actor for r in rt.ledger.query(limit=50)}
     me = pwd.getpwuid(os.geteuid()).pw_name
     assert f"local:{me}" in actors and not any("approver1" in a for a in actors)
+
+
+def test_enrolment_codes_cannot_be_guessed(tmp_path: Path) -> None:
+    """Five wrong codes for a user lock its enrolment (audited as refused logins); even the right code then waits."""
+    from control_plane.config import load
+
+    cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
+    rt = Runtime(load(cfg))
+    _user, code = iam.create_user(rt, "frank", roles=["auditor"])
+    for i in range(iam.FAIL_LIMIT):
+        cli._state.clear()
+        res = CliRunner().invoke(cli.app, ["--config", str(cfg), "iam", "enrol", "frank"], input=f"enr_guess{i}\n000000\n", env={"GOVCTL_TOKEN": ""})
+        assert isinstance(res.exception, Unauthenticated), res.output
+    cli._state.clear()
+    res = CliRunner().invoke(cli.app, ["--config", str(cfg), "iam", "enrol", "frank"], input=f"{code}\n000000\n", env={"GOVCTL_TOKEN": ""})
+    assert res.exit_code != 0 and "too many failed enrolment attempts" in str(res.exception)
+    assert len([r for r in rt.ledger.query(operation="gate.authenticate", limit=50) if r.outcome == "refused"]) >= iam.FAIL_LIMIT + 1
+    assert iam.get_user(rt, "frank")["enrolled"] is None
+
+
+@pytest.mark.parametrize("include", ["a/../../etc", "..", "./x", "/etc", "a//b"])
+def test_restore_include_paths_stay_inside(people: People, include: str) -> None:
+    """A restore's include filter cannot name anything outside the snapshot: refused at submission."""
+    with pytest.raises(GateError, match="params.include"):
+        people.rt.gate.submit(people["sysadmin"], OperationRequest("dr.restore", "abc", {"kind": "files", "target": "/srv/restore-x", "include": [include]}))
