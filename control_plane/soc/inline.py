@@ -127,6 +127,8 @@ class InlineEngine:
         for key, rules in buckets.items():
             cond = LOGSOURCES[key]
             prefilters.append((_prefilter(cond), rules))
+            for r in rules:  # the bucket's test already holds for its events: each rule skips that conjunct
+                r.bucket_match = _without_logsource(r, cond)
         engine = cls([(r.id, _single(r)) for r in ruleset.rules])
         engine.buckets = prefilters
         return engine
@@ -210,7 +212,7 @@ class InlineEngine:
             for applies, rules in self.buckets or []:
                 if applies(ev):
                     for r in rules:
-                        if r.id not in hits and r.match(ev):
+                        if r.id not in hits and (r.bucket_match or r.match)(ev):
                             exc = excepted(excs, r.id, ev) if excs else None
                             if exc is None:
                                 hits[r.id] = ev
@@ -230,6 +232,60 @@ class InlineEngine:
                 if r.id == rule_id:
                     return r
         raise KeyError(rule_id)
+
+
+def _without_logsource(rule: Any, cond: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """The rule's predicate with the log-source conjuncts the bucket prefilter already checked removed.
+
+    Only top-level AND children of the form ``field == value`` that equal the bucket's condition are
+    dropped (a conjunct known to be true); anything else keeps the full predicate.
+    """
+    from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression
+    from sigma.types import SigmaString
+
+    from control_plane.soc.matcher import compile_condition
+
+    c = rule.condition
+    if not isinstance(c, ConditionAND):
+        return rule.match
+    want = {f: str(v).lower() for f, v in cond.items()}
+
+    def implied(a: Any) -> bool:
+        return (isinstance(a, ConditionFieldEqualsValueExpression) and a.field in want and isinstance(a.value, SigmaString)
+                and not a.value.contains_special() and str(a.value).lower() == want[a.field])  # fmt: skip
+
+    kept = [a for a in c.args if not implied(a)]
+    if len(kept) == len(c.args) or not kept:
+        return rule.match
+    if len(kept) == 1:
+        return _fast(kept[0]) or compile_condition(kept[0])
+    return compile_condition(ConditionAND(kept))
+
+
+def _fast(cond: Any) -> Callable[[dict[str, Any]], bool] | None:
+    """Most rules are one field's regular expressions (``re`` or ``1 of sel*`` of them): test them without the condition tree."""
+    from sigma.conditions import ConditionFieldEqualsValueExpression, ConditionOR
+    from sigma.types import SigmaRegularExpression
+
+    from control_plane.soc.matcher import _MISSING, field_getter, lower_regex
+
+    items = cond.args if isinstance(cond, ConditionOR) else [cond]
+    items = [a.args[0] if not isinstance(a, ConditionFieldEqualsValueExpression) and len(getattr(a, "args", [])) == 1 else a for a in items]
+    if not items or not all(isinstance(a, ConditionFieldEqualsValueExpression) and isinstance(a.value, SigmaRegularExpression) for a in items):
+        return None
+    if len({a.field for a in items}) != 1:
+        return None
+    get = field_getter(items[0].field)
+    tests = [lower_regex(a.value) for a in items]
+
+    def check(ev: dict[str, Any]) -> bool:
+        v = get(ev)
+        if v is _MISSING or v is None:
+            return False
+        vals = v if isinstance(v, list) else [v]
+        return any(t(str(x).lower()) for x in vals if x is not None for t in tests)
+
+    return check
 
 
 def _prefilter(cond: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:

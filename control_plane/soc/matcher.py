@@ -174,31 +174,34 @@ def _compile_value(value: Any) -> Callable[[Any], bool]:
 
         return match_str
     if isinstance(value, SigmaRegularExpression):
-        raw = value.regexp if isinstance(value.regexp, str) else (getattr(value.regexp, "original", None) or str(value.regexp))
-        # as Elasticsearch does with our keyword fields' lowercase normalizer: the value and the expression are both
-        # lower-cased (so `iptables -F` matches `-f`, and `-P INPUT ACCEPT` a lower-case pattern), then matched exactly
-        flags = 0
-        for f in getattr(value, "flags", ()) or ():
-            flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
-        inner = _searchable(raw)
-        if inner is not None:  # ".*X.*" is "X anywhere" (Lucene's . matches newlines too): a search, without backtracking over .*
-            srx = _regex(inner.lower(), flags | re.DOTALL)
-
-            def search_re(actual: Any) -> bool:
-                if isinstance(actual, list):
-                    return any(search_re(a) for a in actual)
-                return actual is not _MISSING and actual is not None and srx.search(str(actual).lower()) is not None
-
-            return search_re
-        crx = _regex(raw.lower(), flags | re.DOTALL)
+        on_lower = lower_regex(value)
 
         def match_re(actual: Any) -> bool:
             if isinstance(actual, list):
                 return any(match_re(a) for a in actual)
-            return actual is not _MISSING and actual is not None and crx.fullmatch(str(actual).lower()) is not None
+            return actual is not _MISSING and actual is not None and on_lower(str(actual).lower())
 
         return match_re
     return lambda actual: _value_match(value, actual)
+
+
+def lower_regex(value: Any) -> Callable[[str], bool]:
+    """A Sigma regular expression as a test of an already lower-cased string, with Elasticsearch's semantics here.
+
+    Our keyword fields have a lowercase normaliser, which Elasticsearch applies to the value and to the
+    expression alike (so `iptables -F` matches `-f`, and `-P INPUT ACCEPT` a lower-case pattern); the
+    match is of the whole value, and Lucene's ``.`` matches newlines. ``.*X.*`` is run as a search for X.
+    """
+    raw = value.regexp if isinstance(value.regexp, str) else (getattr(value.regexp, "original", None) or str(value.regexp))
+    flags = re.DOTALL
+    for f in getattr(value, "flags", ()) or ():
+        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(getattr(f, "value", str(f))[:1].lower(), 0)
+    inner = _searchable(raw)
+    if inner is not None:
+        search = _regex(inner.lower(), flags).search
+        return lambda s: search(s) is not None
+    full = _regex(raw.lower(), flags).fullmatch
+    return lambda s: full(s) is not None
 
 
 def _searchable(rx: str) -> str | None:

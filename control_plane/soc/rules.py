@@ -94,6 +94,7 @@ class Rule:
     condition: Any
     tags: list[str] = field(default_factory=list)
     match: Any = None  # the compiled in-process predicate over one event
+    bucket_match: Any = None  # the same without its log-source conjunct (set by the inline engine, which checks that once)
 
     def __post_init__(self) -> None:
         if self.match is None:
