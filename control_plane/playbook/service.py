@@ -113,8 +113,6 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
     ``extravars`` are parsed into the playbook's declared types; ``internal_vars`` are values the
     control plane itself supplies (credentials, for instance), never taken from a request.
     """
-    import ansible_runner
-
     from control_plane.playbook.params import parse, write_extravars
 
     inv = _check_request(rt, name, limit)
@@ -157,17 +155,70 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
                                             details={"run": run_id, "check": check, "msg": str(res.get("msg", ""))[:300]}))  # fmt: skip
         return True
 
-    r = ansible_runner.run(
+    kwargs = dict(
         private_data_dir=str(pdd), project_dir=str(PLAYBOOKS), playbook=f"{name}.yml", inventory=inv,
         limit=",".join(limit), envvars=envvars, cmdline="--check --diff" if check else "--diff",
-        timeout=timeout, event_handler=on_event, cancel_callback=(lambda: cancel.is_set()) if cancel else None,
-        quiet=True, ident="artifacts",
+        timeout=timeout, quiet=True, ident="artifacts",
     )  # fmt: skip
-    shutil.rmtree(control_dir, ignore_errors=True)
+    try:
+        status, rc, stats = _run_spawned(kwargs, on_event, cancel)
+    finally:
+        shutil.rmtree(control_dir, ignore_errors=True)
     _prune(runs)
-    stats = r.stats or {}
     changed = {h: n for h, n in (stats.get("changed") or {}).items()}
-    return PlaybookRun(run_id, name, limit, check, r.status, r.rc, stats, changed, str(pdd / "artifacts" / "artifacts"), diffs)
+    return PlaybookRun(run_id, name, limit, check, status, rc, stats, changed, str(pdd / "artifacts" / "artifacts"), diffs)
+
+
+def _runner_child(kwargs: dict[str, Any], out: Any, cancel: Any) -> None:
+    """In a freshly spawned interpreter (no gRPC threads, nothing forked from the control plane): run and report back."""
+    import ansible_runner
+
+    def on_event(ev: dict[str, Any]) -> bool:
+        data = ev.get("event_data") or {}
+        out.put(("event", {"event": ev.get("event", ""), "event_data": {k: data.get(k) for k in ("host", "task", "res")}}))
+        return True
+
+    try:
+        r = ansible_runner.run(**kwargs, event_handler=on_event, cancel_callback=cancel.is_set)
+        out.put(("done", (r.status, r.rc, r.stats or {})))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which records the run as failed
+        out.put(("done", ("failed", -1, {"error": f"{type(exc).__name__}: {exc}"[:500]})))
+
+
+def _run_spawned(kwargs: dict[str, Any], on_event: Any, cancel: threading.Event | None) -> tuple[str, int, dict[str, Any]]:
+    """ansible-runner in a spawned process: a control plane that has run Pulumi (gRPC threads) must not fork Ansible.
+
+    Task events stream back through a queue to ``on_event`` (the audit); ``cancel`` is passed on.
+    """
+    import multiprocessing
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")
+    out, stop = ctx.Queue(), ctx.Event()
+    if cancel is not None and cancel.is_set():
+        stop.set()
+    child = ctx.Process(target=_runner_child, args=(kwargs, out, stop), name="govctl-ansible")
+    child.start()
+    result: tuple[str, int, dict[str, Any]] | None = None
+    try:
+        while result is None:
+            if cancel is not None and cancel.is_set():
+                stop.set()
+            try:
+                kind, payload = out.get(timeout=0.2)
+            except queue.Empty:
+                if not child.is_alive() and out.empty():
+                    result = ("failed", child.exitcode if child.exitcode is not None else -1, {"error": "the ansible-runner process died"})
+                continue
+            if kind == "event":
+                on_event(payload)
+            else:
+                result = payload
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    return result
 
 
 def _control_plane_vars(rt: Any, name: str) -> dict[str, Any]:

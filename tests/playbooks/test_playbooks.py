@@ -254,3 +254,13 @@ def test_alert_response_runs_through_the_gate(pools: tuple[Runtime, dict[str, st
     assert after["response"]["status"] == "succeeded" and after["response"]["changed"] == {"prim-app-1": 1}
     pb.run(rt, "unblock_ip", ["prim-app-1"], extravars={"ip": CLIENT_IP})
     assert connects_soon(hosts["prim-app-1"])
+
+
+def test_fifty_runs_after_a_deployment_all_succeed(pools: tuple[Runtime, dict[str, str]]) -> None:
+    """This process ran a Pulumi deployment (gRPC threads); Ansible is spawned, never forked from it: 50 runs, 50 successes."""
+    import sys
+
+    rt, _ = pools
+    assert any(m.startswith("grpc") for m in sys.modules), "the fixture's deployment should have loaded gRPC here"
+    results = [pb.run(rt, "release_host", ["prim-app-1"]) for _ in range(50)]
+    assert [r.status for r in results] == ["successful"] * 50, [(r.status, r.rc) for r in results if r.status != "successful"]
