@@ -204,9 +204,10 @@ class Gate:
         try:
             if APPROVER_ROLE not in p.roles:
                 raise Forbidden(f"{p.name} is not an approver", hint="approvals need the approver role")
-            if p.via != "token" or iam.get_user(self.rt, p.name) is None:
+            person = iam.get_user(self.rt, p.name) if p.via == "token" else None
+            if person is None:
                 raise Forbidden(f"{p.name} is not a registered person; approvals come from people who signed in with their own token")
-            if (iam.get_user(self.rt, p.name) or {}).get("totp_secret"):
+            if person.get("totp_secret"):
                 iam.verify_otp(self.rt, p.name, otp)
             if not isinstance(comment, str) or len(comment) > 2000:
                 raise ApprovalError("a comment is text of at most 2000 characters")
