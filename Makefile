@@ -22,6 +22,7 @@ run: setup
 	$(VENV)/bin/govctl up
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
 setup: system-packages service-user elasticsearch pulumi venv

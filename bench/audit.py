@@ -21,7 +21,7 @@ import psycopg  # noqa: E402
 
 from control_plane.audit import AuditEvent, Ledger  # noqa: E402
 from control_plane.audit.models import GENESIS, canonical_json, params_digest, record_hash  # noqa: E402
-from control_plane.audit.service import utc_now_iso  # noqa: E402
+from control_plane.clock import now_iso as utc_now_iso  # noqa: E402
 from control_plane.config import load  # noqa: E402
 from control_plane.crypto import SM2PrivateKey  # noqa: E402
 from control_plane.db import make_engine, upgrade  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dr_backup import restic, tree  # noqa: E402
 from control_plane.config import load  # noqa: E402
 from control_plane.crypto import SM2PrivateKey  # noqa: E402
-from control_plane.runtime import Runtime  # noqa: E402
+from control_plane.wiring import context_for  # noqa: E402
 from control_plane.services import Supervisor  # noqa: E402
 from dr.files import backup, restore  # noqa: E402
 from dr.repo import Repository  # noqa: E402
@@ -70,7 +70,7 @@ def drill_rto(work: Path) -> dict:
     cfg = {"var_dir": str(work / "var"), "deploy": {"stacks": {"bench": STACK}}, "crypto": {"kdf_iterations": 100_000},
            "services": {"postgres": {"port": base.services.postgres.port}}}  # fmt: skip
     (work / "govctl.yaml").write_text(yaml.safe_dump(cfg))
-    rt = Runtime(load(work / "govctl.yaml"))
+    rt = context_for(load(work / "govctl.yaml"))
     deploy.up(rt, "bench")
     try:
         rep = drill.run(rt, stack="bench", canary_s=3.0, by="bench", fill_mb=FILL_MB)

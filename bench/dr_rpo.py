@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from control_plane.config import load  # noqa: E402
 from control_plane.crypto import SM2PrivateKey  # noqa: E402
-from control_plane.runtime import Runtime  # noqa: E402
+from control_plane.wiring import context_for  # noqa: E402
 from control_plane.services import Supervisor  # noqa: E402
 from dr.pg import SHIP_EVERY_S, WalStreamer  # noqa: E402
 from dr.realtime import Watcher  # noqa: E402
@@ -81,7 +81,7 @@ def pg_rpo(work: Path) -> list[float]:
     sup.up(["postgres"])
     cfg = work / "govctl.yaml"
     cfg.write_text(f"var_dir: {work / 'var'}\nservices:\n  postgres:\n    port: {sup.port('postgres')}\ncrypto:\n  kdf_iterations: 100000\n")
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     repo = Repository.init(work / "repo-pg", "bench", signer=rt.signer, iterations=100_000)
     wal = WalStreamer(rt, "benchrpo").start()
     c = settings.services.postgres

@@ -22,7 +22,7 @@ from control_plane.config import load  # noqa: E402
 from control_plane.gate import OperationRequest, iam  # noqa: E402
 from control_plane.gate.handlers import HANDLERS  # noqa: E402
 from control_plane.gate.policy import OperationPolicy  # noqa: E402
-from control_plane.runtime import Runtime  # noqa: E402
+from control_plane.wiring import context_for  # noqa: E402
 
 N = int(os.environ.get("BENCH_GATE_OPS", "2000"))
 
@@ -36,7 +36,7 @@ def pct(xs: list[float], p: float) -> float:
 def main() -> None:
     """Measure and print; end with the RESULT line."""
     tmp = Path(tempfile.mkdtemp(prefix="govctl-bench-gate-"))
-    rt = Runtime(load(overrides={"var_dir": str(tmp), "crypto": {"kdf_iterations": 100_000}}))
+    rt = context_for(load(overrides={"var_dir": str(tmp), "crypto": {"kdf_iterations": 100_000}}))
     gate = rt.gate
     ops = dict(gate.policy.operations)
     ops["bench.noop"] = OperationPolicy(roles=["ops_engineer"], risk="low")

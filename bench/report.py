@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from control_plane.config import load  # noqa: E402
-from control_plane.runtime import Runtime  # noqa: E402
+from control_plane.wiring import context_for  # noqa: E402
 from tests.report.conftest import Prom  # noqa: E402
 
 HOSTS = int(os.environ.get("BENCH_REPORT_HOSTS", "200"))
@@ -144,7 +144,7 @@ def main() -> None:
         cfg = {"var_dir": str(tmp / "var"), "services": {"prometheus": {"port": PORT}, "elasticsearch": {"port": 1}},
                "report": {"registry_file": str(tmp / "registry.yaml"), "timeout_s": 120}, "crypto": {"kdf_iterations": 100_000}}  # fmt: skip
         (tmp / "govctl.yaml").write_text(yaml.safe_dump(cfg))
-        rt = Runtime(load(tmp / "govctl.yaml"))
+        rt = context_for(load(tmp / "govctl.yaml"))
         rt.signer  # noqa: B018 - key creation is not part of a build
         from control_plane.report import store
         from control_plane.report.build import Builder

@@ -29,7 +29,7 @@ from elasticsearch import helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from control_plane.config import load  # noqa: E402
-from control_plane.runtime import Runtime  # noqa: E402
+from control_plane.wiring import context_for  # noqa: E402
 from control_plane.services import Supervisor  # noqa: E402
 from control_plane.soc.ingest import Ingestor, doc_id  # noqa: E402
 from control_plane.soc.rules import load_rules  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="govctl-bench-"))
     cfg = tmp / "govctl.yaml"
     cfg.write_text(yaml.safe_dump({"var_dir": str(tmp / "var"), "services": {"elasticsearch": {"port": base.services.elasticsearch.port}}}))
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     es = rt.es
     ing = Ingestor(es, tmp / "spool")
     sd = StreamDetector(rt, load_rules(), poll_s=rt.settings.soc.stream_poll_s)

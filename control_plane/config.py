@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from control_plane import loader
 from control_plane.errors import ConfigError
 
 ENV_CONFIG = "GOVCTL_CONFIG"
@@ -229,36 +229,32 @@ class SocConfig(_Model):
 
 
 class GateConfig(_Model):
-    policy_file: Path | None = Field(default=None, description="the gate policy; default: the packaged control_plane/gate/policy.yaml")
+    policy_file: Path | None = Field(default=None, description="the gate policy; default: the packaged control_plane/policy.yaml")
     local_peer_roles: dict[str, list[str]] = Field(
         default_factory=lambda: {"root": ["sysadmin"]},
         description="OS users whose CLI on this host acts with these roles without a token ({} to require tokens)",
     )
 
 
-class ReceiverConfig(_Model):
-    enabled: bool = Field(default=True, description="run the local stand-in for the province's endpoint beside the API (govctl up)")
-    host: str = "127.0.0.1"
-    port: Port = Field(default=8790, ge=1, le=65535)
-
-
 class ReportConfig(_Model):
     registry_file: Path | None = Field(default=None, description="departments → systems → pools; default: monitors/registry.yaml")
     schedule: str = Field(default="0 6 1 * *", description="cron (scheduler time zone) for building and submitting last month's report")
     misfire_grace_days: int = Field(default=20, ge=1, le=27, description="a run missed while the machine was off still runs this long after its time")
-    endpoint: str | None = Field(default=None, description="the province's report endpoint; default: the local receiver")
-    province_public_key: Path | None = Field(default=None, description="the province's SM2 public key (PEM) the report is sealed for; default: the local receiver's")
+    endpoint: str | None = Field(default=None, description="the province's report endpoint (https URL); nothing is submitted until it is set")
+    province_public_key: Path | None = Field(default=None, description="the province's SM2 public key (PEM) the report is sealed for; nothing is submitted until it is set")
     underused_cpu_mean: float = Field(default=0.10, gt=0, lt=1, description="a machine below this mean CPU utilisation…")
     underused_cpu_p95: float = Field(default=0.25, gt=0, lt=1, description="…and below this p95 is listed as under-used")
     retry_initial_s: float = Field(default=30, gt=0, description="first retry delay of a failed delivery (doubles each time)")
     retry_max_s: float = Field(default=3600, gt=0, description="longest delay between delivery attempts")
     timeout_s: float = Field(default=30, gt=0, description="HTTP timeout for Prometheus queries and deliveries")
-    receiver: ReceiverConfig = ReceiverConfig()
 
     @property
     def endpoint_url(self) -> str:
-        """Where reports are POSTed."""
-        return self.endpoint or f"http://{self.receiver.host}:{self.receiver.port}/api/v1/reports"
+        """Where reports are POSTed; unset is a configuration error saying what to set."""
+        if not self.endpoint:
+            raise ConfigError("report.endpoint is not set: there is nowhere to submit the report to",
+                              hint="set report.endpoint to the province's URL and report.province_public_key to its SM2 key")  # fmt: skip
+        return self.endpoint
 
 
 class DrSource(_Model):
@@ -370,7 +366,7 @@ class Settings(_Model):
 
     def pg_password(self, role: str = "app") -> str:
         """The generated password of our PostgreSQL cluster's ``app`` role or ``superuser``."""
-        from control_plane.services.credentials import pg_credentials
+        from control_plane.credentials import pg_credentials
 
         return pg_credentials(self.pg_credentials_path())[role]
 
@@ -382,46 +378,20 @@ class Settings(_Model):
         return f"postgresql+psycopg://{pg.user}:{quote(self.pg_password('app'), safe='')}@{pg.host}:{port or pg.port}/{database or pg.database}"
 
 
-def _format_validation(err: ValidationError, data: dict[str, Any], source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(Settings, e["loc"][:-1])
-            allowed = ", ".join(sorted(parent.model_fields)) if parent else "see `govctl config show`"
-            lines.append(f"{loc}: unknown key; allowed here: {allowed}")
-        else:
-            lines.append(f"{loc}: bad value {e.get('input')!r}: {e['msg']}")
-    return f"{source}: " + "; ".join(lines)
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
-
-
 def load(path: str | os.PathLike[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
     """Load and validate the configuration; refuse a bad file with key path, value and what is allowed."""
     chosen = path or os.environ.get(ENV_CONFIG)
     if chosen is None and Path("govctl.yaml").is_file():
         chosen = "govctl.yaml"
     data: dict[str, Any] = {}
+    lines: dict[tuple[Any, ...], int] = {}
     base = Path.cwd()
     source = "embedded defaults"
     if chosen is not None:
         p = Path(chosen).expanduser()
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist", hint=f"create it, or unset {ENV_CONFIG} to use the defaults")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})", hint="fix the syntax") from None
+        loaded, lines = loader.read(p, what="config file", hint=f"check {ENV_CONFIG}")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -434,7 +404,8 @@ def load(path: str | os.PathLike[str] | None = None, *, overrides: dict[str, Any
     try:
         return Settings.model_validate({**data, "base_dir": base, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, data, source), hint="see `govctl config show` for every key and its default") from None
+        issues = loader.issues_of(exc, source, lines, model=Settings)
+        raise loader.LoadError("; ".join(issues), hint="see `govctl config show` for every key and its default", issues=issues) from None
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

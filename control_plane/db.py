@@ -15,17 +15,23 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 
 from control_plane.errors import GovctlError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATE_LOCK_KEY = 0x676F7663746C0001  # "govctl" + 1, a stable advisory-lock key
+# The one MetaData every table is declared on; every table in it is created by an Alembic migration
+# (tests/test_schema.py compares a migrated database against it).
+metadata = MetaData()
 
 
 class StateError(GovctlError):
     """The state database is unreachable or not migrated."""
+
+    http_status = 503
+    exit_code = 6
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

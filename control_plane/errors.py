@@ -29,3 +29,9 @@ class ConfigError(GovctlError):
 
     exit_code = 2
     http_status = 400
+
+
+class GateError(GovctlError):
+    """Root of the operation gate's refusals (here, so an operation's own parser can raise one without importing the gate)."""
+
+    http_status = 400

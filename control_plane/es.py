@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import ConnectionError as ESConnectionError
 from elasticsearch import TransportError
 
+from control_plane.credentials import load_generated
 from control_plane.errors import GovctlError
 
 UNREACHABLE = (ESConnectionError, TransportError)
@@ -15,6 +17,8 @@ UNREACHABLE = (ESConnectionError, TransportError)
 
 class SearchUnavailable(GovctlError):
     """Elasticsearch cannot be reached; work is kept and retried later."""
+
+    exit_code = 6
 
     http_status = 503
 
@@ -24,11 +28,27 @@ def client(url: str, *, timeout: float = 10.0, **auth: Any) -> Elasticsearch:
     return Elasticsearch(url, request_timeout=timeout, max_retries=1, retry_on_timeout=False, **auth)
 
 
+# The node's users, one per component (their roles are in services/es_security.py's roles.yml).
+USERS = {"govctl": "govctl_control_plane", "govctl_shipper": "govctl_shipper", "govctl_analyst": "govctl_analyst"}
+CONTROL_PLANE_USER = "govctl"
+SHIPPER_USER = "govctl_shipper"
+ANALYST_USER = "govctl_analyst"
+
+
+def load_credentials(path: Path) -> dict[str, str]:
+    """The components' passwords (generated, 0600, on first use)."""
+    return load_generated(path, tuple(USERS))
+
+
+def client_kwargs(ca_cert: Path, creds_file: Path, user: str = CONTROL_PLANE_USER) -> dict[str, Any]:
+    """What the official client needs to reach the node as ``user``: the CA and basic auth."""
+    creds = load_credentials(creds_file)
+    return {"ca_certs": str(ca_cert), "basic_auth": (user, creds[user]), "verify_certs": True}
+
+
 def client_for(settings: Any, *, user: str | None = None, timeout: float = 10.0) -> Elasticsearch:
     """A client for our node over TLS (our CA), authenticated as ``user`` (default: the control plane)."""
-    from control_plane.services import es_security
-
-    kw = es_security.client_kwargs(settings.es_ca_path(), settings.es_credentials_path(), user or es_security.CONTROL_PLANE_USER)
+    kw = client_kwargs(settings.es_ca_path(), settings.es_credentials_path(), user or CONTROL_PLANE_USER)
     return client(settings.services.elasticsearch.url, timeout=timeout, **kw)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from control_plane.config import Settings
+from control_plane.resources import folder
 
-MONITORS_DIR = Path(__file__).resolve().parents[1] / "monitors"
+if TYPE_CHECKING:
+    from control_plane.context import Context
+
+MONITORS_DIR = folder("monitors")
 
 
 NODE_EXPORTER_PORT = 9100  # on pool hosts (playbooks/node_exporter.yml)
@@ -94,7 +98,7 @@ def write_prometheus_config(settings: Settings, path: Path, *, node_port: int | 
     return path
 
 
-def refresh(rt: Any) -> str:
+def refresh(rt: Context) -> str:
     """Rewrite the running Prometheus' configuration (new or removed pool hosts) and ask it to reload."""
     cfg = rt.supervisor.root / "prometheus" / "prometheus.yml"
     if not cfg.parent.is_dir():

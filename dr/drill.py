@@ -31,17 +31,20 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, select
+from sqlalchemy import Column, Float, String, Table, Text, select
 
 from control_plane.crypto import sm3_hex
 from dr.pg import PgTarget, WalStreamer, base_backup, restore_pg, stop_restored
 from dr.repo import RepoError
+from control_plane.db import metadata
 
-meta = MetaData()
+if TYPE_CHECKING:
+    from control_plane.context import Context
+
 drills = Table(
-    "dr_drills", meta,
+    "dr_drills", metadata,
     Column("id", String(32), primary_key=True), Column("started", String(40), nullable=False), Column("stack", String(64), nullable=False),
     Column("rpo_s", Float), Column("rto_s", Float), Column("status", String(24), nullable=False), Column("path", Text, nullable=False),
     Column("cleaned", String(40)),
@@ -59,7 +62,7 @@ def _sh(*argv: str, check: bool = True, **kw: Any) -> subprocess.CompletedProces
     return p
 
 
-def _hosts(rt: Any, stack: str) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+def _hosts(rt: Context, stack: str) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
     """(name, ip, netns) of the primary and the backup data hosts of a deployed local stack."""
     from control_plane.deploy.service import outputs
 
@@ -77,7 +80,7 @@ def _hosts(rt: Any, stack: str) -> tuple[tuple[str, str, str], tuple[str, str, s
     return pick("primary"), pick("backup")
 
 
-def run(rt: Any, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0) -> dict[str, Any]:
+def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0) -> dict[str, Any]:
     """Run one drill end to end; returns the report. ``fill_mb`` loads that much pgbench data into the primary first."""
     from control_plane.playbook import service as pb
     from dr.service import open_repo
@@ -220,9 +223,9 @@ def _chown_tree(top: Path, user: Any) -> None:
         os.lchown(p, user.pw_uid, user.pw_gid)
 
 
-def _init_primary(rt: Any, t: PgTarget, data: Path, base: Path, *, allow: list[str]) -> None:
+def _init_primary(rt: Context, t: PgTarget, data: Path, base: Path, *, allow: list[str]) -> None:
     """initdb a fresh cluster and start it inside the primary host's namespace, reachable from ``allow`` (the gateway) only."""
-    from control_plane.services.credentials import write_private
+    from control_plane.credentials import write_private
 
     pwfile = base / ".pw"
     write_private(pwfile, (t.password + "\n").encode())
@@ -242,7 +245,7 @@ def _init_primary(rt: Any, t: PgTarget, data: Path, base: Path, *, allow: list[s
     _sh(*argv, **kw)
 
 
-def _store(rt: Any, report: dict[str, Any], base: Path) -> None:
+def _store(rt: Context, report: dict[str, Any], base: Path) -> None:
     from control_plane.report.seal import canonical, sign
 
     out = rt.settings.var / "dr" / "drills" / report["drill"]
@@ -251,7 +254,6 @@ def _store(rt: Any, report: dict[str, Any], base: Path) -> None:
     (out / "report.json").write_bytes(data)
     (out / "report.sig.json").write_text(json.dumps(sign(rt.signer, data), indent=1))
     (out / "report.html").write_text(html(report), encoding="utf-8")
-    meta.create_all(rt.engine, tables=[drills])
     with rt.engine.begin() as cx:
         cx.execute(drills.insert().values(id=report["drill"], started=report["started"], stack=report["stack"], rpo_s=report["rpo_s"],
                                           rto_s=report["rto_s"], status=report["status"], path=str(out)))  # fmt: skip
@@ -289,7 +291,7 @@ STEP_ZH = {
 }
 
 
-def list_drills(rt: Any) -> list[dict[str, Any]]:
+def list_drills(rt: Context) -> list[dict[str, Any]]:
     """Every drill, newest first."""
     from sqlalchemy import inspect
 
@@ -299,7 +301,7 @@ def list_drills(rt: Any) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in cx.execute(select(drills).order_by(drills.c.started.desc()))]
 
 
-def cleanup(rt: Any, did: str, *, by: str = "govctl") -> dict[str, Any]:
+def cleanup(rt: Context, did: str, *, by: str = "govctl") -> dict[str, Any]:
     """Fail back: stop the restored server, run the failback playbook, bring the primary's link back, remove the work files."""
     from control_plane.playbook import service as pb
 

@@ -49,6 +49,9 @@ class Stats:
         return dict(self.__dict__)
 
 
+PROGRESS_EVERY = 1 << 20  # bytes of a file between progress reports
+
+
 class _Backup:
     def __init__(self, repo: Repository, parent: dict[str, Any] | None, workers: int, progress: Progress | None) -> None:
         self.repo = repo
@@ -95,10 +98,15 @@ class _Backup:
             chunks: Iterable[Any] = self.cdc.cut_file(str(path))
         else:
             chunks = self.cdc.cut_buf(data) if data else []
+        partial, reported = 0, 0
         for c in chunks:  # hashing, compression and encryption run on the pool while the next chunks are cut
             self.inflight.append(self.pool.submit(self._seal, bytes(c.data)))
+            partial += len(c.data)
             if len(self.inflight) >= self.workers * 8:
                 ids.append(self._collect_one())
+            if self.progress and partial - reported >= PROGRESS_EVERY:  # big files report as they go, not only when done
+                reported = partial
+                self.progress(self.stats.bytes + partial, self.stats.files)
         while self.inflight:
             ids.append(self._collect_one())
         self.stats.bytes += st.st_size

@@ -23,10 +23,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dr.files import backup, restore
 from dr.repo import RepoError, Repository
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 
 @dataclass
@@ -52,11 +55,11 @@ class PgTarget:
         return ["ip", "netns", "exec", self.netns, *drop, *argv], {}
 
 
-def control_plane_pg(rt: Any) -> PgTarget:
+def control_plane_pg(rt: Context) -> PgTarget:
     """services.postgres, our own cluster."""
     sup = rt.supervisor
     c = rt.settings.services.postgres
-    from control_plane.services.credentials import REPLICATION_ROLE
+    from control_plane.credentials import REPLICATION_ROLE
 
     # base backups and WAL need nothing but REPLICATION: never the superuser, never the application role
     return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), REPLICATION_ROLE, rt.settings.pg_password("replication"), None, sup._as_user())
@@ -66,7 +69,7 @@ SHIP_EVERY_S = 1.0
 KEEP_WAL_SHIPMENTS = 3
 
 
-def _pg(rt: Any, t: PgTarget | None = None) -> tuple[Path, str, int, str, str]:
+def _pg(rt: Context, t: PgTarget | None = None) -> tuple[Path, str, int, str, str]:
     t = t or control_plane_pg(rt)
     return t.bindir, t.host, t.port, t.user, t.password
 
@@ -75,7 +78,7 @@ def _env(pw: str) -> dict[str, str]:
     return {**os.environ, "PGPASSWORD": pw, "PGCONNECT_TIMEOUT": "10"}
 
 
-def base_backup(rt: Any, repo: Repository, name: str, target: PgTarget | None = None) -> tuple[str, dict[str, Any]]:
+def base_backup(rt: Context, repo: Repository, name: str, target: PgTarget | None = None) -> tuple[str, dict[str, Any]]:
     """One base backup of services.postgres (or ``target``) into the repository."""
     bindir, host, port, user, pw = _pg(rt, target)
     work = Path(tempfile.mkdtemp(prefix=f"pgbase-{name}-", dir=_tmp(rt)))
@@ -94,7 +97,7 @@ def base_backup(rt: Any, repo: Repository, name: str, target: PgTarget | None = 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _cleanup_wal(rt: Any, name: str, bindir: Path, label: str) -> None:
+def _cleanup_wal(rt: Context, name: str, bindir: Path, label: str) -> None:
     """Segments older than the new base backup's start are not needed any more: remove them from the streaming directory."""
     import re
 
@@ -104,7 +107,7 @@ def _cleanup_wal(rt: Any, name: str, bindir: Path, label: str) -> None:
         subprocess.run([str(bindir / "pg_archivecleanup"), str(wal_dir), m.group(1)], capture_output=True, timeout=60, check=False)
 
 
-def _tmp(rt: Any) -> Path:
+def _tmp(rt: Context) -> Path:
     d = rt.settings.var / "dr" / "tmp"
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -113,7 +116,7 @@ def _tmp(rt: Any) -> Path:
 class WalStreamer:
     """pg_receivewal into a local directory, and a shipper that snapshots it into the repository."""
 
-    def __init__(self, rt: Any, name: str, *, ship_every_s: float = 2.0, target: PgTarget | None = None) -> None:
+    def __init__(self, rt: Context, name: str, *, ship_every_s: float = 2.0, target: PgTarget | None = None) -> None:
         self.rt, self.name, self.ship_every_s, self.target = rt, name, ship_every_s, target
         self.dir = rt.settings.var / "dr" / "wal" / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +159,7 @@ class WalStreamer:
         sig = self._sig()
         if not sig or sig == self._last:
             return None
-        from dr.service import open_repo
+        from dr.access import open_repo
 
         repo = repo or open_repo(self.rt)
         rp = datetime.fromtimestamp(max(m for _, _, m in sig) / 1e9, timezone.utc).isoformat()
@@ -192,7 +195,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = "latest", start: bool = True, run_as: PgTarget | None = None) -> dict[str, Any]:
+def restore_pg(rt: Context, repo: Repository, name: str, target: Path, *, to: str = "latest", start: bool = True, run_as: PgTarget | None = None) -> dict[str, Any]:
     """Restore source ``name`` into ``target`` at time ``to`` (ISO) or ``latest`` and bring it up on a free port."""
     target = Path(target)
     if target.exists() and any(target.iterdir()):
@@ -237,7 +240,7 @@ def restore_pg(rt: Any, repo: Repository, name: str, target: Path, *, to: str = 
     return res
 
 
-def start_restored(rt: Any, data: Path, *, timeout_s: float = 300, run_as: PgTarget | None = None) -> dict[str, Any]:
+def start_restored(rt: Context, data: Path, *, timeout_s: float = 300, run_as: PgTarget | None = None) -> dict[str, Any]:
     """Start PostgreSQL on a restored data directory (as the service user, in ``run_as``'s namespace) and wait for it to finish recovery."""
     import psycopg
 
@@ -271,7 +274,7 @@ def start_restored(rt: Any, data: Path, *, timeout_s: float = 300, run_as: PgTar
     return {"port": port, "host": host, "log": str(log)}
 
 
-def stop_restored(rt: Any, data: Path, *, mode: str = "fast") -> None:
+def stop_restored(rt: Context, data: Path, *, mode: str = "fast") -> None:
     """Stop a cluster started by ``start_restored`` (``mode=immediate`` is a crash)."""
     bindir = rt.supervisor._pg_bin()
     subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"], capture_output=True, timeout=120, **rt.supervisor._as_user())
@@ -280,7 +283,7 @@ def stop_restored(rt: Any, data: Path, *, mode: str = "fast") -> None:
 class Streaming:
     """Keeps pg_receivewal running for every postgres source and ships its WAL every couple of seconds (the scheduler leader runs it)."""
 
-    def __init__(self, rt: Any, *, ship_every_s: float = SHIP_EVERY_S) -> None:
+    def __init__(self, rt: Context, *, ship_every_s: float = SHIP_EVERY_S) -> None:
         import threading
 
         self.rt, self.ship_every_s = rt, ship_every_s

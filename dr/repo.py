@@ -37,6 +37,9 @@ CHUNKER = {"min": 256 * 1024, "avg": 1024 * 1024, "max": 4 * 1024 * 1024}
 class RepoError(GovctlError):
     """The repository cannot be used as asked."""
 
+    http_status = 409
+    exit_code = 1
+
 
 class WrongKey(RepoError):
     """The passphrase does not unwrap the master key."""
@@ -78,14 +81,83 @@ class Keys:
         return hmac_sm3(self.ident, data).hex()
 
 
+IN_PROCESS_WAIT_S = 1800.0  # a writer in this process waits for another of its threads, not fails
+
+
+class _InProcess:
+    """The threads of this process that hold one repository's lock (flock cannot tell them apart)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.writer: int | None = None
+        self.depth = 0
+        self.readers = 0
+
+
+_LOCAL: dict[str, _InProcess] = {}
+_LOCAL_GUARD = threading.Lock()
+
+
+def _local(root: Path) -> _InProcess:
+    key = str(root.resolve())
+    with _LOCAL_GUARD:
+        return _LOCAL.setdefault(key, _InProcess())
+
+
 class Lock:
-    """flock on <repo>/lock: exclusive for writers, shared for readers; owner info in lock.owner."""
+    """flock on <repo>/lock: exclusive for writers, shared for readers; owner info in lock.owner.
+
+    Other processes are kept out by the flock (a holder elsewhere is ``Locked`` after ``wait_s``).
+    Threads of this process are ordered by an in-process reader/writer lock first: a second
+    writer here waits for the first instead of failing with "locked by <its own pid>", and a
+    thread that already holds the lock may take it again.
+    """
 
     def __init__(self, root: Path, *, exclusive: bool, command: str, wait_s: float = 0.0) -> None:
         self.root, self.exclusive, self.command, self.wait_s = root, exclusive, command, wait_s
         self.fd: int | None = None
+        self._nested = False
+
+    def _enter_local(self) -> None:
+        loc, me = _local(self.root), threading.get_ident()
+        with loc.cond:
+            if loc.writer == me:  # this thread already writes: nested, no second flock (it would conflict with our own)
+                self._nested = True
+                loc.depth += 1
+                return
+            free = (lambda: loc.writer is None and loc.readers == 0) if self.exclusive else (lambda: loc.writer is None)
+            if not loc.cond.wait_for(free, timeout=max(self.wait_s, IN_PROCESS_WAIT_S)):
+                raise Locked(f"the repository {self.root} is still in use by another task of this process after {IN_PROCESS_WAIT_S:.0f} s",
+                             hint="see govctl jobs runs for what is running")  # fmt: skip
+            if self.exclusive:
+                loc.writer, loc.depth = me, 1
+            else:
+                loc.readers += 1
+            # readers each take their own shared flock (shared flocks never conflict); writers here are excluded above
+
+    def _exit_local(self) -> None:
+        loc = _local(self.root)
+        with loc.cond:
+            if loc.writer == threading.get_ident():
+                loc.depth -= 1
+                if loc.depth == 0:
+                    loc.writer = None
+            else:
+                loc.readers -= 1
+            loc.cond.notify_all()
 
     def __enter__(self) -> Lock:
+        self._enter_local()
+        if self._nested:
+            return self
+        try:
+            self._flock()
+        except BaseException:
+            self._exit_local()
+            raise
+        return self
+
+    def _flock(self) -> None:
         self.fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + self.wait_s
@@ -105,7 +177,6 @@ class Lock:
         if self.exclusive:
             info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             (self.root / "lock.owner").write_text(json.dumps(info))
-        return self
 
     def holder(self) -> str:
         """Who holds the lock, as far as lock.owner says."""
@@ -116,10 +187,13 @@ class Lock:
             return "another process"
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        try:
+            if self.fd is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
+                self.fd = None
+        finally:
+            self._exit_local()
 
 
 class Repository:

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import secrets
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_plane import metrics
+from dr.access import open_repo, passphrase, repo_path  # noqa: F401 - the repository's entry points, re-exported
 from dr.repo import RepoError, Repository
 
-
-def passphrase(rt: Any) -> str:
-    """The repository passphrase: the configured file, or a random one kept 0600 in the key directory."""
-    p = rt.settings.dr.passphrase_file
-    path = rt.settings.path(p) if p else rt.settings.key_dir / "dr-passphrase"
-    if not path.exists():
-        if p:
-            raise RepoError(f"the DR passphrase file {path} does not exist", hint="create it, or unset dr.passphrase_file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
-    return path.read_text().strip()
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 
-def repo_path(rt: Any) -> Path:
-    """The primary repository's directory."""
-    r = rt.settings.dr.repository
-    return rt.settings.path(r) if r else rt.settings.var / "dr" / "repo"
-
-
-def open_repo(rt: Any, path: Path | None = None, *, create: bool = True) -> Repository:
-    """Open (creating it on first use) a repository with the platform key as signer and trust anchor."""
-    path = path or repo_path(rt)
-    pw = passphrase(rt)
-    if not (path / "config").exists():
-        if not create:
-            raise RepoError(f"no repository at {path}", hint="run a backup first (it creates the repository)")
-        return Repository.init(path, pw, signer=rt.signer, iterations=rt.settings.dr.kdf_iterations)
-    return Repository.open(path, pw, signer=rt.signer, trusted=rt.signer.public_key)
-
-
-def source(rt: Any, name: str) -> Any:
+def source(rt: Context, name: str) -> Any:
     """A configured source, or a clear error."""
     src = rt.settings.dr.sources.get(name)
     if src is None:
@@ -52,7 +24,7 @@ def source(rt: Any, name: str) -> Any:
     return src
 
 
-def source_path(rt: Any, src: Any) -> Path:
+def source_path(rt: Context, src: Any) -> Path:
     """A files source's directory (created if it is our own data directory that nothing has written yet)."""
     path = rt.settings.path(src.path)
     if not path.exists() and rt.settings.var in path.parents:
@@ -60,8 +32,23 @@ def source_path(rt: Any, src: Any) -> Path:
     return path
 
 
-def backup_source(rt: Any, name: str, *, progress: Any = None) -> dict[str, Any]:
-    """Back up one configured source now; metrics and the audit record say how it went."""
+_RUNNING: dict[str, threading.Lock] = {}
+_RUNNING_GUARD = threading.Lock()
+
+
+def backup_source(rt: Context, name: str, *, progress: Any = None) -> dict[str, Any]:
+    """Back up one configured source now; a backup of the same source already running here is skipped with a note, not failed."""
+    with _RUNNING_GUARD:
+        running = _RUNNING.setdefault(name, threading.Lock())
+    if not running.acquire(blocking=False):
+        return {"source": name, "skipped": f"a backup of {name} is already running in this process"}
+    try:
+        return _backup_source(rt, name, progress=progress)
+    finally:
+        running.release()
+
+
+def _backup_source(rt: Context, name: str, *, progress: Any = None) -> dict[str, Any]:
     src = source(rt, name)
     repo = open_repo(rt)
     t0 = time.monotonic()
@@ -88,7 +75,7 @@ def backup_source(rt: Any, name: str, *, progress: Any = None) -> dict[str, Any]
     return {"source": name, "snapshot": sid, "seconds": round(dt, 3), "stats": stats, "copies": copied}
 
 
-def copy_to_all(rt: Any, repo: Repository, sids: list[str]) -> list[dict[str, Any]]:
+def copy_to_all(rt: Context, repo: Repository, sids: list[str]) -> list[dict[str, Any]]:
     """Copy snapshots to every configured further repository (多副本)."""
     from dr.copy import copy_snapshots
 
@@ -103,7 +90,7 @@ def copy_to_all(rt: Any, repo: Repository, sids: list[str]) -> list[dict[str, An
     return out
 
 
-def rpo_status(rt: Any, repo: Repository | None = None) -> list[dict[str, Any]]:
+def rpo_status(rt: Context, repo: Repository | None = None) -> list[dict[str, Any]]:
     """Per source: the newest restore point, its age against the RPO target (and the metrics that alert on it)."""
     repo = repo or open_repo(rt)
     newest: dict[str, datetime] = {}
@@ -128,7 +115,7 @@ def rpo_status(rt: Any, repo: Repository | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def due_sources(rt: Any, repo: Repository) -> list[str]:
+def due_sources(rt: Context, repo: Repository) -> list[str]:
     """Sources whose newest periodic snapshot is older than their interval."""
     last: dict[str, datetime] = {}
     for s in repo.snapshots():
@@ -144,7 +131,7 @@ LIVE: Live | None = None  # the running instance in this process (the scheduler 
 HEARTBEAT_STALE_S = 15.0
 
 
-def heartbeat_lag(rt: Any, name: str) -> float | None:
+def heartbeat_lag(rt: Context, name: str) -> float | None:
     """A streamed source's lag as its streamer last reported it (plus the time since), or None if nothing streams it."""
     import json
 
@@ -157,7 +144,7 @@ def heartbeat_lag(rt: Any, name: str) -> float | None:
     return None if since > HEARTBEAT_STALE_S else float(hb["lag_s"]) + since
 
 
-def write_heartbeats(rt: Any, live: Live) -> None:
+def write_heartbeats(rt: Context, live: Live) -> None:
     """Each streamed source's current lag, for ``dr status`` and dr.rpo in other processes."""
     import json
 
@@ -175,7 +162,7 @@ def write_heartbeats(rt: Any, live: Live) -> None:
 class Live:
     """What the scheduler leader keeps running for DR: WAL streaming of postgres sources and watchers of real-time file sources."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Context) -> None:
         import threading
 
         from dr.pg import Streaming

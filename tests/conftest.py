@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from control_plane.config import Settings, load
-from control_plane.runtime import Runtime, set_current
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from control_plane.services import Supervisor
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -137,16 +138,16 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture()
-def runtime(tmp_path: Path, settings: Settings, state_url: str) -> Runtime:
+def runtime(tmp_path: Path, settings: Settings, state_url: str) -> Context:
     """A runtime with its own state DB, keys and anchor file, on the session's services."""
     data = make_test_config(var_dir=tmp_path / "var")
     data["state"] = {"url": state_url}
-    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", data)))
-    return set_current(rt)
+    rt = context_for(load(write_config(tmp_path / "govctl.yaml", data)))
+    return rt
 
 
 @pytest.fixture()
-def sqlite_runtime(tmp_path: Path, settings: Settings) -> Runtime:
+def sqlite_runtime(tmp_path: Path, settings: Settings) -> Context:
     """A runtime on a fresh SQLite state DB (for tests that do not need both backends)."""
-    rt = Runtime(load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))))
-    return set_current(rt)
+    rt = context_for(load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))))
+    return rt

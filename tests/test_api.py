@@ -7,20 +7,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from control_plane.api.app import create_app
 from control_plane.config import Settings
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from control_plane.services import Supervisor
 
 
 def test_healthz_reports_services(services: Supervisor, settings: Settings) -> None:
     """With the session's services up, /healthz is ok and lists each as healthy."""
-    rt = Runtime(settings)
+    rt = context_for(settings)
     body = TestClient(create_app(rt)).get("/healthz").json()
     assert body["status"] == "ok"
     assert body["checks"]["state_db"] == "ok"
     assert body["checks"]["services"] == {n: "healthy" for n in ("postgres", "elasticsearch", "node_exporter", "prometheus")}
 
 
-def test_metrics_exposition_counts_requests(sqlite_runtime: Runtime) -> None:
+def test_metrics_exposition_counts_requests(sqlite_runtime: Context) -> None:
     """/metrics parses as Prometheus text and counts the requests made before it by route."""
     client = TestClient(create_app(sqlite_runtime))
     for _ in range(3):
@@ -32,7 +33,7 @@ def test_metrics_exposition_counts_requests(sqlite_runtime: Runtime) -> None:
     assert "process_cpu_seconds" in fams
 
 
-def test_openapi_docs(sqlite_runtime: Runtime) -> None:
+def test_openapi_docs(sqlite_runtime: Context) -> None:
     """/docs serves the UI and /openapi.json lists the routes."""
     client = TestClient(create_app(sqlite_runtime))
     assert client.get("/docs").status_code == 200

@@ -70,13 +70,18 @@ def test_audit_show_filters(tmp_path: Path) -> None:
     govctl("jobs", "run", "scheduler.prune_runs", config=cfg)
     govctl("jobs", "pause", "audit.verify", config=cfg)
     rows = json.loads(govctl("audit", "show", "--operation", "jobs.*", "--since", "1h", "--json", config=cfg).stdout)
-    # newest first: the pause is high risk and waits for an approver; the run went through at once
+    # newest first: the pause is high risk and waits for an approver; the run went through at once, and
+    # inside it the job's own change (pruning run records) went through the gate as system:scheduler
     assert [(r["operation"], r["decision"], r["outcome"]) for r in rows] == [
         ("jobs.pause", "require_approval", "accepted"),
         ("jobs.run", "allow", "succeeded"),
+        ("jobs.prune", "allow", "succeeded"),
+        ("jobs.prune", "allow", "started"),
+        ("jobs.prune", "allow", "accepted"),
         ("jobs.run", "allow", "started"),
         ("jobs.run", "allow", "accepted"),
     ]
     assert rows[0]["target"] == "audit.verify" and rows[0]["actor"] == "local:root"
+    assert {r["actor"] for r in rows if r["operation"] == "jobs.prune"} == {"system:scheduler"}
     bad = govctl("audit", "show", "--since", "yesterday-ish", config=cfg)
     assert bad.returncode != 0 and "cannot read time" in bad.stderr

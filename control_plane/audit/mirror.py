@@ -10,18 +10,17 @@ doubling. While Elasticsearch is down nothing moves and nothing is lost: the nex
 
 from __future__ import annotations
 
-import json
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch, helpers
 from sqlalchemy import select
 
 from control_plane.audit.models import AuditRecord, mirror_state
-from control_plane.audit.service import Ledger, utc_now_iso
+from control_plane.audit.service import Ledger
+from control_plane.clock import now_iso as utc_now_iso
 from control_plane.es import UNREACHABLE, ensure_template
-from control_plane.soc.schema import ensure_templates, events_index
 
 MIRROR_NAME = "elasticsearch"
 
@@ -77,31 +76,14 @@ def to_document(rec: AuditRecord) -> dict[str, Any]:
     }
 
 
-OUTCOMES = {"succeeded": "success", "failed": "failure", "refused": "failure"}
+class Feed(Protocol):
+    """Another index that gets each mirrored record in its own shape (the SOC's event feed, for one)."""
 
+    def prepare(self, es: Elasticsearch) -> None:
+        """Make sure its index templates exist."""
 
-def to_soc_event(rec: AuditRecord) -> dict[str, Any]:
-    """An audit record as an ECS event for the SOC engine (``event.dataset: govctl.audit``).
-
-    Correlation rules count these (for example repeated refusals of one actor) and operation
-    rules see what was actually asked of the gate, after the fact.
-    """
-    src = rec.source or ""
-    ip = src.split("%", 1)[0] if src[:1].isdigit() or ":" in src else None
-    try:
-        error = (json.loads(rec.details or "{}") or {}).get("error") if rec.decision == "deny" else None
-    except (ValueError, AttributeError):
-        error = None
-    return {
-        "@timestamp": rec.ts,
-        "event": {"kind": "event", "module": "govctl", "dataset": "govctl.audit", "category": ["configuration"],
-                  "action": rec.operation, "outcome": OUTCOMES.get(rec.outcome, "unknown"), "id": f"audit-{rec.seq}",
-                  **({"reason": str(error)[:1024]} if error else {})},  # why the gate refused (with the offending value)
-        "user": {"name": rec.actor, "roles": [rec.role] if rec.role else []},
-        "source": {"address": src, **({"ip": ip} if ip else {})},
-        "govctl": {"operation": rec.operation, "target": rec.target, "decision": rec.decision, "outcome": rec.outcome,
-                   "seq": rec.seq, "request_id": rec.request_id},
-    }  # fmt: skip
+    def actions(self, recs: list[AuditRecord]) -> list[dict[str, Any]]:
+        """Bulk actions for these records (idempotent ids)."""
 
 
 def cursor(ledger: Ledger) -> int:
@@ -120,19 +102,21 @@ def _set_cursor(ledger: Ledger, seq: int) -> None:
             conn.execute(mirror_state.insert().values(name=MIRROR_NAME, last_seq=seq, updated=utc_now_iso()))
 
 
-def mirror(ledger: Ledger, es: Elasticsearch, index: str, *, batch: int = 2000) -> MirrorResult:
-    """Send every record after the cursor to ``index``; on an unreachable node, keep the cursor."""
+def mirror(ledger: Ledger, es: Elasticsearch, index: str, *, batch: int = 2000, feeds: tuple[Feed, ...] = ()) -> MirrorResult:
+    """Send every record after the cursor to ``index`` (and to each feed); on an unreachable node, keep the cursor."""
     last = cursor(ledger)
     sent = 0
     try:
         ensure_template(es, f"{index}-template", [index, f"{index}-*"], AUDIT_MAPPINGS)
-        ensure_templates(es)
+        for f in feeds:
+            f.prepare(es)
         while True:
             recs = ledger.query(after_seq=last, limit=batch, newest_first=False)
             if not recs:
                 break
             actions = [{"_op_type": "index", "_index": index, "_id": str(r.seq), "_source": to_document(r)} for r in recs]
-            actions += [{"_op_type": "index", "_index": events_index(r.ts), "_id": f"govctl-audit-{r.seq}", "_source": to_soc_event(r)} for r in recs]
+            for f in feeds:
+                actions += f.actions(recs)
             _ok, errors = helpers.bulk(es, actions, raise_on_error=False, refresh=False)
             if errors:
                 return MirrorResult(sent, last, f"{len(errors)} documents refused, first: {errors[0]}")

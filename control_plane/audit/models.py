@@ -6,11 +6,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, String, Table, Text
 
 from control_plane.crypto import sm3_hex
+from control_plane.db import metadata
 
-metadata = MetaData()
 
 records = Table(
     "audit_records",

@@ -17,7 +17,6 @@ import time
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, and_, func, insert, select, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from control_plane import metrics
+from control_plane import clock, metrics
 from control_plane.audit.models import (
     GENESIS,
     HASHED_FIELDS,
@@ -56,10 +55,11 @@ _PG_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(%d)" % _APPEND_LOCK_KEY)
 class AuditError(GovctlError):
     """Root of the audit package's errors."""
 
+    http_status = 409
+    exit_code = 1
 
-def utc_now_iso() -> str:
-    """Current UTC time as fixed-width ISO-8601 with microseconds (sorts as time sorts)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+utc_now_iso = clock.now_iso  # the stored form: fixed-width UTC with microseconds (sorts as time sorts)
 
 
 @dataclass

@@ -8,6 +8,9 @@ from control_plane.errors import GovctlError
 class CryptoError(GovctlError):
     """Root of the crypto package's errors."""
 
+    http_status = 400
+    exit_code = 1
+
 
 class IntegrityError(CryptoError):
     """Ciphertext, tag or MAC did not authenticate: tampered, truncated, or the wrong key."""

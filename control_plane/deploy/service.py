@@ -16,17 +16,24 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_plane.errors import GovctlError
+from control_plane.resources import project_root
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 PROJECT = "govctl-pools"
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = project_root()
 _engine_lock = threading.Lock()  # the inline program uses Pulumi's process-wide runtime state
 
 
 class DeployError(GovctlError):
     """A deployment could not be planned or carried out."""
+
+    http_status = 409
+    exit_code = 1
 
 
 def _cli_root() -> Path:
@@ -39,7 +46,7 @@ def _cli_root() -> Path:
     raise DeployError("the Pulumi CLI is not installed", hint="run `make setup` (builds it from the Go module proxy)")
 
 
-def stack_spec(rt: Any, name: str) -> dict[str, Any]:
+def stack_spec(rt: Context, name: str) -> dict[str, Any]:
     """The validated spec of a configured stack, with this machine's local paths, key and SSH key filled in."""
     from infra.pools import StackSpec
 
@@ -57,7 +64,7 @@ def stack_spec(rt: Any, name: str) -> dict[str, Any]:
         raise DeployError(f"deploy.stacks.{name}: {exc}".replace("\n", " "), hint="fix the stack's configuration in govctl.yaml") from None
 
 
-def ssh_keypair(rt: Any) -> tuple[Path, str]:
+def ssh_keypair(rt: Context) -> tuple[Path, str]:
     """The control plane's own SSH key for the pools' hosts (created on first use)."""
     import subprocess
 
@@ -69,11 +76,11 @@ def ssh_keypair(rt: Any) -> tuple[Path, str]:
     return key, (d / "id_ed25519.pub").read_text().strip()
 
 
-def _passphrase(rt: Any) -> str:
+def _passphrase(rt: Context) -> str:
     return rt.key_passphrase()
 
 
-def stack(rt: Any, name: str) -> Any:
+def stack(rt: Context, name: str) -> Any:
     """Select (or create) the stack with its configuration set."""
     from pulumi import automation as auto
 
@@ -114,7 +121,7 @@ def _steps(events: list[Any]) -> list[dict[str, str]]:
     return out
 
 
-def preview(rt: Any, name: str) -> dict[str, Any]:
+def preview(rt: Context, name: str) -> dict[str, Any]:
     """What ``up`` would change: a summary by operation and each step (shown to approvers)."""
     with _engine_lock:
         st = stack(rt, name)
@@ -124,7 +131,7 @@ def preview(rt: Any, name: str) -> dict[str, Any]:
             "steps": _steps(events)}  # fmt: skip
 
 
-def preview_destroy(rt: Any, name: str) -> dict[str, Any]:
+def preview_destroy(rt: Context, name: str) -> dict[str, Any]:
     """What ``destroy`` would delete: every resource in the stack's state."""
     with _engine_lock:
         st = stack(rt, name)
@@ -134,7 +141,7 @@ def preview_destroy(rt: Any, name: str) -> dict[str, Any]:
             "steps": [{"op": "delete", "type": r["type"], "name": r["urn"].rsplit("::", 1)[-1], "urn": r["urn"]} for r in res]}  # fmt: skip
 
 
-def _run(rt: Any, fn: Callable[[], Any]) -> Any:
+def _run(rt: Context, fn: Callable[[], Any]) -> Any:
     import time as _time
 
     from pulumi.automation import errors as auto_errors
@@ -158,8 +165,8 @@ def _run(rt: Any, fn: Callable[[], Any]) -> Any:
         raise DeployError(first[:500], hint=f"full engine output: {log}") from None
 
 
-def _event_sink(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None) -> Callable[[Any], None]:
-    from control_plane.audit import AuditEvent
+def _event_sink(rt: Context, name: str, on_step: Callable[[str, str, str], None] | None) -> Callable[[Any], None]:
+    from control_plane.audit import steps
 
     def sink(e: Any) -> None:
         done = getattr(e, "res_outputs_event", None)
@@ -168,16 +175,15 @@ def _event_sink(rt: Any, name: str, on_step: Callable[[str, str, str], None] | N
         if meta is None or meta.op.value == "same":
             return
         outcome = "succeeded" if done else "failed"
-        rt.ledger.append(AuditEvent(actor="pulumi-engine", role="system", source="local", operation="deploy.step",
-                                    target=meta.urn, params={"stack": name, "op": meta.op.value, "type": meta.type},
-                                    outcome=outcome, details={"stack": name}))  # fmt: skip
+        steps.record(rt.ledger, actor="pulumi-engine", role="system", operation="deploy.step", target=meta.urn,
+                     params={"stack": name, "op": meta.op.value, "type": meta.type}, outcome=outcome, details={"stack": name})  # fmt: skip
         if on_step:
             on_step(meta.op.value, meta.urn.rsplit("::", 1)[-1], outcome)
 
     return sink
 
 
-def up(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None = None) -> dict[str, Any]:
+def up(rt: Context, name: str, on_step: Callable[[str, str, str], None] | None = None) -> dict[str, Any]:
     """Create or update the stack; every resource step goes to the audit ledger as it happens."""
     with _engine_lock:
         st = stack(rt, name)
@@ -185,7 +191,7 @@ def up(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None = Non
     return {"stack": name, "summary": res.summary.resource_changes, "outputs": {k: v.value for k, v in res.outputs.items() if not v.secret}}
 
 
-def destroy(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None = None) -> dict[str, Any]:
+def destroy(rt: Context, name: str, on_step: Callable[[str, str, str], None] | None = None) -> dict[str, Any]:
     """Delete every resource of the stack (the stack's history is kept)."""
     with _engine_lock:
         st = stack(rt, name)
@@ -193,12 +199,12 @@ def destroy(rt: Any, name: str, on_step: Callable[[str, str, str], None] | None 
     return {"stack": name, "summary": res.summary.resource_changes}
 
 
-def state_file(rt: Any, name: str) -> Path:
+def state_file(rt: Context, name: str) -> Path:
     """The stack's checkpoint in the local file backend."""
     return rt.settings.var / "pulumi" / "state" / ".pulumi" / "stacks" / PROJECT / f"{name}.json"
 
 
-def outputs(rt: Any, name: str) -> dict[str, Any]:
+def outputs(rt: Context, name: str) -> dict[str, Any]:
     """The stack's current outputs (hosts, buckets, zones), read from the backend's checkpoint without the CLI."""
     path = state_file(rt, name)
     if not path.exists():

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from control_plane.errors import GovctlError
+from control_plane.errors import GateError
+from control_plane.operation import InvalidRequest
 
-
-class GateError(GovctlError):
-    """Root of the gate's errors."""
-
-    http_status = 400
+__all__ = ["GateError", "InvalidRequest", "Unauthenticated", "Forbidden", "Blocked", "DependencyDown", "ApprovalError", "NotFound"]
 
 
 class Unauthenticated(GateError):

@@ -6,15 +6,18 @@ import hmac
 import json
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from control_plane.audit.service import utc_now_iso
+from control_plane.clock import now_iso as utc_now_iso
+from control_plane import clock
 from control_plane.crypto import sm3_hex
 from control_plane.gate.errors import GateError, NotFound, Unauthenticated
 from control_plane.gate.models import auth_failures, tokens, users
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 TOKEN_PREFIX = "gct"
 
@@ -26,10 +29,10 @@ class IamError(GateError):
 
 
 def _iso_in(days: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.iso_in(days * 86400)
 
 
-def get_user(rt: Any, name: str) -> dict[str, Any] | None:
+def get_user(rt: Context, name: str) -> dict[str, Any] | None:
     """A user row as a dict (roles decoded), or None."""
     with rt.engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.name == name)).first()
@@ -40,7 +43,7 @@ def get_user(rt: Any, name: str) -> dict[str, Any] | None:
     return d
 
 
-def list_users(rt: Any) -> list[dict[str, Any]]:
+def list_users(rt: Context) -> list[dict[str, Any]]:
     """Every user with roles and state."""
     with rt.engine.connect() as conn:
         rows = conn.execute(select(users).order_by(users.c.name)).all()
@@ -63,7 +66,7 @@ def check_name(name: str) -> None:
         raise IamError(f"user name {name!r} is reserved for the control plane itself", hint="choose another name")
 
 
-def check_roles(rt: Any, roles: list[str]) -> list[str]:
+def check_roles(rt: Context, roles: list[str]) -> list[str]:
     """Known roles, and separation of duties: at most one of sysadmin, secadmin and auditor."""
     known = set(rt.gate.policy.roles)
     bad = [r for r in roles if r not in known]
@@ -76,7 +79,7 @@ def check_roles(rt: Any, roles: list[str]) -> list[str]:
     return sorted(set(roles))
 
 
-def change_user(rt: Any, name: str, *, roles: list[str] | None = None, disabled: bool | None = None,
+def change_user(rt: Context, name: str, *, roles: list[str] | None = None, disabled: bool | None = None,
                 department: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Create a user or change its roles / disabled flag (names and roles checked)."""
     check_name(name)
@@ -104,7 +107,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
         "totp": bool(row.get("totp_secret"))}
 
 
-def create_user(rt: Any, name: str, *, roles: list[str], department: str = "") -> tuple[dict[str, Any], str]:
+def create_user(rt: Context, name: str, *, roles: list[str], department: str = "") -> tuple[dict[str, Any], str]:
     """A new user who must enrol: returns (the user, a one-time enrolment code for that person only)."""
     check_name(name)
     if get_user(rt, name) is not None:
@@ -113,7 +116,7 @@ def create_user(rt: Any, name: str, *, roles: list[str], department: str = "") -
     return public(get_user(rt, name) or {}), new_enrolment(rt, name)
 
 
-def new_enrolment(rt: Any, name: str) -> str:
+def new_enrolment(rt: Context, name: str) -> str:
     """A fresh one-time enrolment code for ``name`` (stored only as its SM3 hash; 72 hours)."""
     code = f"enr_{secrets.token_urlsafe(18)}"
     with rt.engine.begin() as conn:
@@ -122,7 +125,7 @@ def new_enrolment(rt: Any, name: str) -> str:
     return code
 
 
-def start_enrolment(rt: Any, name: str, code: str) -> str:
+def start_enrolment(rt: Context, name: str, code: str) -> str:
     """Check a user's enrolment code and give them a new TOTP secret to confirm; returns its otpauth URI."""
     import pyotp
 
@@ -133,7 +136,7 @@ def start_enrolment(rt: Any, name: str, code: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="govctl")
 
 
-def finish_enrolment(rt: Any, name: str, code: str, otp: str, *, ttl_days: float = 30) -> tuple[str, str, str]:
+def finish_enrolment(rt: Context, name: str, code: str, otp: str, *, ttl_days: float = 30) -> tuple[str, str, str]:
     """Confirm the TOTP secret with a current code: the user is enrolled and gets their first token."""
     import pyotp
 
@@ -150,7 +153,7 @@ def finish_enrolment(rt: Any, name: str, code: str, otp: str, *, ttl_days: float
     return create_token(rt, name, ttl_days=ttl_days, description="enrolment")
 
 
-def _enrolling(rt: Any, name: str, code: str) -> dict[str, Any]:
+def _enrolling(rt: Context, name: str, code: str) -> dict[str, Any]:
     row = get_user(rt, name)
     if row is None or not row.get("enrol_sm3") or not isinstance(code, str) or not hmac.compare_digest(row["enrol_sm3"], sm3_hex(code.encode())):
         raise Unauthenticated(f"no valid enrolment code for {name!r}", hint="ask a security administrator for a new one")
@@ -174,7 +177,7 @@ def _totp_step(totp: Any, otp: str) -> int | None:
     return None
 
 
-def verify_otp(rt: Any, name: str, otp: str | None) -> None:
+def verify_otp(rt: Context, name: str, otp: str | None) -> None:
     """Check a user's second factor; each code is good once (a replayed one is refused)."""
     import pyotp
 
@@ -191,7 +194,7 @@ def verify_otp(rt: Any, name: str, otp: str | None) -> None:
         raise Unauthenticated("that one-time password was used already", hint="wait for the next code")
 
 
-def create_token(rt: Any, user: str, *, ttl_days: float = 30, description: str = "") -> tuple[str, str, str]:
+def create_token(rt: Context, user: str, *, ttl_days: float = 30, description: str = "") -> tuple[str, str, str]:
     """Issue a token for ``user``: returns (token id, the full secret shown once, expiry)."""
     if get_user(rt, user) is None:
         raise NotFound(f"no user {user!r}", hint="create it first: govctl iam user add NAME --role ROLE")
@@ -206,7 +209,7 @@ def create_token(rt: Any, user: str, *, ttl_days: float = 30, description: str =
     return token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}", expires
 
 
-def revoke_token(rt: Any, token_id: str, *, owner: str | None = None) -> dict[str, Any]:
+def revoke_token(rt: Context, token_id: str, *, owner: str | None = None) -> dict[str, Any]:
     """Revoke a token (of ``owner`` when given)."""
     with rt.engine.begin() as conn:
         q = update(tokens).where(tokens.c.id == token_id, tokens.c.revoked.is_(None))
@@ -218,7 +221,7 @@ def revoke_token(rt: Any, token_id: str, *, owner: str | None = None) -> dict[st
     return {"revoked": token_id}
 
 
-def list_tokens(rt: Any, user: str | None = None) -> list[dict[str, Any]]:
+def list_tokens(rt: Context, user: str | None = None) -> list[dict[str, Any]]:
     """Tokens (never their secrets)."""
     q = select(tokens.c.id, tokens.c.user, tokens.c.created, tokens.c.expires, tokens.c.revoked, tokens.c.description)
     if user:
@@ -230,7 +233,7 @@ def list_tokens(rt: Any, user: str | None = None) -> list[dict[str, Any]]:
 _LOOKUP = select(tokens.c.user, tokens.c.secret_sm3, tokens.c.expires, tokens.c.revoked)
 
 
-def verify_token(rt: Any, presented: str) -> tuple[str, str]:
+def verify_token(rt: Context, presented: str) -> tuple[str, str]:
     """(user, token id) for a valid token; Unauthenticated with the reason otherwise."""
     parts = presented.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
@@ -254,10 +257,10 @@ FAIL_WINDOW_S = 900
 
 
 def _since(seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.iso_in(-seconds)
 
 
-def record_failure(rt: Any, *keys: str) -> None:
+def record_failure(rt: Context, *keys: str) -> None:
     """Count a failed authentication against each key (a token id, a source address, a user's enrolment)."""
     now = utc_now_iso()
     with rt.engine.begin() as conn:
@@ -266,7 +269,7 @@ def record_failure(rt: Any, *keys: str) -> None:
             conn.execute(auth_failures.insert().values(key=k[:160], ts=now))
 
 
-def locked_out(rt: Any, *keys: str) -> str | None:
+def locked_out(rt: Context, *keys: str) -> str | None:
     """The first key with too many recent failures (it stays locked until they age out of the window), or None."""
     from sqlalchemy import func
 

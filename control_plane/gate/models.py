@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Integer, String, Table, Text
 
 from control_plane.audit.models import canonical_json
 from control_plane.crypto import sm3_hex
+from control_plane.db import metadata
+from control_plane.operation import OperationRequest, Principal  # noqa: F401 - re-exported
 
-metadata = MetaData()
 
 users = Table(
     "iam_users", metadata,
@@ -45,6 +46,7 @@ operations = Table(
     Column("result", Text, nullable=False, default=""), Column("break_glass", Boolean, nullable=False, default=False),
     Column("created", String(32), nullable=False), Column("expires", String(32), nullable=False),
     Column("updated", String(32), nullable=False),
+    Column("origin", Text, nullable=False, default=""),  # what raised it, typed: {"alert": id}
 )  # fmt: skip
 approvals = Table(
     "gate_approvals", metadata,
@@ -61,32 +63,13 @@ reviews = Table(
 )  # fmt: skip
 
 
-def request_hash(operation: str, target: str, params: dict[str, Any], *, reason: str = "", break_glass: bool = False) -> str:
-    """SM3 over the canonical form of exactly what will run and why: approvals are bound to this."""
-    return sm3_hex(canonical_json({"operation": operation, "target": target, "params": params,
-                                   "reason": reason, "break_glass": bool(break_glass)}).encode())  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a user with roles, from a source address ('local' for the host's own CLI)."""
-
-    name: str
-    roles: tuple[str, ...]
-    source: str
-    via: str  # token | peer | system
-    token_id: str | None = None
-
-
-@dataclass(frozen=True)
-class OperationRequest:
-    """What is asked for."""
-
-    operation: str
-    target: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-    break_glass: bool = False
+def request_hash(operation: str, target: str, params: dict[str, Any], *, reason: str = "", break_glass: bool = False,
+                 origin: dict[str, str] | None = None) -> str:  # fmt: skip
+    """SM3 over the canonical form of exactly what will run, why, and (for an engine's request) what raised it: approvals are bound to this."""
+    body: dict[str, Any] = {"operation": operation, "target": target, "params": params, "reason": reason, "break_glass": bool(break_glass)}
+    if origin:
+        body["origin"] = origin
+    return sm3_hex(canonical_json(body).encode())
 
 
 @dataclass
@@ -111,6 +94,7 @@ class OperationView:
     created: str
     expires: str
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)
     secret: str | None = None  # shown once (a new token), never stored
 
     @classmethod
@@ -124,7 +108,7 @@ class OperationView:
             preview=json.loads(m["preview"]) if m["preview"] else None,
             result=json.loads(m["result"]) if m["result"] else None, break_glass=bool(m["break_glass"]),
             created=m["created"], expires=m["expires"],
-            approvals=[dict(a._mapping) for a in approvals_rows],
+            approvals=[dict(a._mapping) for a in approvals_rows], origin=json.loads(m["origin"]) if m.get("origin") else {},
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:

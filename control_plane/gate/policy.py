@@ -1,21 +1,25 @@
-"""The gate's policy file, loaded into frozen typed models with file-and-field errors."""
+"""The one policy file: who may change what (``changes:``), who may read what (``reads:``), what the system's own jobs may do.
+
+Loaded into frozen typed models with file:line:field errors. The CLI, the API and the gate all
+ask it the same way (``Gate.authorize`` for a change, ``Gate.authorize_read`` for a read).
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from control_plane.errors import ConfigError
+from control_plane.loader import load_model
 
 Risk = Literal["low", "high", "critical"]
 RISK_ORDER = {"low": 0, "high": 1, "critical": 2}
-DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
+DEFAULT_POLICY = Path(str(files("control_plane"))) / "policy.yaml"  # package data
 
 
 class _M(BaseModel):
@@ -70,6 +74,16 @@ class WhitelistEntry(_M):
         return any(n != "local" and addr in n for n in self._nets)
 
 
+class ReadPolicy(_M):
+    roles: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+class SystemPrincipal(_M):
+    operations: list[str] = []
+    unattended: list[str] = []  # of those, the ones that run without an approver
+
+
 class BreakGlass(_M):
     roles: list[str] = []
     operations: list[str] = []
@@ -83,19 +97,38 @@ class Approval(_M):
 
 class Policy(_M):
     roles: dict[str, str]
-    operations: dict[str, OperationPolicy]
+    changes: dict[str, OperationPolicy]
+    reads: dict[str, ReadPolicy] = {}
+    system: dict[str, SystemPrincipal] = {}
     whitelist: list[WhitelistEntry]
     fail_mode: dict[Risk, Literal["open", "closed"]] = {"low": "open", "high": "closed", "critical": "closed"}
     break_glass: BreakGlass = BreakGlass()
     approval: Approval = Approval()
 
+    @property
+    def operations(self) -> dict[str, OperationPolicy]:
+        """The operations that change the world (the ``changes:`` section)."""
+        return self.changes
+
     @model_validator(mode="after")
     def _roles_known(self) -> Policy:
         known = set(self.roles)
-        for name, op in self.operations.items():
+        for name, op in self.changes.items():
             for r in [*op.roles, *(op.self_only_except or [])]:
                 if r not in known:
-                    raise ValueError(f"operations.{name}.roles: unknown role {r!r}; known roles: {', '.join(sorted(known))}")
+                    raise ValueError(f"changes.{name}.roles: unknown role {r!r}; known roles: {', '.join(sorted(known))}")
+        for name, rd in self.reads.items():
+            for r in rd.roles:
+                if r not in known:
+                    raise ValueError(f"reads.{name}.roles: unknown role {r!r}; known roles: {', '.join(sorted(known))}")
+        for name, sp in self.system.items():
+            if not name.startswith("system:"):
+                raise ValueError(f"system.{name}: system principals are named system:<engine>")
+            for o in [*sp.operations, *sp.unattended]:
+                if o not in self.changes:
+                    raise ValueError(f"system.{name}: {o!r} is not an operation under changes:")
+            if set(sp.unattended) - set(sp.operations):
+                raise ValueError(f"system.{name}.unattended: must be a subset of its operations")
         for r in self.break_glass.roles:
             if r not in known:
                 raise ValueError(f"break_glass.roles: unknown role {r!r}")
@@ -120,21 +153,5 @@ class Policy(_M):
 
 
 def load_policy(path: Path | None = None) -> Policy:
-    """Load and validate a policy file; refuse it with file, line (for YAML errors) and field."""
-    path = Path(path or DEFAULT_POLICY)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"gate policy {path}: cannot read ({exc.strerror})", hint="check gate.policy_file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        parts = []
-        for e in exc.errors():
-            loc = ".".join(str(x) for x in e["loc"])
-            parts.append(f"{loc}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "value_error" else ""))
-        raise ConfigError(f"gate policy {path}: " + "; ".join(parts), hint="fix the policy file") from None
+    """Load and validate a policy file; refuse it with file, line and field for every error."""
+    return load_model(Path(path or DEFAULT_POLICY), Policy, what="gate policy", hint="fix the policy file (gate.policy_file)")

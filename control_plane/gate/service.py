@@ -14,40 +14,45 @@ import logging
 import secrets
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 
-from control_plane import metrics
+from control_plane import clock, metrics
 from control_plane.audit import AuditEvent
 from control_plane.audit.models import canonical_json
-from control_plane.audit.service import utc_now_iso
+from control_plane.clock import now_iso as utc_now_iso
 from control_plane.errors import GovctlError
 from control_plane.gate import iam
 from control_plane.gate.errors import ApprovalError, Blocked, DependencyDown, Forbidden, GateError, NotFound, Unauthenticated
-from control_plane.gate.handlers import HANDLERS, PREVIEWS, VALIDATORS
-from control_plane.gate.params import InvalidRequest
-from control_plane.gate.params import parse as parse_params
+from control_plane.gate.decision import AlertRef, AlertSink, AllowAll, Decision, InlineDecider, OperationEvent, SocUnavailable
 from control_plane.gate.models import OperationRequest, OperationView, Principal, approvals, operations, request_hash, reviews
 from control_plane.gate.policy import Policy
-from control_plane.soc.inline import Decision, InlineEngine, OperationEvent, SocUnavailable
+from control_plane.operation import SYSTEM_PREFIX, Call, InvalidRequest, Operation, system_principal  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.gate")
+BREAK_GLASS_ALERT = "gate-break-glass-"
 APPROVER_ROLE = "approver"
 
 
-def _iso_in(seconds: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_iso_in = clock.iso_in
 
 
 class Gate:
     """Decides, records and runs operations for one runtime."""
 
-    def __init__(self, rt: Any, policy: Policy, soc: InlineEngine | None = None) -> None:
-        self.rt = rt
+    def __init__(self, ctx: Context, policy: Policy, operations: Mapping[str, Operation], *,
+                 soc: InlineDecider | None = None, alerts: AlertSink | None = None) -> None:  # fmt: skip
+        self.rt = ctx
         self.policy = policy
-        self.soc = soc if soc is not None else InlineEngine()
+        self.operations = dict(operations)
+        self.soc: InlineDecider = soc if soc is not None else AllowAll()
+        self.alerts = alerts
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -89,6 +94,11 @@ class Gate:
         op = self.policy.operations.get(req.operation)
         if op is None:
             raise Forbidden(f"unknown operation {req.operation!r}", hint=f"known: {', '.join(sorted(self.policy.operations))}")
+        if p.via == "system" or p.name.startswith(SYSTEM_PREFIX):
+            sp = self.policy.system.get(p.name)
+            if p.via != "system" or sp is None or req.operation not in sp.operations:
+                raise Forbidden(f"{p.name} may not {req.operation}", hint="the policy's system: section lists what each system principal may request")
+            return
         allowed = set(p.roles) & set(op.roles)
         if not allowed:
             raise Forbidden(f"{p.name} ({', '.join(p.roles) or 'no roles'}) may not {req.operation}",
@@ -99,6 +109,22 @@ class Gate:
         if not any(w.matches(list(allowed), req.operation, req.target, p.source) for w in self.policy.whitelist):
             raise Forbidden(f"no whitelist entry allows {req.operation} on {req.target!r} from {p.source} for {', '.join(sorted(allowed))}",
                             hint="ask a security administrator to extend the gate policy's whitelist")  # fmt: skip
+
+    def authorize_read(self, p: Principal, read: str) -> None:
+        """Raise Forbidden unless the policy's ``reads:`` entry admits one of the principal's roles from its source; denials are audited."""
+        rd = self.policy.reads.get(read)
+        try:
+            if rd is None:
+                raise Forbidden(f"unknown read {read!r}", hint=f"known: {', '.join(sorted(self.policy.reads))}")
+            allowed = set(p.roles) & set(rd.roles)
+            if not allowed:
+                raise Forbidden(f"{p.name} ({', '.join(p.roles) or 'no roles'}) may not read {read}", hint=f"it needs one of the roles: {', '.join(rd.roles)}")
+            if not any(w.matches(list(allowed), read, "", p.source) for w in self.policy.whitelist):
+                raise Forbidden(f"no whitelist entry allows reading {read} from {p.source}", hint="ask a security administrator to extend the whitelist")
+        except Forbidden as exc:
+            self._audit(p, OperationRequest(read), "deny", "refused", {"error": exc.message, "read": True})
+            metrics.GATE_DECISIONS.labels(operation=read, decision="Forbidden").inc()
+            raise
 
     def _soc_decision(self, p: Principal, req: OperationRequest, risk: str) -> Decision:
         event = OperationEvent(req.operation, req.target, req.params, p.name, p.roles, p.source)
@@ -111,24 +137,27 @@ class Gate:
                                      hint="retry when Elasticsearch is back, or use break-glass if this is an emergency") from None  # fmt: skip
             return Decision("allow", reasons=(f"SOC engine unavailable ({exc}); allowed because the policy fails open for {risk} risk",), degraded=True)
 
-    def submit(self, p: Principal, req: OperationRequest) -> OperationView:
+    def submit(self, p: Principal, req: OperationRequest, *, progress: Callable[..., None] | None = None) -> OperationView:
         """Decide on a request; run it at once if it needs no approval, else leave it pending."""
         t0 = time.perf_counter()
         try:
             self.authorize(p, req)
             if not isinstance(req.reason, str) or len(req.reason) > 2000:
                 raise InvalidRequest("reason must be text of at most 2000 characters")
-            if req.operation not in HANDLERS:
-                raise GateError(f"{req.operation} cannot run here yet: its domain has not landed", hint="see the open issues")
+            spec = self.operations.get(req.operation)
+            if spec is None:
+                raise GateError(f"{req.operation} is in the policy but no domain declares it", hint="declare it in <domain>/ops.py")
             # typed before anything compares a value: unknown keys, wrong types and bad targets are refused here
-            req = replace(req, params=parse_params(req.operation, req.target, req.params))
+            if req.origin and p.via != "system":
+                raise InvalidRequest("origin is set by the control plane's own engines only", hint="leave origin out of the request")
+            req = replace(req, params=spec.parse(req.target, req.params), origin=_origin(req.origin))
             if req.break_glass:
                 self._check_break_glass(p, req)
-            if req.operation in VALIDATORS:
-                # validators learn who asks ("_by", the authenticated requester), never from the request itself
-                normalised = VALIDATORS[req.operation](self.rt, req.target, {**req.params, "_by": p.name})
+            if spec.validate is not None:
+                # validators learn who asks (the authenticated requester), never from the request itself
+                normalised = spec.validate(Call(self.rt, req.target, req.params, p.name, origin=req.origin))
                 if normalised is not None:
-                    req = replace(req, params={k: v for k, v in normalised.items() if k != "_by"})
+                    req = replace(req, params=normalised)
             risk = self.policy.risk_of(req.operation, req.target, req.params)
             decision = self._soc_decision(p, req, risk)
             if decision.action == "block":
@@ -137,22 +166,24 @@ class Gate:
             if decision.action == "require_approval" and risk == "low":
                 risk = "high"
             needed = self.policy.approval.required.get(risk, 2)  # type: ignore[call-overload]
-            if req.break_glass:
+            if req.break_glass or (p.via == "system" and req.operation in self.policy.system[p.name].unattended):
                 needed = 0
         except GovctlError as exc:
             self._audit(p, req, "deny", "refused", {"error": exc.message})
             metrics.GATE_DECISIONS.labels(operation=req.operation, decision=type(exc).__name__).inc()
             raise
-        h = request_hash(req.operation, req.target, req.params, reason=req.reason, break_glass=req.break_glass)
+        h = request_hash(req.operation, req.target, req.params, reason=req.reason, break_glass=req.break_glass, origin=req.origin)
         op_id = f"op-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(4)}"
         now = utc_now_iso()
-        preview = self._preview(req) if needed and req.operation in PREVIEWS else None
+        # a system principal's request (a SOC response) is previewed when an approver opens it, never inside a detection pass
+        preview = self._preview(req, p.name) if needed and spec.preview is not None and p.via != "system" else None
         row = {
             "id": op_id, "operation": req.operation, "target": req.target, "params": canonical_json(req.params),
             "request_hash": h, "requester": p.name, "roles": json.dumps(list(p.roles)), "source": p.source,
             "reason": req.reason, "risk": risk, "approvals_needed": needed,
             "status": "approved" if needed == 0 else "pending_approval", "soc": json.dumps(decision.as_dict()),
             "preview": json.dumps(preview) if preview is not None else "", "result": "", "break_glass": req.break_glass,
+            "origin": canonical_json(req.origin or {}),
             "created": now, "expires": _iso_in(self.policy.approval.request_ttl_s), "updated": now,
         }  # fmt: skip
         with self.rt.engine.begin() as conn:
@@ -164,13 +195,14 @@ class Gate:
         if req.break_glass:
             self._open_review(op_id, p, req)
         if needed == 0:
-            return self.run(p, op_id)
+            return self.run(p, op_id, progress=progress)
         return self.get(op_id)
 
-    def _preview(self, req: OperationRequest) -> Any:
+    def _preview(self, req: OperationRequest, by: str) -> Any:
         """What the approver will see; a preview that fails says so instead of blocking the request."""
+        spec = self.operations[req.operation]
         try:
-            return PREVIEWS[req.operation](self.rt, req.target, req.params)
+            return spec.preview(Call(self.rt, req.target, req.params, by, origin=req.origin or {})) if spec.preview else None
         except Exception as exc:  # noqa: BLE001 - shown to the approver, who decides
             log.warning("preview of %s on %s failed: %s", req.operation, req.target, exc)
             return {"error": f"the preview failed: {type(exc).__name__}: {getattr(exc, 'message', exc)}"}
@@ -266,7 +298,7 @@ class Gate:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run(self, p: Principal, op_id: str) -> OperationView:
+    def run(self, p: Principal, op_id: str, *, progress: Callable[..., None] | None = None) -> OperationView:
         """Run an approved operation once: the requester only, approvals re-checked against the request."""
         row = self._load(op_id)
         params = json.loads(row.params)
@@ -299,7 +331,8 @@ class Gate:
             with self.rt.engine.connect() as conn:
                 signed = [a for (a,) in conn.execute(select(approvals.c.approver).where(and_(approvals.c.op_id == op_id, approvals.c.decision == "approve"))
                                                      .order_by(approvals.c.ts))]  # fmt: skip
-            out = HANDLERS[row.operation](self.rt, row.target, {**params, "_by": row.requester, "_approvers": signed})
+            call = Call(self.rt, row.target, params, row.requester, op_id=op_id, approvers=tuple(signed), origin=_row_origin(row), progress=progress)
+            out = self.operations[row.operation].run(call)
             if isinstance(out, tuple):
                 out, secret = out
             status, outcome = "succeeded", "succeeded"
@@ -322,13 +355,20 @@ class Gate:
         with self.rt.engine.begin() as conn:
             conn.execute(reviews.insert().values(op_id=op_id, opened=utc_now_iso(), status="open", alert_sent=False))
         metrics.GATE_BREAK_GLASS.inc()
-        send_break_glass_alerts(self.rt)
+        self.send_break_glass_alerts()
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def get(self, op_id: str) -> OperationView:
-        """One operation with its approvals."""
+    def get(self, op_id: str, *, open_preview: bool = False) -> OperationView:
+        """One operation with its approvals; ``open_preview``: an approver opens it, so a deferred preview is made now."""
         row = self._load(op_id)
+        if open_preview and not row.preview and row.status == "pending_approval" and self.operations.get(row.operation, None) is not None \
+                and self.operations[row.operation].preview is not None:  # fmt: skip
+            req = OperationRequest(row.operation, row.target, json.loads(row.params), row.reason, bool(row.break_glass), _row_origin(row))
+            preview = self._preview(req, row.requester)
+            with self.rt.engine.begin() as conn:
+                conn.execute(update(operations).where(and_(operations.c.id == op_id, operations.c.preview == "")).values(preview=json.dumps(preview)))
+            row = self._load(op_id)
         with self.rt.engine.connect() as conn:
             aps = conn.execute(select(approvals).where(approvals.c.op_id == op_id).order_by(approvals.c.ts)).all()
         return OperationView.from_row(row, aps)
@@ -343,6 +383,65 @@ class Gate:
             aps = conn.execute(select(approvals).where(approvals.c.op_id.in_([r.id for r in rows]))).all() if rows else []
         return [OperationView.from_row(r, [a for a in aps if a.op_id == r.id]) for r in rows]
 
+    # -- break-glass reviews and their alerts --------------------------------------------------------
+
+    def open_reviews(self) -> list[dict[str, Any]]:
+        """Break-glass reviews not yet closed."""
+        with self.rt.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(reviews).where(reviews.c.status == "open").order_by(reviews.c.opened))]
+
+    def close_review(self, op_id: str, *, reviewer: str, verdict: str) -> dict[str, Any]:
+        """Close a break-glass review with a verdict (the reviewer must not be the one who broke the glass)."""
+        with self.rt.engine.connect() as conn:
+            op = conn.execute(select(operations.c.requester).where(operations.c.id == op_id)).first()
+        if op is None:
+            raise NotFound(f"no operation {op_id!r}")
+        if op.requester == reviewer:
+            raise ApprovalError("whoever broke the glass cannot review it", hint="another security administrator must")
+        if self.break_glass_alert_closer(op_id) == reviewer:
+            raise ApprovalError(f"{reviewer} closed the break-glass alert of {op_id}; the review needs a second person",
+                                hint="another security administrator must close the review")  # fmt: skip
+        with self.rt.engine.begin() as conn:
+            n = conn.execute(update(reviews).where(and_(reviews.c.op_id == op_id, reviews.c.status == "open"))
+                             .values(status="closed", reviewer=reviewer, verdict=verdict, closed=utc_now_iso())).rowcount  # fmt: skip
+        if not n:
+            raise NotFound(f"no open review for {op_id}")
+        return {"review": op_id, "status": "closed", "verdict": verdict}
+
+    def break_glass_alert_closer(self, op_id: str) -> str | None:
+        """Who closed the critical alert a break-glass operation raised (None if open, unsent or unreadable)."""
+        return self.alerts.closed_by(f"{BREAK_GLASS_ALERT}{op_id}") if self.alerts is not None else None
+
+    def break_glass_reviewer(self, op_id: str) -> str | None:
+        """Who closed the break-glass review of an operation, if anyone has."""
+        with self.rt.engine.connect() as conn:
+            return conn.execute(select(reviews.c.reviewer).where(reviews.c.op_id == op_id, reviews.c.status == "closed")).scalar()
+
+    def send_break_glass_alerts(self) -> int:
+        """Raise a critical alert for each break-glass review not yet alerted; keep the rest for the next try."""
+        if self.alerts is None:
+            return 0
+        with self.rt.engine.connect() as conn:
+            pending = conn.execute(select(reviews, operations).join(operations, operations.c.id == reviews.c.op_id)
+                                   .where(reviews.c.alert_sent.is_(False))).all()  # fmt: skip
+        sent = 0
+        for r in pending:
+            alert = AlertRef(id=f"{BREAK_GLASS_ALERT}{r.op_id}", rule="gate.break_glass", title="Break-glass operation", severity="critical",
+                             summary=f"{r.requester} used break-glass for {r.operation} on {r.target}: {r.reason}", at=r.opened,
+                             operation={"id": r.op_id, "type": r.operation, "target": r.target, "requester": r.requester, "source": r.source})  # fmt: skip
+            try:
+                self.alerts.raise_alert(alert)
+            except (OSError, ConnectionError, GovctlError) as exc:
+                log.warning("break-glass alert for %s not sent yet: %s", r.op_id, exc)
+                break
+            except Exception as exc:  # noqa: BLE001 - the sink's client raises its own transport errors; retried by the gate.alerts job
+                log.warning("break-glass alert for %s not sent yet: %s: %s", r.op_id, type(exc).__name__, exc)
+                break
+            with self.rt.engine.begin() as conn:
+                conn.execute(update(reviews).where(reviews.c.op_id == r.op_id).values(alert_sent=True))
+            sent += 1
+        return sent
+
     def _set_status(self, op_id: str, status: str, *, expect: str | None = None) -> bool:
         """Set the status (only from ``expect`` when given); True if this call changed it."""
         q = update(operations).where(operations.c.id == op_id)
@@ -350,6 +449,11 @@ class Gate:
             q = q.where(operations.c.status == expect)
         with self.rt.engine.begin() as conn:
             return conn.execute(q.values(status=status, updated=utc_now_iso())).rowcount == 1
+
+    def record(self, p: Principal, operation: str, *, target: str = "", params: Any = None, decision: str = "allow",
+               outcome: str = "succeeded", details: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Audit something a principal did that is not an operation (an enrolment, a bootstrap, ingesting events, stopping)."""
+        self._audit(p, OperationRequest(operation, target, params if isinstance(params, dict) else {}), decision, outcome, details or {})
 
     def _audit(self, p: Principal, req: OperationRequest, decision: str, outcome: str, details: dict[str, Any],
                request_id: str = "", *, operation: str | None = None) -> None:  # fmt: skip
@@ -362,7 +466,8 @@ class Gate:
 
 def _row_hash(row: Any) -> str:
     """The request hash recomputed from what is stored: every field that changes what runs or why."""
-    return request_hash(row.operation, row.target, json.loads(row.params), reason=row.reason, break_glass=bool(row.break_glass))
+    return request_hash(row.operation, row.target, json.loads(row.params), reason=row.reason, break_glass=bool(row.break_glass),
+                        origin=_row_origin(row))  # fmt: skip
 
 
 def _digest(out: Any) -> str:
@@ -371,76 +476,16 @@ def _digest(out: Any) -> str:
     return sm3_hex(json.dumps(out, sort_keys=True, default=str).encode())
 
 
-def open_reviews(rt: Any) -> list[dict[str, Any]]:
-    """Break-glass reviews not yet closed."""
-    with rt.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(reviews).where(reviews.c.status == "open").order_by(reviews.c.opened))]
+def _origin(origin: Any) -> dict[str, str]:
+    """A request's typed origin: what raised it (``{"alert": id}``), short text keys and values only."""
+    if origin is None:
+        return {}
+    if not isinstance(origin, dict) or len(origin) > 4 or not all(
+        isinstance(k, str) and k in ("alert", "job") and isinstance(v, str) and 0 < len(v) <= 256 for k, v in origin.items()
+    ):
+        raise InvalidRequest("origin must map 'alert' or 'job' to an id", hint="only the control plane's own engines set an origin")
+    return dict(origin)
 
 
-def close_review(rt: Any, op_id: str, *, reviewer: str, verdict: str) -> dict[str, Any]:
-    """Close a break-glass review with a verdict (the reviewer must not be the one who broke the glass)."""
-    with rt.engine.connect() as conn:
-        op = conn.execute(select(operations.c.requester).where(operations.c.id == op_id)).first()
-    if op is None:
-        raise NotFound(f"no operation {op_id!r}")
-    if op.requester == reviewer:
-        raise ApprovalError("whoever broke the glass cannot review it", hint="another security administrator must")
-    if break_glass_alert_closer(rt, op_id) == reviewer:
-        raise ApprovalError(f"{reviewer} closed the break-glass alert of {op_id}; the review needs a second person",
-                            hint="another security administrator must close the review")  # fmt: skip
-    with rt.engine.begin() as conn:
-        n = conn.execute(update(reviews).where(and_(reviews.c.op_id == op_id, reviews.c.status == "open"))
-                         .values(status="closed", reviewer=reviewer, verdict=verdict, closed=utc_now_iso())).rowcount  # fmt: skip
-    if not n:
-        raise NotFound(f"no open review for {op_id}")
-    return {"review": op_id, "status": "closed", "verdict": verdict}
-
-
-ALERTS_INDEX = "soc-alerts"
-
-
-def break_glass_alert_closer(rt: Any, op_id: str) -> str | None:
-    """Who closed the critical alert a break-glass operation raised (None if open, unsent or unreadable)."""
-    from control_plane.es import UNREACHABLE, ApiError
-
-    try:
-        doc = rt.es.get(index=ALERTS_INDEX, id=f"gate-break-glass-{op_id}")["_source"]
-    except (ApiError, *UNREACHABLE):
-        return None
-    closes = [h.get("actor") for h in doc.get("history", []) if h.get("action") == "close"]
-    return closes[-1] if closes else None
-
-
-def break_glass_reviewer(rt: Any, op_id: str) -> str | None:
-    """Who closed the break-glass review of an operation, if anyone has."""
-    with rt.engine.connect() as conn:
-        return conn.execute(select(reviews.c.reviewer).where(reviews.c.op_id == op_id, reviews.c.status == "closed")).scalar()
-
-
-def send_break_glass_alerts(rt: Any) -> int:
-    """Index a critical alert for each break-glass review not yet alerted; keep the rest for the next try."""
-    from control_plane.es import UNREACHABLE
-    from control_plane.soc.alerts import ensure_index
-
-    with rt.engine.connect() as conn:
-        pending = conn.execute(select(reviews, operations).join(operations, operations.c.id == reviews.c.op_id)
-                               .where(reviews.c.alert_sent.is_(False))).all()  # fmt: skip
-    sent = 0
-    for r in pending:
-        doc = {
-            "@timestamp": r.opened, "first_seen": r.opened, "last_seen": r.opened, "count": 1, "group_key": f"operation={r.op_id}",
-            "rule": {"id": "gate.break_glass", "name": "break_glass", "title": "Break-glass operation"},
-            "severity": "critical", "status": "open", "kind": "gate", "history": [{"ts": r.opened, "actor": "gate", "action": "raised"}],
-            "summary": f"{r.requester} used break-glass for {r.operation} on {r.target}: {r.reason}",
-            "operation": {"id": r.op_id, "type": r.operation, "target": r.target, "requester": r.requester, "source": r.source},
-        }  # fmt: skip
-        try:
-            ensure_index(rt.es)
-            rt.es.index(index=ALERTS_INDEX, id=f"gate-break-glass-{r.op_id}", document=doc, refresh="wait_for")
-        except UNREACHABLE:
-            log.warning("break-glass alert for %s not sent yet: Elasticsearch unreachable", r.op_id)
-            break
-        with rt.engine.begin() as conn:
-            conn.execute(update(reviews).where(reviews.c.op_id == r.op_id).values(alert_sent=True))
-        sent += 1
-    return sent
+def _row_origin(row: Any) -> dict[str, str]:
+    return json.loads(row.origin) if getattr(row, "origin", "") else {}

@@ -13,13 +13,17 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import yaml
+from pydantic import BaseModel, ConfigDict, RootModel
+
+from control_plane.loader import LoadError, load_model
 
 from control_plane.errors import GovctlError
+from control_plane.resources import folder
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = folder("playbooks")
 SCHEMA_FILE = PLAYBOOKS / "parameters.yaml"
 MAX_LEN = 256
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -29,6 +33,8 @@ _ABS_PATH = re.compile(r"^/[A-Za-z0-9._/+-]{0,254}$")
 
 class PlaybookParamError(GovctlError):
     """A playbook variable is unknown, missing or not of its declared type."""
+
+    exit_code = 2
 
     http_status = 422
 
@@ -118,19 +124,23 @@ TYPES: dict[str, Callable[[Any], Any]] = {
 }  # fmt: skip
 
 
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["ipv4_cidr", "ip", "posix_user", "hosts", "port", "bool", "abs_path"]  # noqa: F821
+    required: bool = False
+
+
+_Schema = RootModel[dict[str, Optional[dict[str, _Spec]]]]
+
+
 @lru_cache(maxsize=4)
 def load_schema(path: Path = SCHEMA_FILE) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every playbook's parameters, checked: file:field errors for a bad schema."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise PlaybookParamError(f"{path}: the top level must map playbook names to their parameters")
-    for pb, params in data.items():
-        if not isinstance(params, dict):
-            raise PlaybookParamError(f"{path}: {pb}: must be a mapping of variable names (or {{}})")
-        for name, spec in params.items():
-            if not isinstance(spec, dict) or spec.get("type") not in TYPES or set(spec) - {"type", "required"}:
-                raise PlaybookParamError(f"{path}: {pb}.{name}: needs type (one of {', '.join(TYPES)}) and optionally required")
-    return data
+    """Every playbook's parameters, checked: file:line:field errors for a bad schema."""
+    try:
+        schema = load_model(path, _Schema, what="playbook parameters", hint="each variable needs a type and optionally required", empty={})
+    except LoadError as exc:
+        raise PlaybookParamError(exc.message, hint=exc.hint) from None
+    return {pb: {n: spec.model_dump() for n, spec in (params or {}).items()} for pb, params in schema.root.items()}
 
 
 def parse(playbook: str, values: dict[str, Any], *, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -18,12 +18,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from control_plane.audit import AuditEvent
+from control_plane.audit import steps
 from control_plane.errors import GovctlError
 
 from control_plane.playbook.params import PLAYBOOKS
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 KEEP_RUNS = 200
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -31,6 +34,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 class PlaybookError(GovctlError):
     """A playbook run could not be started or did not succeed."""
+
+    http_status = 400
+    exit_code = 1
 
 
 @dataclass
@@ -62,7 +68,7 @@ def available() -> dict[str, str]:
     return out
 
 
-def inventory(rt: Any) -> dict[str, Any]:
+def inventory(rt: Context) -> dict[str, Any]:
     """Hosts of every deployed stack, grouped by stack, pool and tier, with their SSH host keys."""
     from control_plane.deploy.service import outputs, ssh_keypair, state_file
 
@@ -86,7 +92,7 @@ def inventory(rt: Any) -> dict[str, Any]:
                              "ansible_python_interpreter": "/usr/bin/python3"}}}  # fmt: skip
 
 
-def _check_request(rt: Any, name: str, limit: list[str]) -> dict[str, Any]:
+def _check_request(rt: Context, name: str, limit: list[str]) -> dict[str, Any]:
     if not _NAME.match(name) or not (PLAYBOOKS / f"{name}.yml").is_file():
         raise PlaybookError(f"no playbook {name!r}", hint=f"available: {', '.join(available())}")
     inv = inventory(rt)
@@ -105,7 +111,7 @@ def _prune(runs: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars: dict[str, Any] | None = None,
+def run(rt: Context, name: str, limit: list[str], *, check: bool = False, extravars: dict[str, Any] | None = None,
         timeout: int = 900, cancel: threading.Event | None = None, actor: str = "ansible",
         internal_vars: dict[str, Any] | None = None) -> PlaybookRun:  # fmt: skip
     """Run a playbook on hosts of the inventory; task results go to the audit ledger.
@@ -149,10 +155,9 @@ def run(rt: Any, name: str, limit: list[str], *, check: bool = False, extravars:
             if res.get("diff"):
                 diffs.append({"host": data.get("host"), "task": data.get("task"), "diff": res["diff"]})
             if changed or failed or check:
-                rt.ledger.append(AuditEvent(actor=actor, role="automation", source="local", operation="playbook.task",
-                                            target=str(data.get("host")), params={"playbook": name, "task": data.get("task")},
-                                            outcome="failed" if failed else ("changed" if changed else "ok"),
-                                            details={"run": run_id, "check": check, "msg": str(res.get("msg", ""))[:300]}))  # fmt: skip
+                steps.record(rt.ledger, actor=actor, role="automation", operation="playbook.task", target=str(data.get("host")),
+                             params={"playbook": name, "task": data.get("task")}, outcome="failed" if failed else ("changed" if changed else "ok"),
+                             details={"run": run_id, "check": check, "msg": str(res.get("msg", ""))[:300]})  # fmt: skip
         return True
 
     kwargs = dict(
@@ -221,7 +226,7 @@ def _run_spawned(kwargs: dict[str, Any], on_event: Any, cancel: threading.Event 
     return result
 
 
-def _control_plane_vars(rt: Any, name: str) -> dict[str, Any]:
+def _control_plane_vars(rt: Context, name: str) -> dict[str, Any]:
     """Values only the control plane supplies: log shipping gets the shipper's own credentials and the CA (never from a request)."""
     if name != "log_shipping":
         return {}

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,6 +22,9 @@ import numpy as np
 from control_plane.errors import GovctlError
 from control_plane.report.prom import Grid, Prom, choose_step
 from control_plane.report.registry import Registry
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.report")
 SH = ZoneInfo("Asia/Shanghai")
@@ -44,6 +47,9 @@ HOST_KEYS = ("instance", "stack", "pool", "network_zone", "department", "host")
 
 class ReportInputError(GovctlError):
     """The month asked for cannot be built."""
+
+    http_status = 422
+    exit_code = 2
 
 
 def month_window(month: str) -> tuple[datetime, datetime]:
@@ -90,7 +96,7 @@ def _key(labels: tuple[tuple[str, str], ...]) -> str:
 class Builder:
     """Builds the report document for one month."""
 
-    def __init__(self, rt: Any, registry: Registry, prom: Prom, month: str, *, now: datetime | None = None) -> None:
+    def __init__(self, rt: Context, registry: Registry, prom: Prom, month: str, *, now: datetime | None = None) -> None:
         self.rt = rt
         self.reg = registry
         self.prom = prom

@@ -14,17 +14,23 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, select
+from sqlalchemy import Column, Integer, String, Table, Text, and_, select
 
+from control_plane import clock
+from control_plane.errors import ConfigError
 from control_plane.crypto import InvalidSignature, SM2PublicKey, sm3_hex
 from control_plane.report.seal import canonical, seal, verify
 from control_plane.report.store import Built, ReportError
+from control_plane.db import metadata
 
-meta = MetaData()
+if TYPE_CHECKING:
+    from control_plane.context import Context
+
+meta = metadata
 deliveries = Table(
     "report_deliveries", meta,
     Column("id", String(32), primary_key=True), Column("month", String(7), nullable=False), Column("revision", Integer, nullable=False),
@@ -35,27 +41,19 @@ deliveries = Table(
 )  # fmt: skip
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now = clock.now
+_iso = clock.iso
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-def province_key(rt: Any) -> SM2PublicKey:
-    """The province's SM2 public key (configured, or the local receiver's)."""
-    from control_plane.report.receiver import receiver_dir
-
+def province_key(rt: Context) -> SM2PublicKey:
+    """The province's SM2 public key the report is sealed for; without one configured nothing is submitted."""
     p = rt.settings.report.province_public_key
-    path = rt.settings.path(p) if p else receiver_dir(rt.settings) / "province.pub.pem"
+    if p is None:
+        raise ConfigError("report.province_public_key is not set: there is no province key to seal the report for",
+                          hint="set report.province_public_key to the province's SM2 public key (PEM) and report.endpoint to its URL")  # fmt: skip
+    path = rt.settings.path(p)
     if not path.exists():
-        if p is None:
-            from control_plane.report.receiver import Receiver
-
-            Receiver(receiver_dir(rt.settings), rt.signer.public_key)  # the embedded default: create the stand-in's key
-        else:
-            raise ReportError(f"the province's public key {path} does not exist", hint="set report.province_public_key to their PEM file")
+        raise ConfigError(f"the province's public key {path} does not exist", hint="set report.province_public_key to their PEM file")
     return SM2PublicKey.from_pem(path.read_text())
 
 
@@ -64,7 +62,7 @@ def idempotency_key(b: Built) -> str:
     return sm3_hex(f"govctl-report|{b.month}|{b.revision}|{b.digest_sm3}".encode())[:40]
 
 
-def sealed_payload(rt: Any, b: Built) -> dict[str, Any]:
+def sealed_payload(rt: Context, b: Built) -> dict[str, Any]:
     """The sealed submission for a revision, made once and kept (retries send identical bytes)."""
     f = b.path.parent / f"r{b.revision}.sealed.json"
     if f.exists():
@@ -79,7 +77,7 @@ def sealed_payload(rt: Any, b: Built) -> dict[str, Any]:
     return env
 
 
-def enqueue(rt: Any, b: Built) -> dict[str, Any]:
+def enqueue(rt: Context, b: Built) -> dict[str, Any]:
     """Put a revision in the outbox (once); returns the delivery."""
     key = idempotency_key(b)
     sealed_payload(rt, b)
@@ -93,7 +91,7 @@ def enqueue(rt: Any, b: Built) -> dict[str, Any]:
     return get(rt, key)
 
 
-def get(rt: Any, key: str) -> dict[str, Any]:
+def get(rt: Context, key: str) -> dict[str, Any]:
     """A delivery by idempotency key or id."""
     with rt.engine.connect() as c:
         row = c.execute(select(deliveries).where((deliveries.c.idempotency_key == key) | (deliveries.c.id == key))).first()
@@ -104,7 +102,7 @@ def get(rt: Any, key: str) -> dict[str, Any]:
     return d
 
 
-def list_deliveries(rt: Any, month: str | None = None) -> list[dict[str, Any]]:
+def list_deliveries(rt: Context, month: str | None = None) -> list[dict[str, Any]]:
     """Deliveries, newest first."""
     q = select(deliveries).order_by(deliveries.c.created.desc())
     if month:
@@ -113,12 +111,12 @@ def list_deliveries(rt: Any, month: str | None = None) -> list[dict[str, Any]]:
         return [{**dict(r._mapping), "receipt": json.loads(r.receipt) if r.receipt else None} for r in c.execute(q)]
 
 
-def _update(rt: Any, key: str, **vals: Any) -> None:
+def _update(rt: Context, key: str, **vals: Any) -> None:
     with rt.engine.begin() as c:
         c.execute(deliveries.update().where(deliveries.c.idempotency_key == key).values(updated=_iso(_now()), **vals))
 
 
-def _anchor_receipt(rt: Any, b: Any, receipt: dict[str, Any]) -> None:
+def _anchor_receipt(rt: Context, b: Any, receipt: dict[str, Any]) -> None:
     """The province's signed receipt for a report that carries the ledger head is an anchor outside this host."""
     from control_plane.report.store import load
 
@@ -136,7 +134,7 @@ def verify_receipt(receipt: dict[str, Any], key: str, digest: str, province: SM2
     verify(canonical(body), receipt.get("signature") or {}, province)
 
 
-def attempt(rt: Any, d: dict[str, Any], *, client: httpx.Client | None = None) -> dict[str, Any]:
+def attempt(rt: Context, d: dict[str, Any], *, client: httpx.Client | None = None) -> dict[str, Any]:
     """One delivery attempt; returns the updated delivery."""
     from control_plane import metrics
     from control_plane.report.store import get as get_rev
@@ -174,11 +172,15 @@ def attempt(rt: Any, d: dict[str, Any], *, client: httpx.Client | None = None) -
     return get(rt, key)
 
 
-def deliver_due(rt: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Attempt every pending delivery whose time has come."""
+def due(rt: Context, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Pending deliveries whose next attempt has come (the report.deliver job submits each through the gate)."""
     when = _iso(now or _now())
     with rt.engine.connect() as c:
-        due = [dict(r._mapping) for r in c.execute(select(deliveries).where(and_(deliveries.c.status == "pending", deliveries.c.next_attempt <= when)))]
-    return [attempt(rt, d) for d in due]
+        return [dict(r._mapping) for r in c.execute(select(deliveries).where(and_(deliveries.c.status == "pending", deliveries.c.next_attempt <= when)))]
+
+
+def deliver_due(rt: Context, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Attempt every pending delivery whose time has come (directly; the scheduled path goes through the gate)."""
+    return [attempt(rt, d) for d in due(rt, now=now)]
 
 

@@ -23,6 +23,8 @@ STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400)
 class PrometheusUnavailable(GovctlError):
     """Prometheus could not answer; nothing is built from partial answers."""
 
+    exit_code = 6
+
     http_status = 503
 
 

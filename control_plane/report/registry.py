@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from control_plane.loader import LoadError, load_model
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.errors import GovctlError
+from control_plane.resources import folder
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "monitors" / "registry.yaml"
+DEFAULT_REGISTRY = folder("monitors") / "registry.yaml"
 
 
 class RegistryError(GovctlError):
     """The registry file is missing or wrong."""
+
+    http_status = 400
+    exit_code = 2
 
 
 class _M(BaseModel):
@@ -74,17 +78,8 @@ class Registry(_M):
 
 
 def load_registry(path: Path | None = None) -> Registry:
-    """Read and validate the registry; errors name the file and the field."""
-    path = path or DEFAULT_REGISTRY
+    """Read and validate the registry; errors name the file, the line and the field."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RegistryError(f"cannot read the department registry {path}: {exc.strerror}", hint="set report.registry_file") from None
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: not YAML ({exc})") from None
-    try:
-        return Registry.model_validate(data)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        where = ".".join(str(x) for x in e["loc"])
-        raise RegistryError(f"{path}: {where}: {e['msg']}", hint="see monitors/registry.yaml for the expected shape") from None
+        return load_model(path or DEFAULT_REGISTRY, Registry, what="the department registry", hint="see monitors/registry.yaml for the expected shape")
+    except LoadError as exc:
+        raise RegistryError(exc.message, hint=exc.hint) from None

@@ -13,18 +13,23 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, and_, func, select
+from sqlalchemy import Column, Float, Integer, String, Table, Text, and_, func, select
 
 from control_plane.crypto import SM2PublicKey, sm3_hex
 from control_plane.errors import GovctlError
 from control_plane.report.seal import canonical, sign, verify
+from control_plane.resources import folder
+from control_plane.db import metadata
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "monitors" / "report.schema.json"
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
-meta = MetaData()
+SCHEMA_FILE = folder("monitors") / "report.schema.json"
+
+meta = metadata
 revisions = Table(
     "report_revisions", meta,
     Column("month", String(7), primary_key=True), Column("revision", Integer, primary_key=True),
@@ -36,6 +41,9 @@ revisions = Table(
 
 class ReportError(GovctlError):
     """A report that cannot be built, found or trusted."""
+
+    http_status = 409
+    exit_code = 1
 
 
 class ReportExists(ReportError):
@@ -80,14 +88,14 @@ def _row(r: Any) -> Built:
     return Built(r.month, r.revision, Path(r.path), r.digest_sm3, r.created, r.built_by, r.reason, json.loads(r.signoff or "[]"), r.coverage_pct)
 
 
-def latest(rt: Any, month: str) -> Built | None:
+def latest(rt: Context, month: str) -> Built | None:
     """The newest revision of a month."""
     with rt.engine.connect() as c:
         r = c.execute(select(revisions).where(revisions.c.month == month).order_by(revisions.c.revision.desc()).limit(1)).first()
     return _row(r) if r else None
 
 
-def get(rt: Any, month: str, revision: int | None = None) -> Built:
+def get(rt: Context, month: str, revision: int | None = None) -> Built:
     """A revision (default: the newest)."""
     if revision is None:
         b = latest(rt, month)
@@ -100,7 +108,7 @@ def get(rt: Any, month: str, revision: int | None = None) -> Built:
     return b
 
 
-def all_revisions(rt: Any) -> list[Built]:
+def all_revisions(rt: Context) -> list[Built]:
     """Every stored revision, newest month first."""
     with rt.engine.connect() as c:
         return [_row(r) for r in c.execute(select(revisions).order_by(revisions.c.month.desc(), revisions.c.revision.desc()))]
@@ -111,7 +119,7 @@ def load(b: Built) -> dict[str, Any]:
     return json.loads((b.path / "report.json").read_text(encoding="utf-8"))
 
 
-def build(rt: Any, month: str, *, actor: str, reason: str | None = None, signoff: list[str] | None = None,
+def build(rt: Context, month: str, *, actor: str, reason: str | None = None, signoff: list[str] | None = None,
           prom_url: str | None = None, now: datetime | None = None, render: bool = True) -> Built:  # fmt: skip
     """Build, validate, sign and store a month. A second build needs a reason (a correction)."""
     from control_plane.report.build import Builder, previous_month
@@ -165,7 +173,7 @@ def build(rt: Any, month: str, *, actor: str, reason: str | None = None, signoff
     return b
 
 
-def verify_revision(rt: Any, b: Built, trusted: SM2PublicKey | None = None) -> dict[str, Any]:
+def verify_revision(rt: Context, b: Built, trusted: SM2PublicKey | None = None) -> dict[str, Any]:
     """Re-hash the stored JSON, check it against the DB and the signature, and check the schema."""
     data = (b.path / "report.json").read_bytes()
     block = json.loads((b.path / "report.sig.json").read_text())
@@ -177,7 +185,7 @@ def verify_revision(rt: Any, b: Built, trusted: SM2PublicKey | None = None) -> d
     return {"month": b.month, "revision": b.revision, "digest_sm3": b.digest_sm3, "key_id": block["key_id"], "ok": True}
 
 
-def count(rt: Any) -> int:
+def count(rt: Context) -> int:
     """How many revisions exist."""
     with rt.engine.connect() as c:
         return int(c.execute(select(func.count()).select_from(revisions)).scalar() or 0)

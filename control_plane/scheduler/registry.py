@@ -1,16 +1,18 @@
-"""Scheduled jobs are declared beside their domain (``<domain>/scheduled.py``) and registered here.
+"""Scheduled jobs are declared beside their domain (``<domain>/scheduled.py``); the composition root collects them.
 
 A declaration has a stable id, a cadence (an interval or a cron expression, in the scheduler's
-time zone) and a function taking the runtime. ``DOMAINS`` lists the modules that declare jobs.
+time zone) and a function taking the context. A job that changes the world submits its operation
+to the gate as ``system:scheduler``; the policy says which of those run without an approver.
+Background workers (the SOC's streaming detector, WAL shipping) are declared the same way and
+run while this process is the scheduler's leader.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -18,14 +20,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from control_plane.errors import GovctlError
 
-DOMAINS = ("control_plane.audit.scheduled", "control_plane.gate.scheduled", "control_plane.scheduler.scheduled", "control_plane.soc.scheduled",
-           "control_plane.report.scheduled", "dr.scheduled")
+if TYPE_CHECKING:
+    from control_plane.context import Context
+
 # Interval slots are counted from a fixed origin so every process computes the same slots.
 ORIGIN = datetime(2020, 1, 1)
 
 
 class SchedulerError(GovctlError):
     """Root of the scheduler's errors."""
+
+    http_status = 404
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -63,34 +69,48 @@ class JobSpec:
         return f"every {every:g}s"
 
 
-_REGISTRY: dict[str, JobSpec] = {}
+@dataclass(frozen=True)
+class Worker:
+    """A background worker the leader runs beside the jobs: ``start(ctx)`` returns something with ``stop()``, or None when disabled."""
+
+    name: str
+    start: Callable[[Any], Any]
 
 
 def job(id: str, *, description: str, every_s: float | Callable[[Any], float] | None = None, cron: str | Callable[[Any], str] | None = None,
         misfire_grace_s: float | Callable[[Any], float] | None = None) -> Callable[[Callable[[Any], str | None]], Callable[[Any], str | None]]:  # fmt: skip
-    """Declare a scheduled job (decorator)."""
+    """Declare a scheduled job (decorator); the declaration rides on the function until the composition root collects it."""
     if (every_s is None) == (cron is None):
         raise ValueError(f"job {id}: give exactly one of every_s or cron")
 
     def deco(fn: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-        if id in _REGISTRY and _REGISTRY[id].func is not fn:
-            raise ValueError(f"job id {id!r} declared twice")
-        _REGISTRY[id] = JobSpec(id=id, func=fn, description=description, every_s=every_s, cron=cron, misfire_grace_s=misfire_grace_s)
+        fn.__job__ = JobSpec(id=id, func=fn, description=description, every_s=every_s, cron=cron, misfire_grace_s=misfire_grace_s)  # type: ignore[attr-defined]
         return fn
 
     return deco
 
 
-def all_jobs() -> dict[str, JobSpec]:
-    """Every declared job, importing the domain modules that declare them."""
-    for mod in DOMAINS:
-        importlib.import_module(mod)
-    return dict(sorted(_REGISTRY.items()))
+def collect(*modules: Any) -> dict[str, JobSpec]:
+    """Every job declared in ``modules`` (their ``@job`` functions), by id; an id declared twice is a programming error."""
+    out: dict[str, JobSpec] = {}
+    for mod in modules:
+        for value in vars(mod).values():
+            spec = getattr(value, "__job__", None)
+            if isinstance(spec, JobSpec):
+                if spec.id in out and out[spec.id].func is not spec.func:
+                    raise ValueError(f"job id {spec.id!r} declared twice")
+                out[spec.id] = spec
+    return dict(sorted(out.items()))
 
 
-def get(job_id: str) -> JobSpec:
+def all_jobs(ctx: Context) -> dict[str, JobSpec]:
+    """Every job the context was wired with."""
+    return dict(ctx.wiring.jobs)
+
+
+def get(ctx: Context, job_id: str) -> JobSpec:
     """One declared job by id, or a clear error listing the valid ids."""
-    jobs = all_jobs()
+    jobs = ctx.wiring.jobs
     if job_id not in jobs:
         raise SchedulerError(f"no job {job_id!r}", hint=f"known jobs: {', '.join(jobs)}")
     return jobs[job_id]

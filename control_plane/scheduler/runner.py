@@ -15,21 +15,25 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, insert, or_, update
+from sqlalchemy import Column, Float, Integer, LargeBinary, String, Table, Text, Unicode, and_, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from control_plane import metrics
-from control_plane.audit.service import utc_now_iso
+from control_plane.clock import now_iso as utc_now_iso
 from control_plane.scheduler.registry import get, latest_slot
+from control_plane.db import metadata
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.scheduler")
 
 job_runs = Table(
     "job_runs",
-    MetaData(),
+    metadata,
     Column("run_key", String(255), primary_key=True),
     Column("job_id", String(128), nullable=False),
     Column("slot", String(32), nullable=False),
@@ -40,6 +44,12 @@ job_runs = Table(
     Column("detail", Text, nullable=False),
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+)
+# APScheduler's job store (JSON rows, see scheduler.service.JsonJobStore); created by migration 0008
+apscheduler_jobs = Table(
+    "apscheduler_jobs", metadata,
+    Column("id", Unicode(191), primary_key=True), Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )
 
 
@@ -70,7 +80,7 @@ def _pid_dead_here(host: str, pid: int) -> bool:
         return False
 
 
-def claim(rt: Any, job_id: str, slot: str, trigger: str) -> str | None:
+def claim(rt: Context, job_id: str, slot: str, trigger: str) -> str | None:
     """Claim the run key for (job, slot); return it, or None if the slot is done or running elsewhere."""
     key = f"{job_id}@{slot}"
     row = {"run_key": key, "job_id": job_id, "slot": slot, "trigger": trigger, "started": utc_now_iso(),
@@ -97,15 +107,15 @@ def claim(rt: Any, job_id: str, slot: str, trigger: str) -> str | None:
     return key if took == 1 else None
 
 
-def _finish(rt: Any, key: str, status: str, detail: str) -> None:
+def _finish(rt: Context, key: str, status: str, detail: str) -> None:
     with rt.engine.begin() as conn:
         conn.execute(update(job_runs).where(job_runs.c.run_key == key)
                      .values(status=status, finished=utc_now_iso(), detail=detail[:4000]))  # fmt: skip
 
 
-def run_job(rt: Any, job_id: str, *, trigger: str = "schedule", slot: str | None = None) -> RunResult:
+def run_job(rt: Context, job_id: str, *, trigger: str = "schedule", slot: str | None = None) -> RunResult:
     """Run ``job_id`` once for its slot (scheduled) or for a fresh manual slot."""
-    spec = get(job_id)
+    spec = get(rt, job_id)
     if slot is None:
         if trigger == "manual":
             slot = f"manual-{datetime.now(ZoneInfo(rt.settings.scheduler.timezone)).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -133,7 +143,5 @@ def run_job(rt: Any, job_id: str, *, trigger: str = "schedule", slot: str | None
 
 
 def run_scheduled(job_id: str) -> None:
-    """The entry point APScheduler stores (by reference) for every job."""
-    from control_plane.runtime import current
-
-    run_job(current(), job_id, trigger="schedule")
+    """The textual entry APScheduler's job rows name; the store replaces it with the job bound to its context."""
+    raise RuntimeError(f"job {job_id} was fired without its context; jobs are bound by JsonJobStore")

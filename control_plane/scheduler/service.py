@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -17,7 +18,10 @@ from sqlalchemy import desc, func, select
 
 from control_plane.scheduler.leader import LeaderLock
 from control_plane.scheduler.registry import SchedulerError, all_jobs, get
-from control_plane.scheduler.runner import job_runs
+from control_plane.scheduler.runner import job_runs, run_job
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.scheduler")
 ENTRY = "control_plane.scheduler.runner:run_scheduled"
@@ -32,7 +36,7 @@ class JsonJobStore(SQLAlchemyJobStore):
     (old pickled ones, for instance) are dropped by APScheduler and re-added by ``sync_jobs``.
     """
 
-    def __init__(self, rt: Any, **kwargs: Any) -> None:
+    def __init__(self, rt: Context, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rt = rt
 
@@ -67,21 +71,22 @@ class JsonJobStore(SQLAlchemyJobStore):
 
         data = json.loads(job_state)  # anything but our JSON (a pickle) raises, and APScheduler drops the row
         jid = data["id"]
-        spec = all_jobs()[jid]  # an undeclared id raises too
+        spec = all_jobs(self.rt)[jid]  # an undeclared id raises too
         nrt = datetime.fromisoformat(data["next_run_time"]) if data["next_run_time"] else None
         grace = spec.grace(self.rt.settings)
         job = Job.__new__(Job)
         job.__setstate__({
             "version": 1, "id": jid, "func": ENTRY, "trigger": spec.trigger(self.rt.settings), "executor": "default",
-            "args": (jid,), "kwargs": {}, "name": spec.description, "coalesce": True, "max_instances": 1,
+            "args": (), "kwargs": {}, "name": spec.description, "coalesce": True, "max_instances": 1,
             "misfire_grace_time": int(grace) if grace else self.rt.settings.scheduler.misfire_grace_s, "next_run_time": nrt,
         })  # fmt: skip
+        job.func = functools.partial(run_job, self.rt, jid, trigger="schedule")  # the context is an argument, never a global
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias
         return job
 
 
-def build(rt: Any) -> BackgroundScheduler:
+def build(rt: Context) -> BackgroundScheduler:
     """A scheduler on the persistent (JSON, never pickled) job store, in the configured time zone."""
     s = rt.settings.scheduler
     return BackgroundScheduler(
@@ -92,9 +97,9 @@ def build(rt: Any) -> BackgroundScheduler:
     )
 
 
-def sync_jobs(rt: Any, sched: BackgroundScheduler) -> None:
+def sync_jobs(rt: Context, sched: BackgroundScheduler) -> None:
     """Make the store match the declarations: add new jobs, update changed cadences (keeping pauses), drop removed ones."""
-    declared = all_jobs()
+    declared = all_jobs(rt)
     for jid, spec in declared.items():
         trig = spec.trigger(rt.settings)
         grace = spec.grace(rt.settings)
@@ -119,12 +124,11 @@ def sync_jobs(rt: Any, sched: BackgroundScheduler) -> None:
 class SchedulerService:
     """Runs jobs only while this process holds the leader lock; others stand by and retry."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Context) -> None:
         self.rt = rt
         self.lock = LeaderLock(rt.engine, rt.settings.var / "run" / "scheduler.leader")
         self.sched: BackgroundScheduler | None = None
-        self.stream: Any = None  # the SOC streaming detector, run by the leader beside the jobs
-        self.wal: Any = None  # WAL streaming and shipping for postgres backup sources
+        self.workers: dict[str, Any] = {}  # the domains' background workers (SOC streaming detector, WAL shipping), run by the leader
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -161,26 +165,22 @@ class SchedulerService:
             self._stop.wait(poll)
 
     def _start_stream(self) -> None:
-        if self.rt.settings.dr.wal_streaming:
-            from dr.service import Live
-
-            self.wal = Live(self.rt).start()
-        poll = self.rt.settings.soc.stream_poll_s
-        if poll <= 0:
-            return
-        from control_plane.soc.rules import load_rules
-        from control_plane.soc.stream import StreamDetector
-
-        d = self.rt.settings.soc.rules_dir
-        self.stream = StreamDetector(self.rt, load_rules(self.rt.settings.path(d) if d else None), poll_s=poll).start()
+        for w in self.rt.wiring.workers:
+            try:
+                handle = w.start(self.rt)
+            except Exception:  # noqa: BLE001 - one worker failing to start must not stop the jobs; it is logged
+                log.exception("worker %s did not start", w.name)
+                continue
+            if handle is not None:
+                self.workers[w.name] = handle
 
     def _shutdown_sched(self) -> None:
-        if self.stream is not None:
-            self.stream.stop()
-            self.stream = None
-        if self.wal is not None:
-            self.wal.stop()
-            self.wal = None
+        for name, handle in list(self.workers.items()):
+            try:
+                handle.stop()
+            except Exception:  # noqa: BLE001 - stopping the others matters more
+                log.exception("worker %s did not stop cleanly", name)
+            self.workers.pop(name, None)
         if self.sched is not None:
             self.sched.shutdown(wait=True)
             self.sched = None
@@ -197,7 +197,7 @@ class SchedulerService:
 class _Admin:
     """A paused scheduler bound to the shared store, for list/pause/resume from any process."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Context) -> None:
         self.rt = rt
         self.sched = build(rt)
 
@@ -210,9 +210,9 @@ class _Admin:
         self.sched.shutdown(wait=False)
 
 
-def list_jobs(rt: Any) -> list[dict[str, Any]]:
+def list_jobs(rt: Context) -> list[dict[str, Any]]:
     """Every job: cadence, next run, paused, last run and its outcome."""
-    specs = all_jobs()
+    specs = all_jobs(rt)
     tz = ZoneInfo(rt.settings.scheduler.timezone)
     with _Admin(rt) as sched:
         jobs = {j.id: j for j in sched.get_jobs()}
@@ -236,9 +236,9 @@ def list_jobs(rt: Any) -> list[dict[str, Any]]:
     return out
 
 
-def set_paused(rt: Any, job_id: str, paused: bool) -> dict[str, Any]:
+def set_paused(rt: Context, job_id: str, paused: bool) -> dict[str, Any]:
     """Pause or resume a job in the shared store (the leader notices within its poll interval)."""
-    get(job_id)
+    get(rt, job_id)
     with _Admin(rt) as sched:
         try:
             (sched.pause_job if paused else sched.resume_job)(job_id)
@@ -249,7 +249,7 @@ def set_paused(rt: Any, job_id: str, paused: bool) -> dict[str, Any]:
                 "next_run": j.next_run_time.isoformat(timespec="seconds") if j.next_run_time else None}  # fmt: skip
 
 
-def recent_runs(rt: Any, job_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+def recent_runs(rt: Context, job_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The newest job runs, optionally for one job."""
     q = select(job_runs).order_by(desc(job_runs.c.started)).limit(limit)
     if job_id:
@@ -258,6 +258,6 @@ def recent_runs(rt: Any, job_id: str | None = None, limit: int = 20) -> list[dic
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def now_local(rt: Any) -> datetime:
+def now_local(rt: Context) -> datetime:
     """Now in the scheduler's time zone."""
     return datetime.now(ZoneInfo(rt.settings.scheduler.timezone))

@@ -21,14 +21,10 @@ import ipaddress
 import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
-from control_plane.services.credentials import load_generated, write_private
+from control_plane.credentials import write_private
 
-USERS = {"govctl": "govctl_control_plane", "govctl_shipper": "govctl_shipper", "govctl_analyst": "govctl_analyst"}
-CONTROL_PLANE_USER = "govctl"
-SHIPPER_USER = "govctl_shipper"
-ANALYST_USER = "govctl_analyst"
+from control_plane.es import ANALYST_USER, CONTROL_PLANE_USER, SHIPPER_USER, USERS, client_kwargs, load_credentials  # noqa: F401 - one definition, in es
 
 ROLES_YML = """\
 # written by govctl services: one role per component, least privilege
@@ -48,11 +44,6 @@ govctl_analyst:
     - names: ["soc-*", "govctl-audit*"]
       privileges: [read, view_index_metadata]
 """
-
-
-def load_credentials(path: Path) -> dict[str, str]:
-    """The components' passwords (generated, 0600, on first use)."""
-    return load_generated(path, tuple(USERS))
 
 
 def pbkdf2_hash(password: str, *, cost: int = 10000) -> str:
@@ -143,9 +134,3 @@ def yml_settings(cert_dir: str) -> str:
         f"xpack.security.transport.ssl.certificate_authorities: [{cert_dir}/ca.crt]\n"
         "xpack.security.authc.anonymous.roles: []\n"
     )
-
-
-def client_kwargs(ca_cert: Path, creds_file: Path, user: str = CONTROL_PLANE_USER) -> dict[str, Any]:
-    """What the official client needs to reach the node as ``user``: the CA and basic auth."""
-    creds = load_credentials(creds_file)
-    return {"ca_certs": str(ca_cert), "basic_auth": (user, creds[user]), "verify_certs": True}

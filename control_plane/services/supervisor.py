@@ -32,12 +32,16 @@ import httpx
 from control_plane.services import es_security
 from control_plane.config import Settings
 from control_plane.errors import GovctlError
+from control_plane.resources import project_root
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = project_root()
 
 
 class ServiceError(GovctlError):
     """A local service could not be started, stopped or reached."""
+
+    http_status = 503
+    exit_code = 6
 
 
 @dataclass
@@ -338,8 +342,8 @@ class Supervisor:
         base = self.root / "postgres"
         data, sock = base / "data", base / "socket"
         bindir = self._pg_bin()
-        from control_plane.services.credentials import REPLICATION_ROLE, pg_credentials
-        from control_plane.services.credentials import write_private
+        from control_plane.credentials import REPLICATION_ROLE, pg_credentials
+        from control_plane.credentials import write_private
 
         creds_path = self.settings.pg_credentials_path()
 

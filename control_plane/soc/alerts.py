@@ -12,6 +12,8 @@ from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoun
 from control_plane.crypto import sm3_hex
 from control_plane.errors import GovctlError
 from control_plane.soc.schema import ALERTS_INDEX
+from control_plane.es import UNREACHABLE, ApiError
+from control_plane.gate.decision import AlertRef
 
 MAX_EVENT_IDS = 1000
 SNAPSHOT_EVENTS = 5
@@ -34,6 +36,8 @@ ALERT_MAPPINGS: dict[str, Any] = {
 
 class AlertError(GovctlError):
     """An alert action that cannot be done."""
+
+    exit_code = 2
 
     http_status = 409
 
@@ -168,6 +172,47 @@ def search(es: Elasticsearch, *, status: str | None = None, severity: str | None
     hits = es.search(index=ALERTS_INDEX, size=min(limit, 1000), ignore_unavailable=True, sort=[{"last_seen": {"order": "desc", "missing": "_last"}}, {"@timestamp": "desc"}],
                      query={"bool": {"filter": f, "must_not": hidden}})["hits"]["hits"]  # fmt: skip
     return [{"id": h["_id"], **h["_source"]} for h in hits]
+
+
+BREAK_GLASS_PREFIX = "gate-break-glass-"
+
+
+def raise_alert(es: Elasticsearch, alert: AlertRef, *, kind: str = "gate") -> str:
+    """Index an alert raised outside a detection pass (the gate's break-glass, the engine's own health), once per id."""
+    doc = {
+        "@timestamp": alert.at, "first_seen": alert.at, "last_seen": alert.at, "count": 1, "group_key": f"alert={alert.id}",
+        "rule": {"id": alert.rule, "name": alert.rule.rsplit(".", 1)[-1], "title": alert.title},
+        "severity": alert.severity, "status": "open", "kind": kind, "history": [{"ts": alert.at, "actor": kind, "action": "raised"}],
+        "summary": alert.summary, "operation": dict(alert.operation),
+    }  # fmt: skip
+    ensure_index(es)
+    es.index(index=ALERTS_INDEX, id=alert.id, document=doc, refresh="wait_for")
+    return alert.id
+
+
+def closed_by(es: Elasticsearch, alert_id: str) -> str | None:
+    """Who last closed an alert (None: open, unknown or unreadable)."""
+    try:
+        doc = es.get(index=ALERTS_INDEX, id=alert_id)["_source"]
+    except (ApiError, *UNREACHABLE):
+        return None
+    closes = [h.get("actor") for h in doc.get("history", []) if h.get("action") == "close"]
+    return closes[-1] if closes else None
+
+
+class GateAlerts:
+    """The gate's alert sink: its alerts are SOC alerts like any other."""
+
+    def __init__(self, es_factory: Any) -> None:
+        self._es = es_factory
+
+    def raise_alert(self, alert: AlertRef) -> None:
+        """Index the gate's alert (break-glass ids are ``gate-break-glass-<op>``)."""
+        raise_alert(self._es(), alert, kind="gate")
+
+    def closed_by(self, alert_id: str) -> str | None:
+        """Who closed it."""
+        return closed_by(self._es(), alert_id)
 
 
 def set_response(es: Elasticsearch, alert_id: str, response: dict[str, Any]) -> None:

@@ -12,27 +12,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import select
 
 from control_plane import metrics
 from control_plane.es import UNREACHABLE
 from control_plane.soc.alerts import record_matches
 from control_plane.soc.exceptions import active, excepted
 from control_plane.soc.schema import indices_between
+from control_plane.soc.models import rule_state, synthetic
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.soc")
 PAGE = 500
 SETTLE_S = 2.0  # events younger than this may not be searchable yet (refresh interval)
-
-rule_state = Table(
-    "soc_rule_state", MetaData(),
-    Column("rule_id", String(64), primary_key=True), Column("last_end", String(32), nullable=False),
-    Column("last_run", String(32), nullable=False), Column("last_error", Text, nullable=False, default=""),
-    Column("behind_s", Float, nullable=False, default=0.0), Column("gaps_filled", Integer, nullable=False, default=0),
-)  # fmt: skip
-
 
 def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -55,19 +51,19 @@ class DetectionRun:
         return dict(self.__dict__)
 
 
-def _state(rt: Any, rule_id: str) -> Any:
+def _state(rt: Context, rule_id: str) -> Any:
     with rt.engine.connect() as conn:
         return conn.execute(select(rule_state).where(rule_state.c.rule_id == rule_id)).first()
 
 
-def _save(rt: Any, rule_id: str, **vals: Any) -> None:
+def _save(rt: Context, rule_id: str, **vals: Any) -> None:
     with rt.engine.begin() as conn:
         n = conn.execute(rule_state.update().where(rule_state.c.rule_id == rule_id).values(**vals)).rowcount
         if not n:
             conn.execute(rule_state.insert().values(rule_id=rule_id, **{"last_error": "", "behind_s": 0.0, "gaps_filled": 0, **vals}))
 
 
-def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float = 300, max_alerts: int = 1000,
+def run(rt: Context, ruleset: Any, *, now: datetime | None = None, lookback_s: float = 300, max_alerts: int = 1000,
         interval_s: float = 30) -> DetectionRun:  # fmt: skip
     """One detection pass over every rule."""
     es = rt.es
@@ -110,17 +106,16 @@ def run(rt: Any, ruleset: Any, *, now: datetime | None = None, lookback_s: float
     return res
 
 
-def engine_synthetic_ids(rt: Any, ids: list[str]) -> set[str]:
+def engine_synthetic_ids(rt: Context, ids: list[str]) -> set[str]:
     """Which of these event ids the engine's self-check injected (recorded in the state DB when it sent them)."""
     from sqlalchemy import select
 
-    from control_plane.soc.health import synthetic
 
     with rt.engine.connect() as conn:
         return {r[0] for r in conn.execute(select(synthetic.c.event_id).where(synthetic.c.event_id.in_(ids)))}
 
 
-def raise_alerts(rt: Any, es: Any, rule: Any, hits: list[dict[str, Any]], excs: list[dict[str, Any]], res: DetectionRun) -> int:
+def raise_alerts(rt: Context, es: Any, rule: Any, hits: list[dict[str, Any]], excs: list[dict[str, Any]], res: DetectionRun) -> int:
     """Matches minus excepted events into alerts; responses requested for new alerts. Returns alerts created."""
     kept = [h for h in hits if not excepted(excs, rule.id, h["_source"])]
     res.excepted += len(hits) - len(kept)
@@ -144,7 +139,7 @@ def raise_alerts(rt: Any, es: Any, rule: Any, hits: list[dict[str, Any]], excs: 
     return c
 
 
-def _run_correlation(rt: Any, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun, excs: list[dict[str, Any]]) -> None:
+def _run_correlation(rt: Context, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun, excs: list[dict[str, Any]]) -> None:
     from control_plane.soc.correlate import evaluate_window, windows
 
     st = _state(rt, corr.id)
@@ -199,7 +194,7 @@ def _search(es: Any, rule: Any, start: datetime, end: datetime, budget: int) -> 
         after = page[-1]["sort"]
 
 
-def status(rt: Any) -> list[dict[str, Any]]:
+def status(rt: Context) -> list[dict[str, Any]]:
     """Each rule's checkpoint, lag, last error and filled gaps."""
     with rt.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(select(rule_state).order_by(rule_state.c.rule_id))]

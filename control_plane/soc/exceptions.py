@@ -10,15 +10,19 @@ import json
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, MetaData, String, Table, Text, and_, select, update
+from sqlalchemy import Column, String, Table, Text, and_, select, update
 
 from control_plane.errors import GovctlError
 from control_plane.soc.matcher import get_field
+from control_plane.db import metadata
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 exceptions = Table(
-    "soc_exceptions", MetaData(),
+    "soc_exceptions", metadata,
     Column("id", String(16), primary_key=True), Column("rule_id", String(64), nullable=False),
     Column("match", Text, nullable=False), Column("owner", String(64), nullable=False), Column("reason", Text, nullable=False),
     Column("expires", String(32), nullable=False), Column("created", String(32), nullable=False),
@@ -31,12 +35,15 @@ GLOBAL = "*"
 class ExceptionError(GovctlError):
     """An exception that cannot be added or revoked."""
 
+    http_status = 400
+    exit_code = 2
+
 
 def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def add(rt: Any, *, rule: str, match: dict[str, Any], owner: str, reason: str, days: float, by: str) -> dict[str, Any]:
+def add(rt: Context, *, rule: str, match: dict[str, Any], owner: str, reason: str, days: float, by: str) -> dict[str, Any]:
     """Create an exception for one rule (id or file name) or for all (``*``)."""
     if not match or not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in match.items()):
         raise ExceptionError("an exception needs field: value pairs to match, e.g. source.ip=10.9.9.0/24")
@@ -54,7 +61,7 @@ def add(rt: Any, *, rule: str, match: dict[str, Any], owner: str, reason: str, d
     return {**row, "match": match}
 
 
-def revoke(rt: Any, exc_id: str) -> dict[str, Any]:
+def revoke(rt: Context, exc_id: str) -> dict[str, Any]:
     """End an exception now."""
     with rt.engine.begin() as conn:
         n = conn.execute(update(exceptions).where(and_(exceptions.c.id == exc_id, exceptions.c.revoked.is_(None)))
@@ -65,7 +72,7 @@ def revoke(rt: Any, exc_id: str) -> dict[str, Any]:
     return {"revoked": exc_id}
 
 
-def _resolve(rt: Any, rule: str) -> str:
+def _resolve(rt: Context, rule: str) -> str:
     from control_plane.soc.rules import load_rules
 
     d = rt.settings.soc.rules_dir
@@ -76,7 +83,7 @@ def _resolve(rt: Any, rule: str) -> str:
     raise ExceptionError(f"no rule {rule!r}", hint="use a rule id or file name from govctl soc rules list, or * for all rules")
 
 
-def listing(rt: Any, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+def listing(rt: Context, *, include_inactive: bool = False) -> list[dict[str, Any]]:
     """Exceptions (active ones unless asked), with their match decoded."""
     now = _iso(datetime.now(timezone.utc))
     with rt.engine.connect() as conn:
@@ -90,7 +97,7 @@ def listing(rt: Any, *, include_inactive: bool = False) -> list[dict[str, Any]]:
 _cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
 
-def active(rt: Any, ttl_s: float = 5.0) -> list[dict[str, Any]]:
+def active(rt: Context, ttl_s: float = 5.0) -> list[dict[str, Any]]:
     """Active exceptions, cached briefly (the inline decision is on the hot path)."""
     key = str(id(rt))
     hit = _cache.get(key)

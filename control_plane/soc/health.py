@@ -23,24 +23,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from sqlalchemy import Boolean, Column, MetaData, String, Table, select
+from sqlalchemy import select
 
 from control_plane import metrics
 from control_plane.crypto import sm3_hex
 from control_plane.soc.schema import ALERTS_INDEX, EVENTS_PREFIX
+from control_plane.soc.models import synthetic  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.soc.health")
 CHECKS = ("rule_error", "detection_lag", "mapping_drift", "coverage")
-
-synthetic = Table(
-    "soc_synthetic", MetaData(),
-    Column("event_id", String(64), primary_key=True), Column("rule_id", String(64), nullable=False),
-    Column("injected", String(32), nullable=False), Column("checked", String(32)), Column("ok", Boolean),
-)  # fmt: skip
-
 
 @dataclass
 class Finding:
@@ -104,7 +101,7 @@ def check_mapping(es: Any, ruleset: Any) -> list[Finding]:
     return out
 
 
-def check_detection(rt: Any, ruleset: Any, now: datetime, lag_target_s: float) -> list[Finding]:
+def check_detection(rt: Context, ruleset: Any, now: datetime, lag_target_s: float) -> list[Finding]:
     """Rules that failed, or fell behind, or stopped running."""
     from control_plane.soc.detect import status
 
@@ -131,7 +128,7 @@ def _test_event(rules_dir: Path, rule: Any) -> dict[str, Any] | None:
     return next((copy.deepcopy(e) for e in spec.get("match") or [] if rule.match(e)), None)
 
 
-def inject(rt: Any, ruleset: Any, rules_dir: Path, now: datetime) -> int:
+def inject(rt: Context, ruleset: Any, rules_dir: Path, now: datetime) -> int:
     """One synthetic event per alert-raising rule that has test events; returns how many were sent."""
     from control_plane.soc.ingest import Ingestor, doc_id
 
@@ -161,7 +158,7 @@ def inject(rt: Any, ruleset: Any, rules_dir: Path, now: datetime) -> int:
     return len(events)
 
 
-def verify(rt: Any, ruleset: Any, now: datetime, grace_s: float) -> list[Finding]:
+def verify(rt: Context, ruleset: Any, now: datetime, grace_s: float) -> list[Finding]:
     """Synthetic events older than the grace period: did each raise its rule's alert?"""
     titles = {r.id: r.title for r in ruleset.rules}
     cutoff = _iso(now - timedelta(seconds=grace_s))
@@ -213,7 +210,7 @@ def raise_health(es: Any, f: Finding) -> str:
     return alert_id
 
 
-def run(rt: Any, ruleset: Any, rules_dir: Path, *, now: datetime | None = None, lag_target_s: float = 300, grace_s: float = 120,
+def run(rt: Context, ruleset: Any, rules_dir: Path, *, now: datetime | None = None, lag_target_s: float = 300, grace_s: float = 120,
         synthetic_events: bool = True) -> list[Finding]:  # fmt: skip
     """Every check; each finding raised as an engine-health alert; the per-check gauge set."""
     now = now or datetime.now(timezone.utc)

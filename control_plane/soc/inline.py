@@ -10,44 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
-from control_plane.errors import GovctlError
+from control_plane.gate.decision import Action, Decision, OperationEvent, SocUnavailable  # noqa: F401 - re-exported for the engine's callers
 from control_plane.soc.exceptions import excepted
 
-Action = Literal["allow", "block", "require_approval"]
-
-
-class SocUnavailable(GovctlError):
-    """The SOC engine (or the Elasticsearch behind it) could not give a decision."""
-
-    http_status = 503
-
-
-@dataclass(frozen=True)
-class OperationEvent:
-    """What the gate asks about: a parsed operation, not a raw string."""
-
-    operation: str
-    target: str
-    params: dict[str, Any]
-    actor: str
-    roles: tuple[str, ...]
-    source: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The engine's answer."""
-
-    action: Action
-    matched_rules: tuple[str, ...] = ()
-    reasons: tuple[str, ...] = ()
-    degraded: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data for storage and display."""
-        return {"action": self.action, "matched_rules": list(self.matched_rules), "reasons": list(self.reasons), "degraded": self.degraded}
 
 
 def operation_events(op: OperationEvent) -> list[dict[str, Any]]:

@@ -18,6 +18,9 @@ from control_plane.errors import GovctlError
 class ParseError(GovctlError):
     """A line that no parser understands."""
 
+    http_status = 422
+    exit_code = 2
+
 
 # RFC 3164 ("Nov 25 10:01:02 host prog[pid]: msg") and RFC 5424-ish ISO timestamps.
 _SYSLOG = re.compile(

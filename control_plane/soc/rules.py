@@ -25,8 +25,9 @@ from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
 from sigma.rule import SigmaRule
+from control_plane.resources import folder
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "soc_rules"
+RULES_DIR = folder("soc_rules")
 Severity = Literal["informational", "low", "medium", "high", "critical"]
 
 # Sigma field names (public corpus, Linux) → our ECS fields. Fields already in ECS pass through.

@@ -18,11 +18,14 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_plane import metrics
 from control_plane.es import UNREACHABLE, ApiError
 from control_plane.soc.schema import indices_between
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
 
 log = logging.getLogger("govctl.soc.stream")
 
@@ -30,7 +33,7 @@ log = logging.getLogger("govctl.soc.stream")
 class StreamDetector:
     """One search per poll for all rules; new matches become alerts at once."""
 
-    def __init__(self, rt: Any, ruleset: Any, *, poll_s: float = 0.25, horizon_s: float = 60.0, max_events: int = 1000,
+    def __init__(self, rt: Context, ruleset: Any, *, poll_s: float = 0.25, horizon_s: float = 60.0, max_events: int = 1000,
                  remember: int = 100_000) -> None:  # fmt: skip
         skip = ruleset.correlation_only
         self.rules = {r.id: r for r in ruleset.rules if r.id not in skip}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 
 PROCS, EACH = 4, 60
 
@@ -13,14 +13,14 @@ PROCS, EACH = 4, 60
 def _worker(config: str, n: int, who: int) -> None:
     from control_plane.audit import AuditEvent
     from control_plane.config import load
-    from control_plane.runtime import Runtime as R
+    from control_plane.wiring import context_for as R
 
     rt = R(load(config))
     for i in range(n):
         rt.ledger.append(AuditEvent(actor=f"proc{who}", operation="concurrent.append", params={"i": i}))
 
 
-def test_parallel_process_appends(runtime: Runtime, tmp_path: Path) -> None:
+def test_parallel_process_appends(runtime: Context, tmp_path: Path) -> None:
     """4 processes x 60 appends give 240 contiguous, verifiable records on SQLite and PostgreSQL."""
     import yaml
 

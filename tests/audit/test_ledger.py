@@ -8,16 +8,16 @@ from sqlalchemy import text
 
 from control_plane.audit import AuditEvent
 from control_plane.audit.models import GENESIS, params_digest, record_hash
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 
 
-def _fill(rt: Runtime, n: int, **kw: object) -> None:
+def _fill(rt: Context, n: int, **kw: object) -> None:
     for i in range(n):
         rt.ledger.append(AuditEvent(actor=f"user{i % 3}", operation="deploy.up" if i % 2 else "playbook.run",
                                     target=f"pool-{i % 2}", params={"i": i}, **kw))  # fmt: skip
 
 
-def test_append_links_records(runtime: Runtime) -> None:
+def test_append_links_records(runtime: Context) -> None:
     """Each record's prev_hash is its predecessor's hash, and its hash covers its content."""
     _fill(runtime, 5)
     recs = runtime.ledger.query(newest_first=False)
@@ -30,7 +30,7 @@ def test_append_links_records(runtime: Runtime) -> None:
     assert recs[2].params_digest == params_digest({"i": 2})
 
 
-def test_checkpoints_every_n_and_anchor(runtime: Runtime) -> None:
+def test_checkpoints_every_n_and_anchor(runtime: Context) -> None:
     """A signed checkpoint lands every N records, in the DB and in the anchor file."""
     runtime.ledger.checkpoint_every = 4
     _fill(runtime, 10)
@@ -46,7 +46,7 @@ def test_checkpoints_every_n_and_anchor(runtime: Runtime) -> None:
     assert rep.ok and rep.records == 10 and rep.checkpoints == 3 and rep.anchors == 3
 
 
-def test_verify_detects_edit(runtime: Runtime) -> None:
+def test_verify_detects_edit(runtime: Context) -> None:
     """Editing one field of one record is found at that record."""
     _fill(runtime, 12)
     with runtime.engine.begin() as c:
@@ -55,7 +55,7 @@ def test_verify_detects_edit(runtime: Runtime) -> None:
     assert not rep.ok and rep.first_bad == 7 and "altered" in rep.problem
 
 
-def test_forged_checkpoint_signature(runtime: Runtime) -> None:
+def test_forged_checkpoint_signature(runtime: Context) -> None:
     """A checkpoint signed by another key is reported as forged."""
     from control_plane.crypto import SM2PrivateKey
     from control_plane.audit.models import checkpoint_payload
@@ -73,7 +73,7 @@ def test_forged_checkpoint_signature(runtime: Runtime) -> None:
     assert any("forged" in p for p in [rep.problem, *rep.notes]), rep
 
 
-def test_query_filters(runtime: Runtime) -> None:
+def test_query_filters(runtime: Context) -> None:
     """Filters by actor, operation prefix, target and time window."""
     _fill(runtime, 9)
     assert {r.actor for r in runtime.ledger.query(actor="user1")} == {"user1"}

@@ -9,7 +9,8 @@ import pytest
 
 from control_plane.config import load
 from control_plane.gate import ApprovalError, OperationRequest
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
 from tests.gate.conftest import make_people
 
@@ -26,7 +27,7 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines() if line}
 
 
-def _ssh(rt: Runtime, ip: str, cmd: str) -> subprocess.CompletedProcess[str]:
+def _ssh(rt: Context, ip: str, cmd: str) -> subprocess.CompletedProcess[str]:
     from control_plane.deploy.service import ssh_keypair
 
     key, _ = ssh_keypair(rt)
@@ -35,14 +36,14 @@ def _ssh(rt: Runtime, ip: str, cmd: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture()
-def deploy_rt(tmp_path: Path) -> Runtime:
+def deploy_rt(tmp_path: Path) -> Context:
     """A runtime whose 'local' stack uses its own bridge, subnets and namespace prefix."""
     data = make_test_config(var_dir=tmp_path / "var")
     data["deploy"] = {"stacks": {"local": TEST_STACK}}
-    return Runtime(load(write_config(tmp_path / "govctl.yaml", data)))
+    return context_for(load(write_config(tmp_path / "govctl.yaml", data)))
 
 
-def test_local_pools_up_and_destroy_through_the_gate(deploy_rt: Runtime) -> None:
+def test_local_pools_up_and_destroy_through_the_gate(deploy_rt: Context) -> None:
     """Preview shown to the approver, up after one approval, hosts answer SSH, destroy needs two approvals and removes all."""
     rt = deploy_rt
     people = make_people(rt)
@@ -86,7 +87,7 @@ def test_local_pools_up_and_destroy_through_the_gate(deploy_rt: Runtime) -> None
             force_destroy(rt, "local")
 
 
-def test_unknown_stack_and_bad_stack_config(deploy_rt: Runtime, tmp_path: Path) -> None:
+def test_unknown_stack_and_bad_stack_config(deploy_rt: Context, tmp_path: Path) -> None:
     """An unknown stack lists the configured ones; a bad stack config names the key."""
     from control_plane.deploy.service import DeployError, stack_spec
 
@@ -96,6 +97,6 @@ def test_unknown_stack_and_bad_stack_config(deploy_rt: Runtime, tmp_path: Path) 
     data = make_test_config(var_dir=tmp_path / "var2")
     bad = {**TEST_STACK, "pools": {**TEST_STACK["pools"], "backup": {**TEST_STACK["pools"]["backup"], "zone": "local-a"}}}
     data["deploy"] = {"stacks": {"local": bad}}
-    rt = Runtime(load(write_config(tmp_path / "bad.yaml", data)))
+    rt = context_for(load(write_config(tmp_path / "bad.yaml", data)))
     with pytest.raises(DeployError, match="pools.backup.zone"):
         stack_spec(rt, "local")

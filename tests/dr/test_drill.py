@@ -11,21 +11,22 @@ import pytest
 from control_plane.config import load
 from control_plane.crypto import SM2PublicKey
 from control_plane.report.seal import verify
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from dr import drill
 from tests.conftest import make_test_config, write_config
 from tests.deploy.test_local_stack import TEST_STACK, _ssh
 
 
 @pytest.fixture(scope="module")
-def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
     """The test stack, deployed for this module."""
     from control_plane.deploy import service as deploy
 
     tmp = tmp_path_factory.mktemp("drill")
     data = make_test_config(var_dir=tmp / "var")
     data["deploy"] = {"stacks": {"local": TEST_STACK}}
-    rt = Runtime(load(write_config(tmp / "govctl.yaml", data)))
+    rt = context_for(load(write_config(tmp / "govctl.yaml", data)))
     deploy.up(rt, "local")
     try:
         yield rt
@@ -33,7 +34,7 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         deploy.destroy(rt, "local")
 
 
-def test_drill_measures_rpo_and_rto_and_fails_back(pools: Runtime, services) -> None:  # noqa: ANN001
+def test_drill_measures_rpo_and_rto_and_fails_back(pools: Context, services) -> None:  # noqa: ANN001
     """Through the gate as the README shows it: dr.drill is high risk, so an approver approves it first."""
     from control_plane.gate import OperationRequest
     from tests.gate.conftest import make_people

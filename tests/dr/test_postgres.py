@@ -9,23 +9,23 @@ from pathlib import Path
 
 import psycopg
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from dr.check import check
 from dr.pg import WalStreamer, base_backup, restore_pg, stop_restored
 from dr.service import open_repo
 
 
-def _conn(rt: Runtime, port: int, db: str = "postgres") -> psycopg.Connection:
+def _conn(rt: Context, port: int, db: str = "postgres") -> psycopg.Connection:
     c = rt.settings.services.postgres
     return psycopg.connect(host=c.host, port=port, user=c.superuser, password=rt.settings.pg_password("superuser"), dbname=db, autocommit=True)
 
 
-def _rows(rt: Runtime, port: int, db: str) -> list[str]:
+def _rows(rt: Context, port: int, db: str) -> list[str]:
     with _conn(rt, port, db) as c:
         return [r[0] for r in c.execute("SELECT tag FROM canary ORDER BY id")]
 
 
-def test_base_backup_wal_stream_and_point_in_time_restore(sqlite_runtime: Runtime, services, shared_tmp: Path) -> None:  # noqa: ANN001
+def test_base_backup_wal_stream_and_point_in_time_restore(sqlite_runtime: Context, services, shared_tmp: Path) -> None:  # noqa: ANN001
     """Rows written before T are there after a restore to T, rows after T are not; restoring 'latest' has them all."""
     rt = sqlite_runtime
     port = rt.supervisor.port("postgres")
@@ -73,7 +73,7 @@ def test_base_backup_wal_stream_and_point_in_time_restore(sqlite_runtime: Runtim
         c.execute(f"SELECT pg_drop_replication_slot('{wal.slot}')")
 
 
-def test_scheduled_backup_job_runs_both_kinds_once_per_interval(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_scheduled_backup_job_runs_both_kinds_once_per_interval(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """dr.backup backs up every due source (files and the real PostgreSQL); run again at once, nothing is due."""
     from control_plane.config import DrSource
     from control_plane.scheduler import run_job

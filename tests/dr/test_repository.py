@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -163,35 +162,43 @@ from dr.repo import Repository
 from dr.files import backup
 key = SM2PrivateKey.from_pem(open({key!r}).read())
 repo = Repository.open(Path({repo!r}), "correct horse", signer=key, trusted=key.public_key)
-sid, st = backup(repo, Path({src!r}), name="docs")
+sid, st = backup(repo, Path({src!r}), name="docs", progress=lambda nbytes, files: print("progress", nbytes, flush=True))
 print(st.new_bytes, flush=True)
 """
 
 
 def test_sigkill_anywhere_leaves_a_sound_repository_and_resumes(repo: Repository, tmp_path: Path) -> None:
-    """SIGKILL at random moments: check passes after every kill, no snapshot points at missing data, and the next run does not re-upload what landed."""
+    """SIGKILL at random points of observed progress: check passes after every kill, no snapshot points at missing data, and the next run does not re-upload what landed.
+
+    The kill is triggered by the bytes the backup reports having read, never by a sleep, so a
+    busy machine changes when it happens, not whether it lands mid-backup.
+    """
     src = _tree(tmp_path / "src", n=90, size=500_000, seed=7)
     (tmp_path / "k.pem").write_text(KEY.to_pem())
     script = KILLER.format(root=str(Path(__file__).resolve().parents[2]), key=str(tmp_path / "k.pem"), repo=str(repo.root), src=str(src))
     rnd = random.Random(42)
-    t0 = time.monotonic()
-    subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)  # a full run: how long a backup takes here
-    full = time.monotonic() - t0
+    subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)  # the base: everything but the new files
     kills = 0
     for i in range(8):
-        (src / f"new{i}.dat").write_bytes(rnd.randbytes(30_000_000))  # plenty new every round, so the kill lands mid-backup
+        # plenty new every round; "a_new…" sorts first, so the bytes a progress report counts are the new files' alone
+        (src / f"a_new{i}.dat").write_bytes(rnd.randbytes(30_000_000))
+        new_now = sum(p.stat().st_size for p in src.glob("a_new*.dat"))
+        kill_at = rnd.uniform(0.1, 0.9) * new_now  # a point inside the new data, reported about every MiB: never after the end
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        time.sleep(rnd.uniform(0.1, 1.0) * full)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            parts = line.split()
+            if parts[:1] == ["progress"] and int(parts[1]) >= kill_at:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
         proc.wait()
         r = Repository.open(repo.root, "correct horse", signer=KEY, trusted=KEY.public_key)
         res = check(r)
         assert res.ok, (i, res.problems)
-    total = sum(p.stat().st_size for p in src.rglob("new*.dat"))
-    print(f"kills={kills} full_run_s={full:.2f}")
-    assert kills >= 4
+    total = sum(p.stat().st_size for p in src.rglob("a_new*.dat"))
+    print(f"kills={kills}")
+    assert kills == 8  # every round was killed on observed progress, before its backup could finish
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     resumed_new_bytes = int(done.stdout.strip().splitlines()[-1])
     print(f"resumed_new_bytes={resumed_new_bytes} new_total={total}")

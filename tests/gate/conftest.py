@@ -8,7 +8,7 @@ import pytest
 
 from control_plane.gate import iam
 from control_plane.gate.models import Principal
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 
 ROLES = ("sysadmin", "secadmin", "auditor", "ops_engineer", "approver")
 
@@ -17,14 +17,14 @@ ROLES = ("sysadmin", "secadmin", "auditor", "ops_engineer", "approver")
 class People:
     """Authenticated principals by name, and their tokens."""
 
-    rt: Runtime
+    rt: Context
     tokens: dict[str, str]
 
     def __getitem__(self, name: str) -> Principal:
         return self.rt.gate.authenticate(self.tokens[name], source="127.0.0.1")
 
 
-def make_people(rt: Runtime) -> People:
+def make_people(rt: Context) -> People:
     """One user per role plus a second approver and a second security administrator."""
     toks = {}
     for name, roles in [(r, [r]) for r in ROLES] + [("approver2", ["approver"]), ("secadmin2", ["secadmin"])]:
@@ -34,6 +34,6 @@ def make_people(rt: Runtime) -> People:
 
 
 @pytest.fixture()
-def people(sqlite_runtime: Runtime) -> People:
+def people(sqlite_runtime: Context) -> People:
     """Users on a fresh SQLite state DB."""
     return make_people(sqlite_runtime)

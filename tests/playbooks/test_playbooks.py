@@ -11,7 +11,8 @@ import pytest
 from control_plane.config import load
 from control_plane.gate import OperationRequest
 from control_plane.playbook import service as pb
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
 from tests.deploy.test_local_stack import TEST_STACK, _ssh
 from tests.gate.conftest import make_people
@@ -43,14 +44,14 @@ def connects_soon(ip: str, port: int = 22, within_s: float = 10) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, dict[str, str]]]:
+def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Context, dict[str, str]]]:
     """The test stack, deployed once for this module, plus a client host on the same bridge."""
     from control_plane.deploy import service as deploy
 
     tmp = tmp_path_factory.mktemp("pb")
     data = make_test_config(var_dir=tmp / "var")
     data["deploy"] = {"stacks": {"local": TEST_STACK}}
-    rt = Runtime(load(write_config(tmp / "govctl.yaml", data)))
+    rt = context_for(load(write_config(tmp / "govctl.yaml", data)))
     outs = deploy.up(rt, "local")["outputs"]
     hosts = {**outs["primary_hosts"], **outs["backup_hosts"]}
     _sh("ip", "netns", "add", CLIENT_NS)
@@ -67,14 +68,14 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runtime, d
         deploy.destroy(rt, "local")
 
 
-def _twice(rt: Runtime, name: str, host: str, **extravars: str) -> tuple[pb.PlaybookRun, pb.PlaybookRun]:
+def _twice(rt: Context, name: str, host: str, **extravars: str) -> tuple[pb.PlaybookRun, pb.PlaybookRun]:
     first = pb.run(rt, name, [host], extravars=extravars)
     second = pb.run(rt, name, [host], extravars=extravars)
     assert first.status == second.status == "successful", (first.as_dict(), second.as_dict())
     return first, second
 
 
-def test_block_then_unblock_through_the_gate(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_block_then_unblock_through_the_gate(pools: tuple[Context, dict[str, str]]) -> None:
     """block_ip (approved via the gate, check-mode preview) stops the client; unblock_ip lets it back; re-runs change nothing."""
     rt, hosts = pools
     ip = hosts["prim-app-1"]
@@ -101,7 +102,7 @@ def test_block_then_unblock_through_the_gate(pools: tuple[Runtime, dict[str, str
     assert [t.outcome for t in tasks].count("changed") >= 2  # the block and the unblock, recorded as they happened
 
 
-def test_isolate_and_release(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_isolate_and_release(pools: tuple[Context, dict[str, str]]) -> None:
     """isolate_host cuts the client off but keeps the control plane's access; release_host restores it."""
     rt, hosts = pools
     ip = hosts["back-data-1"]
@@ -114,7 +115,7 @@ def test_isolate_and_release(pools: tuple[Runtime, dict[str, str]]) -> None:
     assert connects_soon(ip)
 
 
-def test_lock_account_stays_on_the_host(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_lock_account_stays_on_the_host(pools: tuple[Context, dict[str, str]]) -> None:
     """lock_account locks the host's account; the machine's own /etc/passwd never sees it."""
     rt, hosts = pools
     ip = hosts["prim-data-1"]
@@ -125,7 +126,7 @@ def test_lock_account_stays_on_the_host(pools: tuple[Runtime, dict[str, str]]) -
     assert "citizen-svc" not in Path("/etc/passwd").read_text()
 
 
-def test_baseline_check_then_apply(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_baseline_check_then_apply(pools: tuple[Context, dict[str, str]]) -> None:
     """Check mode shows the diff and changes nothing; applying writes the host's files; a re-run changes nothing."""
     rt, hosts = pools
     ip = hosts["prim-app-1"]
@@ -140,7 +141,7 @@ def test_baseline_check_then_apply(pools: tuple[Runtime, dict[str, str]]) -> Non
     assert not Path(dropin).exists(), "the playbook changed this machine instead of the host"
 
 
-def test_log_shipping_config(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_log_shipping_config(pools: tuple[Context, dict[str, str]]) -> None:
     """The rsyslog output points at the SOC's daily indices."""
     rt, hosts = pools
     first, second = _twice(rt, "log_shipping", "back-data-1", es_host="10.78.0.1")
@@ -156,7 +157,7 @@ def test_log_shipping_config(pools: tuple[Runtime, dict[str, str]]) -> None:
     assert "BEGIN CERTIFICATE" in _ssh(rt, hosts["back-data-1"], "cat /etc/rsyslog.d/govctl-es-ca.pem").stdout
 
 
-def test_bad_input_refused_before_anything_runs(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_bad_input_refused_before_anything_runs(pools: tuple[Context, dict[str, str]]) -> None:
     """An unknown playbook or a host outside the inventory: refused at submission, audited, nothing run."""
     rt, _ = pools
     people = make_people(rt)
@@ -169,7 +170,7 @@ def test_bad_input_refused_before_anything_runs(pools: tuple[Runtime, dict[str, 
     assert len(refused) >= 2
 
 
-def test_cancel_and_timeout_kill_the_run(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_cancel_and_timeout_kill_the_run(pools: tuple[Context, dict[str, str]]) -> None:
     """A cancelled or timed-out run ends as such, leaves no ansible-playbook or ssh behind, and a re-run succeeds."""
     import threading
 
@@ -185,7 +186,7 @@ def test_cancel_and_timeout_kill_the_run(pools: tuple[Runtime, dict[str, str]]) 
     assert pb.run(rt, "baseline", ["prim-data-1"]).status == "successful"
 
 
-def test_node_exporter_on_the_host_address(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_node_exporter_on_the_host_address(pools: tuple[Context, dict[str, str]]) -> None:
     """node_exporter answers on the host's own address after one run; the second run starts nothing."""
     import httpx
 
@@ -204,7 +205,7 @@ def test_node_exporter_on_the_host_address(pools: tuple[Runtime, dict[str, str]]
     pytest.fail("node_exporter did not answer on the host's address")
 
 
-def test_failover_and_failback_markers(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_failover_and_failback_markers(pools: tuple[Context, dict[str, str]]) -> None:
     """failover marks the backup host as serving; failback returns it to standby; both idempotent."""
     rt, hosts = pools
     first, second = _twice(rt, "failover", "backup")
@@ -215,7 +216,7 @@ def test_failover_and_failback_markers(pools: tuple[Runtime, dict[str, str]]) ->
     assert _ssh(rt, hosts["back-data-1"], "cat /etc/govctl/pool-role").stdout == "standby\n"
 
 
-def test_alert_response_runs_through_the_gate(pools: tuple[Runtime, dict[str, str]], services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_alert_response_runs_through_the_gate(pools: tuple[Context, dict[str, str]], services, tmp_path: Path) -> None:  # noqa: ANN001
     """An alert whose rule has response: block_ip asks the gate; once approved the job blocks the source and records it."""
     from datetime import datetime, timedelta, timezone
 
@@ -256,7 +257,7 @@ def test_alert_response_runs_through_the_gate(pools: tuple[Runtime, dict[str, st
     assert connects_soon(hosts["prim-app-1"])
 
 
-def test_fifty_runs_after_a_deployment_all_succeed(pools: tuple[Runtime, dict[str, str]]) -> None:
+def test_fifty_runs_after_a_deployment_all_succeed(pools: tuple[Context, dict[str, str]]) -> None:
     """This process ran a Pulumi deployment (gRPC threads); Ansible is spawned, never forked from it: 50 runs, 50 successes."""
     import sys
 

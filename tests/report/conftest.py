@@ -161,14 +161,16 @@ departments:
 def make_report_rt(tmp_path: Path, month_prom: Prom):  # noqa: ANN201
     """A runtime whose Prometheus is the known month's, with the test registry and its own receiver port."""
     from control_plane.config import load
-    from control_plane.runtime import Runtime, set_current
+    from control_plane.wiring import context_for
     from tests.conftest import make_test_config, write_config
+    from tests.standins.province import configure
 
     (tmp_path / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
     data = make_test_config(var_dir=tmp_path / "var")
     data["services"]["prometheus"]["port"] = month_prom.port
-    data["report"] = {"registry_file": str(tmp_path / "registry.yaml"), "receiver": {"port": 19790}, "retry_initial_s": 1, "retry_max_s": 4, "timeout_s": 10}
-    return set_current(Runtime(load(write_config(tmp_path / "govctl.yaml", data))))
+    data["report"] = {"registry_file": str(tmp_path / "registry.yaml"), "retry_initial_s": 1, "retry_max_s": 4, "timeout_s": 10}
+    configure(data, tmp_path / "var", 19790)  # the province stand-in's URL and key
+    return context_for(load(write_config(tmp_path / "govctl.yaml", data)))
 
 
 @pytest.fixture()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from control_plane.report.receiver import serve_in_thread
-from control_plane.runtime import Runtime
+from tests.standins.province import serve_in_thread
+from control_plane.context import Context
 from tests.test_cli import govctl
 
 
-def test_build_show_verify_submit_list(report_rt: Runtime) -> None:
+def test_build_show_verify_submit_list(report_rt: Context) -> None:
     """build → show → verify → submit (to the stand-in) → list, each exit 0 with what the README says."""
     cfg = report_rt.settings.base_dir / "govctl.yaml"
     assert Path(cfg).exists()

@@ -13,14 +13,15 @@ import pytest
 
 from control_plane.crypto import IntegrityError, SM2PrivateKey
 from control_plane.report import deliver, store
-from control_plane.report.receiver import Receiver, receiver_dir, serve_in_thread
+from tests.standins.province import Receiver, receiver_dir, serve_in_thread
 from control_plane.report.seal import open_seal, seal
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from control_plane.scheduler import run_job
 
 
 @pytest.fixture()
-def endpoint(report_rt: Runtime):  # noqa: ANN201
+def endpoint(report_rt: Context):  # noqa: ANN201
     """The stand-in receiver on its test port, in a thread."""
     server, thread, recv = serve_in_thread(report_rt.settings, report_rt.signer.public_key)
     url = report_rt.settings.report.endpoint_url.rsplit("/api/", 1)[0]
@@ -36,7 +37,7 @@ def endpoint(report_rt: Runtime):  # noqa: ANN201
     thread.join(timeout=10)
 
 
-def _built(rt: Runtime) -> store.Built:
+def _built(rt: Context) -> store.Built:
     return store.build(rt, "2026-10", actor="test", render=False)
 
 
@@ -56,7 +57,7 @@ def test_seal_opens_only_for_the_province_and_detects_changes() -> None:
         open_seal(dict(env, ciphertext=base64.b64encode(bytes(ct)).decode()), prov)
 
 
-def test_outage_retries_then_receipt(report_rt: Runtime, endpoint: Receiver) -> None:
+def test_outage_retries_then_receipt(report_rt: Context, endpoint: Receiver) -> None:
     """The endpoint fails twice (503): the delivery stays pending with back-off, then lands with a verified, stored receipt."""
     rt = report_rt
     b = _built(rt)
@@ -78,7 +79,7 @@ def test_outage_retries_then_receipt(report_rt: Runtime, endpoint: Receiver) -> 
     assert endpoint.calls == 3
 
 
-def test_resubmission_is_idempotent(report_rt: Runtime, endpoint: Receiver) -> None:
+def test_resubmission_is_idempotent(report_rt: Context, endpoint: Receiver) -> None:
     """Sending the same revision again (a crash after sending, before recording) gets the same receipt, not a second filing."""
     rt = report_rt
     b = _built(rt)
@@ -91,7 +92,7 @@ def test_resubmission_is_idempotent(report_rt: Runtime, endpoint: Receiver) -> N
     assert deliver.enqueue(rt, b)["id"] == d["id"]  # the outbox holds it once
 
 
-def test_restart_mid_delivery_loses_nothing(report_rt: Runtime, endpoint: Receiver, tmp_path: Path) -> None:
+def test_restart_mid_delivery_loses_nothing(report_rt: Context, endpoint: Receiver, tmp_path: Path) -> None:
     """A delivery left pending when the process stopped is sent by a new process from the state DB and the kept envelope."""
     rt = report_rt
     b = _built(rt)
@@ -99,13 +100,13 @@ def test_restart_mid_delivery_loses_nothing(report_rt: Runtime, endpoint: Receiv
     d = deliver.attempt(rt, deliver.enqueue(rt, b))
     assert d["status"] == "pending"
     sealed = (b.path.parent / "r1.sealed.json").read_bytes()
-    fresh = Runtime(rt.settings)  # a new process: nothing in memory, same state DB and var/
+    fresh = context_for(rt.settings)  # a new process: nothing in memory, same state DB and var/
     out = deliver.deliver_due(fresh, now=datetime.now(timezone.utc) + timedelta(seconds=5))
     assert [x["status"] for x in out] == ["delivered"]
     assert (b.path.parent / "r1.sealed.json").read_bytes() == sealed  # the same bytes were retried, not a new seal
 
 
-def test_province_rejects_a_forged_report(report_rt: Runtime, endpoint: Receiver) -> None:
+def test_province_rejects_a_forged_report(report_rt: Context, endpoint: Receiver) -> None:
     """A report signed by a key the province does not trust is refused (422) and the delivery is marked rejected, not retried."""
     rt = report_rt
     b = _built(rt)
@@ -116,17 +117,21 @@ def test_province_rejects_a_forged_report(report_rt: Runtime, endpoint: Receiver
     assert deliver.deliver_due(rt, now=datetime.now(timezone.utc) + timedelta(days=1)) == []
 
 
-def test_monthly_job_builds_once_per_month_and_delivers(report_rt: Runtime, endpoint: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_monthly_job_builds_once_per_month_and_delivers(report_rt: Context, endpoint: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The scheduled run builds last month and submits it; a second run in the same slot does nothing; the schedule tolerates long misfires."""
     rt = report_rt
     import control_plane.report.scheduled as sched_mod
 
-    class _Now(datetime):
-        @classmethod
-        def now(cls, tz=None):  # noqa: ANN001, ANN206
-            return datetime(2026, 11, 1, 6, 0, tzinfo=tz)
+    from control_plane import clock
 
-    monkeypatch.setattr(sched_mod, "datetime", _Now)
+    class _OnTheFirst:  # the job reads the month from the clock: 1 November 2026, 06:00 in Shanghai
+        SHOWN_TZ = clock.SHOWN_TZ
+
+        @staticmethod
+        def now() -> datetime:
+            return datetime(2026, 11, 1, 6, 0, tzinfo=clock.SHOWN_TZ)
+
+    monkeypatch.setattr(sched_mod, "clock", _OnTheFirst)
     r1 = run_job(rt, "report.monthly", trigger="schedule", slot="2026-11-01T06:00:00+08:00")
     assert r1.status == "succeeded", r1
     assert "2026-10 r1 built" in r1.detail and "delivered" in r1.detail
@@ -134,8 +139,8 @@ def test_monthly_job_builds_once_per_month_and_delivers(report_rt: Runtime, endp
     assert r2.status == "skipped"
     assert [b.revision for b in store.all_revisions(rt)] == [1]
     assert [d["status"] for d in deliver.list_deliveries(rt)] == ["delivered"]
-    audit = [r.operation for r in rt.ledger.query(actor="scheduler", limit=10)]
-    assert "report.build" in audit and "report.submit" in audit
+    audit = [(r.operation, r.outcome) for r in rt.ledger.query(actor="system:scheduler", limit=20)]
+    assert ("report.build", "succeeded") in audit and ("report.submit", "succeeded") in audit  # through the gate, as system:scheduler
     # the misfire grace lets a run missed while the machine was off start days later
     from apscheduler.schedulers.background import BackgroundScheduler
 

@@ -17,7 +17,7 @@ from control_plane.gate import OperationRequest
 from control_plane.report import store
 from control_plane.report.build import month_window
 from control_plane.report.prom import MAX_POINTS, choose_step
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from tests.gate.conftest import make_people
 from tests.report import monthdata as md
 
@@ -38,7 +38,7 @@ def expected(month_prom) -> dict:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, month_prom) -> tuple[Runtime, dict, store.Built]:  # noqa: ANN001
+def built(tmp_path_factory: pytest.TempPathFactory, month_prom) -> tuple[Context, dict, store.Built]:  # noqa: ANN001
     """September (the previous month, partly covered) and then October, built through the gate (once for the module)."""
     from tests.report.conftest import make_report_rt
 
@@ -171,7 +171,7 @@ def test_signed_schema_valid_and_readable_forms(built: tuple) -> None:
     assert "2026年10月" in (b.path / "report.html").read_text(encoding="utf-8")
 
 
-def test_immutable_and_corrections_need_a_signoff(report_rt: Runtime) -> None:
+def test_immutable_and_corrections_need_a_signoff(report_rt: Context) -> None:
     """A second build is refused; a correction is a new approved revision naming the old one; tampering is found."""
     rt = report_rt
     people = make_people(rt)
@@ -201,7 +201,7 @@ def test_immutable_and_corrections_need_a_signoff(report_rt: Runtime) -> None:
         store.verify_revision(rt, store.get(rt, "2026-10", 2), SM2PrivateKey.generate().public_key)
 
 
-def test_bad_month_refused_with_a_clear_error(report_rt: Runtime) -> None:
+def test_bad_month_refused_with_a_clear_error(report_rt: Context) -> None:
     """YYYY-MM only, and not a month that has not begun."""
     people = make_people(report_rt)
     with pytest.raises(GovctlError, match="YYYY-MM"):
@@ -210,7 +210,7 @@ def test_bad_month_refused_with_a_clear_error(report_rt: Runtime) -> None:
         report_rt.gate.submit(people["ops_engineer"], OperationRequest("report.build", "2099-01"))
 
 
-def test_current_month_without_data_says_so(report_rt: Runtime, services) -> None:  # noqa: ANN001
+def test_current_month_without_data_says_so(report_rt: Context, services) -> None:  # noqa: ANN001
     """The month we are in has (next to) no samples in this Prometheus: coverage says so, it is provisional and never sent; refusals are counted."""
     from datetime import datetime
 
@@ -244,7 +244,7 @@ def test_report_json_is_what_the_signature_covers(built: tuple) -> None:
     assert Path(b.path / "report.json").stat().st_mode & 0o222 == 0  # written once, read-only
 
 
-def test_provisional_build_then_final_revision(report_rt: Runtime) -> None:
+def test_provisional_build_then_final_revision(report_rt: Context) -> None:
     """A month built before it ended is provisional; after the month, building again makes the final revision (with the reason said)."""
     from datetime import datetime
 

@@ -17,12 +17,13 @@ from control_plane.config import load
 from control_plane.crypto import SM2PrivateKey
 from control_plane.crypto.keys import KeyMissing, _platform_cache
 from control_plane.gate import OperationRequest
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
 from tests.gate.conftest import People
 
 
-def _rewrite_everything(rt: Runtime, key: SM2PrivateKey, *, change_seq: int) -> None:
+def _rewrite_everything(rt: Context, key: SM2PrivateKey, *, change_seq: int) -> None:
     """What root can do with database access and a key of its own: edit a record, re-hash the chain, re-sign every checkpoint."""
     with rt.engine.begin() as conn:
         rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM audit_records ORDER BY seq"))]
@@ -44,13 +45,13 @@ def _rewrite_everything(rt: Runtime, key: SM2PrivateKey, *, change_seq: int) -> 
         f.unlink(missing_ok=True)
 
 
-def _records(rt: Runtime, n: int) -> None:
+def _records(rt: Context, n: int) -> None:
     for i in range(n):
         rt.ledger.append(AuditEvent(actor="alice", operation="deploy.preview", params={"i": i}))
     rt.ledger.checkpoint()
 
 
-def test_a_rewritten_and_re_signed_history_fails_against_the_pinned_key(sqlite_runtime: Runtime) -> None:
+def test_a_rewritten_and_re_signed_history_fails_against_the_pinned_key(sqlite_runtime: Context) -> None:
     """Root edits a record, re-hashes the chain and re-signs with a new key: verify with the pin names it."""
     rt = sqlite_runtime
     _records(rt, 20)
@@ -65,17 +66,17 @@ def test_a_rewritten_and_re_signed_history_fails_against_the_pinned_key(sqlite_r
 def test_a_deleted_key_is_not_silently_replaced(tmp_path: Path) -> None:
     """With history in the ledger, a missing platform key is an error that says what to do, never a fresh key."""
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     _records(rt, 3)
     (rt.settings.key_dir / "platform.key").unlink()
     _platform_cache.clear()
     with pytest.raises(KeyMissing, match="audit ledger it signed has records") as ei:
-        _ = Runtime(load(cfg)).signer
+        _ = context_for(load(cfg)).signer
     assert "restore it from its backup" in ei.value.hint
     assert not (rt.settings.key_dir / "platform.key").exists()
 
 
-def test_the_passphrase_is_not_beside_the_key(sqlite_runtime: Runtime) -> None:
+def test_the_passphrase_is_not_beside_the_key(sqlite_runtime: Context) -> None:
     """The key file and its passphrase live apart (the passphrase outside var/), both 0600."""
     rt = sqlite_runtime
     _ = rt.signer
@@ -119,7 +120,7 @@ def test_a_forged_rotation_is_refused(people: People) -> None:
     assert rep.keys == [pin]  # the forged key never joins the chain
 
 
-def test_the_province_receipt_is_an_external_anchor(sqlite_runtime: Runtime) -> None:
+def test_the_province_receipt_is_an_external_anchor(sqlite_runtime: Context) -> None:
     """After an anchor arrives, verify reports it and how many records came after; rewriting before it is caught."""
     rt = sqlite_runtime
     _records(rt, 10)
@@ -136,17 +137,17 @@ def test_the_province_receipt_is_an_external_anchor(sqlite_runtime: Runtime) -> 
 def test_records_are_checkpointed_when_the_process_exits(tmp_path: Path) -> None:
     """Records written after the last checkpoint are signed on the way out, not left to vanish."""
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    code = ("from control_plane.config import load; from control_plane.runtime import Runtime; from control_plane.audit import AuditEvent;"
-            f"rt = Runtime(load({str(cfg)!r}));"
+    code = ("from control_plane.config import load; from control_plane.wiring import context_for; from control_plane.audit import AuditEvent;"
+            f"rt = context_for(load({str(cfg)!r}));"
             "[rt.ledger.append(AuditEvent(actor='a', operation='deploy.preview')) for _ in range(7)]")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     with rt.engine.connect() as conn:
         top = conn.execute(text("SELECT max(seq) FROM audit_checkpoints")).scalar()
     assert top == 7
 
 
-def test_checkpoints_are_kept_write_once_in_the_backup_repository(sqlite_runtime: Runtime) -> None:
+def test_checkpoints_are_kept_write_once_in_the_backup_repository(sqlite_runtime: Context) -> None:
     """Each checkpoint becomes its own read-only file in the repository's anchors/ folder, never rewritten."""
     rt = sqlite_runtime
     repo = rt.settings.var / "dr" / "repo"

@@ -12,10 +12,11 @@ import pyotp
 import pytest
 from typer.testing import CliRunner
 
-from control_plane import cli
+from control_plane import cli, clikit
 from control_plane.gate import ApprovalError, Forbidden, GateError, OperationRequest, Unauthenticated, iam
 from control_plane.gate.models import Principal
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
 from tests.gate.conftest import People
 from tests.security.conftest import refusals
@@ -88,14 +89,14 @@ def test_approve_after_cancel_does_not_revive_the_request(people: People) -> Non
     assert gate.get(w.id).status == "rejected"
 
 
-def _enrol(rt: Runtime, name: str, code: str) -> tuple[str, pyotp.TOTP]:
+def _enrol(rt: Context, name: str, code: str) -> tuple[str, pyotp.TOTP]:
     uri = iam.start_enrolment(rt, name, code)
     totp = pyotp.parse_uri(uri)
     _token_id, secret, _ = iam.finish_enrolment(rt, name, code, totp.now())
     return secret, totp
 
 
-def _next_code(totp: pyotp.TOTP, rt: Runtime, name: str) -> str:
+def _next_code(totp: pyotp.TOTP, rt: Context, name: str) -> str:
     """A code for a time step this user has not used yet (waits for the next step when needed, bounded)."""
     deadline = time.monotonic() + 65
     while True:
@@ -138,12 +139,12 @@ def test_bootstrap_prints_enrolment_codes_not_tokens(tmp_path: Path) -> None:
     import json
 
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    cli._state.clear()
+    clikit.state.clear()
     res = CliRunner().invoke(cli.app, ["--config", str(cfg), "iam", "bootstrap", "--json"], env={"GOVCTL_TOKEN": ""})
     assert res.exit_code == 0, res.output
     made = json.loads(res.stdout)
     assert {m["enrolment_code"][:4] for m in made.values()} == {"enr_"} and "token" not in res.stdout.lower().replace("enrol", "")
-    assert not iam.list_tokens(cli._state["rt"])
+    assert not iam.list_tokens(clikit.state["ctx"])
 
 
 def test_failed_logins_lock_the_token_out(people: People) -> None:
@@ -184,7 +185,7 @@ def test_peer_identity_comes_from_the_kernel_not_the_environment(tmp_path: Path)
     subprocess.run([sys.executable, "-m", "control_plane.cli", "audit", "checkpoint"], capture_output=True, text=True, env=env, timeout=120)
     from control_plane.config import load
 
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     actors = {r.actor for r in rt.ledger.query(limit=50)}
     me = pwd.getpwuid(os.geteuid()).pw_name
     assert f"local:{me}" in actors and not any("approver1" in a for a in actors)
@@ -195,13 +196,13 @@ def test_enrolment_codes_cannot_be_guessed(tmp_path: Path) -> None:
     from control_plane.config import load
 
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    rt = Runtime(load(cfg))
+    rt = context_for(load(cfg))
     _user, code = iam.create_user(rt, "frank", roles=["auditor"])
     for i in range(iam.FAIL_LIMIT):
-        cli._state.clear()
+        clikit.state.clear()
         res = CliRunner().invoke(cli.app, ["--config", str(cfg), "iam", "enrol", "frank"], input=f"enr_guess{i}\n000000\n", env={"GOVCTL_TOKEN": ""})
         assert isinstance(res.exception, Unauthenticated), res.output
-    cli._state.clear()
+    clikit.state.clear()
     res = CliRunner().invoke(cli.app, ["--config", str(cfg), "iam", "enrol", "frank"], input=f"{code}\n000000\n", env={"GOVCTL_TOKEN": ""})
     assert res.exit_code != 0 and "too many failed enrolment attempts" in str(res.exception)
     assert len([r for r in rt.ledger.query(operation="gate.authenticate", limit=50) if r.outcome == "refused"]) >= iam.FAIL_LIMIT + 1

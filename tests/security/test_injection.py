@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,14 @@ import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from control_plane import cli
+from control_plane import cli, clikit
 from control_plane.api.app import create_app
 from control_plane.config import load
 from control_plane.errors import GovctlError
 from control_plane.gate import GateError, OperationRequest
 from control_plane.playbook.params import SCHEMA_FILE, PlaybookParamError, write_extravars
-from control_plane.runtime import Runtime
+from control_plane.context import Context
+from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
 from tests.gate.conftest import People
 from tests.security.conftest import refusals, runs_dir
@@ -44,12 +44,12 @@ def _no_canary() -> None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, settings) -> tuple[Runtime, TestClient, People]:  # noqa: ANN001
+def api(tmp_path_factory: pytest.TempPathFactory, settings) -> tuple[Context, TestClient, People]:  # noqa: ANN001
     """One runtime and API for the whole payload matrix."""
     from tests.gate.conftest import make_people
 
     tmp = tmp_path_factory.mktemp("inject")
-    rt = Runtime(load(write_config(tmp / "govctl.yaml", make_test_config(var_dir=tmp / "var"))))
+    rt = context_for(load(write_config(tmp / "govctl.yaml", make_test_config(var_dir=tmp / "var"))))
     return rt, TestClient(create_app(rt), client=("127.0.0.1", 50000)), make_people(rt)
 
 
@@ -70,12 +70,12 @@ def test_every_playbook_variable_refuses_payloads_before_ansible_starts(api: tup
 def test_the_reported_cli_attack_is_refused(tmp_path: Path) -> None:
     """`playbook run block_ip --check -e "ip={{ lookup('pipe','id > /tmp/x') }}"` as root: refused with the reason, audited."""
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    cli._state.clear()
+    clikit.state.clear()
     res = CliRunner().invoke(cli.app, ["--config", str(cfg), "playbook", "run", "block_ip", "--limit", "prim-app-1", "--check",
                                        "-e", "ip={{ lookup('pipe','id > /tmp/govctl-pwned') }}"], env={"GOVCTL_TOKEN": ""})  # fmt: skip
     assert res.exit_code != 0 and isinstance(res.exception, GovctlError), res.output
     assert "not an IPv4 address" in res.exception.message
-    rt = Runtime(cli._state["rt"].settings)
+    rt = context_for(clikit.state["ctx"].settings)
     assert refusals(rt, "playbook.run")
 
 
@@ -134,6 +134,7 @@ def test_an_injection_attempt_raises_an_alert(people: People, services, tmp_path
     from datetime import datetime, timedelta, timezone
 
     from control_plane.audit.mirror import mirror
+    from control_plane.soc.audit_feed import FEED
     from control_plane.soc import alerts, detect
     from control_plane.soc.rules import load_rules
 
@@ -141,7 +142,7 @@ def test_an_injection_attempt_raises_an_alert(people: People, services, tmp_path
     with pytest.raises(GovctlError):
         rt.gate.submit(people["secadmin"], OperationRequest("playbook.run", "prim-app-1",
                                                             {"playbook": "block_ip", "extravars": {"ip": PAYLOADS["template"]}}))  # fmt: skip
-    assert mirror(rt.ledger, rt.es, f"govctl-test-audit-{uuid.uuid4().hex[:8]}").error is None
+    assert mirror(rt.ledger, rt.es, f"govctl-test-audit-{uuid.uuid4().hex[:8]}", feeds=(FEED,)).error is None
     rt.es.indices.refresh(index="soc-events-*")
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -16,10 +16,10 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from control_plane import cli
+from control_plane import cli, clikit
 from control_plane.api.app import create_app, server_config
 from control_plane.gate import ApprovalError, OperationRequest
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from tests.conftest import make_test_config, write_config
 from tests.gate.conftest import People
 
@@ -52,7 +52,7 @@ def test_x_forwarded_for_is_ignored_unless_from_a_configured_proxy(people: Peopl
     assert sources == {"127.0.0.1"}
 
 
-def test_restore_never_writes_through_a_planted_link(sqlite_runtime: Runtime, tmp_path: Path) -> None:
+def test_restore_never_writes_through_a_planted_link(sqlite_runtime: Context, tmp_path: Path) -> None:
     """A target that is a link, or holds one, is refused before anything is written; nothing outside changes."""
     from dr.files import backup, restore
     from dr.repo import RepoError
@@ -105,7 +105,7 @@ def test_break_glass_needs_a_second_person_to_close(people: People, services) ->
     assert done.status == "succeeded"
 
 
-def test_secret_files_are_private_from_creation(sqlite_runtime: Runtime) -> None:
+def test_secret_files_are_private_from_creation(sqlite_runtime: Context) -> None:
     """The state DB, the anchor file, the key and every generated credential file are 0600."""
     rt = sqlite_runtime
     from control_plane.audit import AuditEvent
@@ -118,7 +118,7 @@ def test_secret_files_are_private_from_creation(sqlite_runtime: Runtime) -> None
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 
 
-def test_a_forged_synthetic_marker_neither_hides_the_alert_nor_stops_the_response(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_forged_synthetic_marker_neither_hides_the_alert_nor_stops_the_response(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """An outside event carrying govctl.synthetic is treated as real: its alert is in the analysts' queue."""
     from datetime import datetime, timedelta, timezone
 
@@ -146,7 +146,7 @@ def test_a_forged_synthetic_marker_neither_hides_the_alert_nor_stops_the_respons
 def test_soc_decide_prints_the_decision_and_why(tmp_path: Path) -> None:
     """`govctl soc decide -- TEXT --json` has a top-level action and the commands the rules saw."""
     cfg = write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))
-    cli._state.clear()
+    clikit.state.clear()
     res = CliRunner().invoke(cli.app, ["--config", str(cfg), "soc", "decide", "--json", "--", "X=rm; sudo $X -rf /"], env={"GOVCTL_TOKEN": ""})
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)

@@ -14,7 +14,7 @@ import pytest
 from elasticsearch import AuthenticationException, AuthorizationException
 
 from control_plane.es import client, client_for
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.services import Supervisor
 from control_plane.services.es_security import ANALYST_USER, SHIPPER_USER, load_credentials
 from control_plane.soc.ingest import Ingestor
@@ -105,7 +105,7 @@ def test_prometheus_lifecycle_api_is_off(services: Supervisor) -> None:
     assert httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
 
 
-def test_job_store_holds_no_pickles(sqlite_runtime: Runtime, tmp_path: Path) -> None:
+def test_job_store_holds_no_pickles(sqlite_runtime: Context, tmp_path: Path) -> None:
     """Jobs are stored as JSON; a pickle planted in the store is dropped, never unpickled."""
     from sqlalchemy import text
 

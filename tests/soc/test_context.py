@@ -9,20 +9,21 @@ from pathlib import Path
 import pytest
 
 from control_plane.audit.mirror import mirror
+from control_plane.soc.audit_feed import FEED
 from control_plane.es import client
 from control_plane.gate import Forbidden, OperationRequest, iam
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc.context import ContextRules
 from control_plane.soc.inline import InlineEngine, OperationEvent
 from control_plane.soc.ingest import Ingestor
 from control_plane.soc.rules import RULES_DIR, load_rules
 
 
-def _refresh(rt: Runtime) -> None:
+def _refresh(rt: Context) -> None:
     rt.es.indices.refresh(index="soc-events-*", ignore_unavailable=True, allow_no_indices=True)
 
 
-def test_repeated_refusals_make_the_next_operation_need_approval(sqlite_runtime: Runtime, services) -> None:  # noqa: ANN001
+def test_repeated_refusals_make_the_next_operation_need_approval(sqlite_runtime: Context, services) -> None:  # noqa: ANN001
     """Five refusals of one actor, mirrored from the audit ledger, turn their next low-risk operation into a pending one."""
     rt = sqlite_runtime
     gate = rt.gate
@@ -38,7 +39,7 @@ def test_repeated_refusals_make_the_next_operation_need_approval(sqlite_runtime:
     for _ in range(5):
         with pytest.raises(Forbidden):
             gate.submit(me, OperationRequest("iam.user.change", "someone-else", {"roles": ["secadmin"]}))
-    res = mirror(rt.ledger, rt.es, rt.settings.audit.es_index)
+    res = mirror(rt.ledger, rt.es, rt.settings.audit.es_index, feeds=(FEED,))
     assert res.error is None and res.sent >= 5
     _refresh(rt)
 
@@ -50,10 +51,10 @@ def test_repeated_refusals_make_the_next_operation_need_approval(sqlite_runtime:
     assert gate.submit(calm, OperationRequest("iam.token.create", other)).status == "succeeded"
 
 
-def test_source_address_context_from_ssh_events(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_source_address_context_from_ssh_events(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """An address brute-forcing SSH (event_count per source.ip) needs approval for operations it requests; four failures do not."""
     rt = sqlite_runtime
-    engine = rt.inline_engine()
+    engine = rt.gate.soc
     n = uuid.uuid4().int
     ip = f"198.19.{n % 250}.{(n >> 8) % 250 + 1}"
     now = datetime.now(timezone.utc)
@@ -83,7 +84,7 @@ def _block_rules(tmp_path: Path):  # noqa: ANN202
     return rs
 
 
-def test_elasticsearch_down_block_capable_context_requires_approval(sqlite_runtime: Runtime, tmp_path: Path) -> None:
+def test_elasticsearch_down_block_capable_context_requires_approval(sqlite_runtime: Context, tmp_path: Path) -> None:
     """With ES unreachable the in-process rules still answer, the decision is marked degraded, and a block-capable context rule becomes require_approval."""
     rs = _block_rules(tmp_path)
     dead = client("http://127.0.0.1:9", timeout=0.3)
@@ -110,7 +111,7 @@ def test_elasticsearch_down_block_capable_context_requires_approval(sqlite_runti
     assert (d2.action, d2.degraded) == ("allow", True)
 
 
-def test_context_block_with_elasticsearch_up(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_context_block_with_elasticsearch_up(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """A block context rule that holds blocks; an exception for the actor waives it."""
     rt = sqlite_runtime
     rs = _block_rules(tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc import alerts, detect
 from control_plane.soc.correlate import windows
 from control_plane.soc.ingest import Ingestor
@@ -38,7 +38,7 @@ def _ips() -> tuple[str, str, str]:
     return tuple(f"198.18.{(n >> (8 * i)) % 250}.{(n >> (8 * i + 4)) % 250 + 1}" for i in range(3))  # type: ignore[return-value]
 
 
-def test_correlations_fire_on_the_right_groups(sqlite_runtime: Runtime, services, rules, tmp_path: Path) -> None:  # noqa: ANN001
+def test_correlations_fire_on_the_right_groups(sqlite_runtime: Context, services, rules, tmp_path: Path) -> None:  # noqa: ANN001
     """Brute force (≥5 failures), spraying (≥3 users) and failure-then-success each alert for their source only."""
     rt = sqlite_runtime
     brute, spray, ordered_wrong = _ips()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc import alerts, detect
 from control_plane.soc.ingest import Ingestor
 from control_plane.soc.rules import RULES_DIR, load_rules
 
 
 @pytest.fixture()
-def rt(sqlite_runtime: Runtime, services, tmp_path: Path) -> Runtime:  # noqa: ANN001
+def rt(sqlite_runtime: Context, services, tmp_path: Path) -> Context:  # noqa: ANN001
     """A runtime on the session's Elasticsearch."""
     return sqlite_runtime
 
@@ -33,7 +33,7 @@ def _only(rule_name: str, tmp_path: Path):  # noqa: ANN202
     return load_rules(tmp_path / "rules")
 
 
-def test_detect_raise_rerun_suppress(rt: Runtime, tmp_path: Path) -> None:
+def test_detect_raise_rerun_suppress(rt: Context, tmp_path: Path) -> None:
     """Matches raise one alert per group; re-running the window raises nothing twice; repeats update the same alert."""
     host = f"h{uuid.uuid4().hex[:8]}"
     now = datetime.now(timezone.utc)
@@ -66,7 +66,7 @@ def test_detect_raise_rerun_suppress(rt: Runtime, tmp_path: Path) -> None:
     assert a["count"] == 5 and len(a["event_ids"]) == 5 and a["history"][-1]["action"] == "repeat"
 
 
-def test_late_run_fills_the_gap_and_reports_lag(rt: Runtime, tmp_path: Path) -> None:
+def test_late_run_fills_the_gap_and_reports_lag(rt: Context, tmp_path: Path) -> None:
     """A run long after the last one searches the whole missed window and records the filled gap."""
     rules = _only("new_local_user", tmp_path)
     rid = rules.rules[0].id
@@ -85,7 +85,7 @@ def test_late_run_fills_the_gap_and_reports_lag(rt: Runtime, tmp_path: Path) -> 
     assert st["gaps_filled"] == 1 and st["behind_s"] < 5 and st["last_error"] == ""
 
 
-def test_rule_error_is_reported_not_fatal(rt: Runtime, tmp_path: Path) -> None:
+def test_rule_error_is_reported_not_fatal(rt: Context, tmp_path: Path) -> None:
     """A rule whose query Elasticsearch rejects is recorded with its error; the others still run."""
     rules = _only("new_local_user", tmp_path)
     broken = load_rules(tmp_path / "rules").rules[0]
@@ -96,7 +96,7 @@ def test_rule_error_is_reported_not_fatal(rt: Runtime, tmp_path: Path) -> None:
     assert next(s for s in detect.status(rt) if s["rule_id"] == "broken-rule")["last_error"]
 
 
-def test_triage_through_the_gate(rt: Runtime, tmp_path: Path) -> None:
+def test_triage_through_the_gate(rt: Context, tmp_path: Path) -> None:
     """An analyst acknowledges, notes and closes an alert with a verdict; each step is audited; others may not."""
     from control_plane.gate import Forbidden, OperationRequest
     from tests.gate.conftest import make_people

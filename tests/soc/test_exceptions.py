@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from control_plane.gate import Forbidden, OperationRequest
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc import alerts, detect
 from control_plane.soc import exceptions as ex
 from control_plane.soc.inline import OperationEvent
@@ -19,14 +19,14 @@ from control_plane.soc.rules import RULES_DIR, load_rules
 from tests.gate.conftest import make_people
 
 
-def _approved(rt: Runtime, people, req: OperationRequest):  # noqa: ANN001, ANN202
+def _approved(rt: Context, people, req: OperationRequest):  # noqa: ANN001, ANN202
     view = rt.gate.submit(people["secadmin"], req)
     assert view.status == "pending_approval" and view.risk == "high"
     rt.gate.approve(people["approver"], view.id, "ok")
     return rt.gate.run(people["secadmin"], view.id)
 
 
-def test_exception_waives_inline_block_until_revoked(sqlite_runtime: Runtime) -> None:
+def test_exception_waives_inline_block_until_revoked(sqlite_runtime: Context) -> None:
     """A reviewed exception lets one host's maintenance command through; other hosts stay blocked; revoking restores it.
 
     (Only this rule is waived: a command that a second rule also blocks would stay blocked.)
@@ -48,7 +48,7 @@ def test_exception_waives_inline_block_until_revoked(sqlite_runtime: Runtime) ->
     assert len([r for r in rt.ledger.query(operation="soc.exception.change", limit=50) if r.outcome == "succeeded"]) == 2
 
 
-def test_expired_exception_stops_applying(sqlite_runtime: Runtime) -> None:
+def test_expired_exception_stops_applying(sqlite_runtime: Context) -> None:
     """Past its expiry an exception no longer matches, with nobody touching it."""
     rt = sqlite_runtime
     e = ex.add(rt, rule="*", match={"source.ip": "10.9.0.0/16"}, owner="sec", reason="scanner", days=1, by="sec")
@@ -60,7 +60,7 @@ def test_expired_exception_stops_applying(sqlite_runtime: Runtime) -> None:
         ex.add(rt, rule="*", match={"source.ip": "10.9.0.0/16"}, owner="sec", reason="forever", days=999, by="sec")
 
 
-def test_detection_skips_excepted_events(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_detection_skips_excepted_events(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """Events covered by an exception raise no alert; others from the same rule still do."""
     rt = sqlite_runtime
     (tmp_path / "r").mkdir()

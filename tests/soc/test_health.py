@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc import alerts, detect, health
 from control_plane.soc.rules import RULES_DIR, load_rules
 
@@ -27,11 +27,11 @@ def _rules(tmp_path: Path, names: tuple[str, ...], *, edit: dict[str, tuple[str,
     return rs, d
 
 
-def _health_alerts(rt: Runtime, check: str, subject: str) -> list[dict]:
+def _health_alerts(rt: Context, check: str, subject: str) -> list[dict]:
     return [a for a in alerts.search(rt.es, kind="engine_health", limit=500) if a["group_key"] == f"{check}|{subject}"]
 
 
-def test_synthetic_events_prove_coverage_and_a_blind_rule_is_reported(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_synthetic_events_prove_coverage_and_a_blind_rule_is_reported(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """Each rule gets a synthetic event; detection alerts on it (kept out of the analyst queue); a rule whose alerts never come is a coverage finding."""
     rt = sqlite_runtime
     rs, d = _rules(tmp_path, ("new_local_user", "shadow_file_read"))
@@ -60,7 +60,7 @@ def test_synthetic_events_prove_coverage_and_a_blind_rule_is_reported(sqlite_run
         assert len(got) == 1 and got[0]["count"] == 2 and got[0]["status"] == "open"
 
 
-def test_mapping_drift_rule_error_and_lag(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_mapping_drift_rule_error_and_lag(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """A rule reading a field nothing maps, a rule whose query fails, and a checkpoint far behind are each findings."""
     rt = sqlite_runtime
     field = f"process.zz{uuid.uuid4().hex[:6]}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from elasticsearch import helpers
 
-from control_plane.es import client, client_for
+from control_plane.es import client_for
 from control_plane.soc.matcher import evaluate
 from control_plane.soc.rules import RULES_DIR, load_rules
 from control_plane.soc.schema import INDEX_SETTINGS, EVENT_MAPPINGS

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from control_plane.runtime import Runtime
+from control_plane.context import Context
 from control_plane.soc import alerts, detect
 from control_plane.soc.ingest import Ingestor
 from control_plane.soc.rules import RULES_DIR, load_rules
@@ -32,11 +32,11 @@ def _ruleset(tmp_path: Path):  # noqa: ANN202
     return rs
 
 
-def _alerts_for(rt: Runtime, host: str) -> list[dict]:
+def _alerts_for(rt: Context, host: str) -> list[dict]:
     return [a for a in alerts.search(rt.es, rule=NEW_USER, limit=1000) if f"host.name={host}" in a["group_key"]]
 
 
-def test_tick_raises_once_and_scheduled_detection_agrees(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_tick_raises_once_and_scheduled_detection_agrees(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """A poll raises the alert; the next poll and the scheduled pass over the same window raise nothing more."""
     rt = sqlite_runtime
     rs = _ruleset(tmp_path)
@@ -63,7 +63,7 @@ def test_tick_raises_once_and_scheduled_detection_agrees(sqlite_runtime: Runtime
     assert len(got) == 1 and got[0]["count"] == 2, got
 
 
-def test_running_detector_alerts_within_seconds(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_running_detector_alerts_within_seconds(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """The background thread picks up a new event without anyone refreshing or calling it (bounded wait, not a latency test)."""
     rt = sqlite_runtime
     sd = StreamDetector(rt, _ruleset(tmp_path), poll_s=0.2).start()
@@ -79,7 +79,7 @@ def test_running_detector_alerts_within_seconds(sqlite_runtime: Runtime, service
         sd.stop()
 
 
-def test_old_events_are_left_to_scheduled_detection(sqlite_runtime: Runtime, services, tmp_path: Path) -> None:  # noqa: ANN001
+def test_old_events_are_left_to_scheduled_detection(sqlite_runtime: Context, services, tmp_path: Path) -> None:  # noqa: ANN001
     """An event older than the horizon (a replayed spool) is not the fast path's: scheduled detection raises it."""
     rt = sqlite_runtime
     rs = _ruleset(tmp_path)

@@ -6,8 +6,9 @@ Schema, and answers with a receipt signed by the province's key. The same idempo
 always gets the same receipt. It can be told to fail the next N submissions (an outage), which
 is how retries are tested. Only this stand-in holds the province's private key.
 
-Run it alone with ``python -m control_plane.report.receiver`` (``govctl up`` starts it beside
-the API when ``report.receiver.enabled``).
+It lives under ``tests/``: the product never imports it. Tests start it in a thread; for a
+local trial run it alone with ``python -m tests.standins.province --dir DIR --platform-key PEM
+--port 8790`` and point ``report.endpoint`` and ``report.province_public_key`` (``DIR/province.pub.pem``) at it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ from control_plane.report.seal import canonical, open_seal, sign, verify
 
 
 def receiver_dir(settings: Any) -> Path:
-    """Where the stand-in keeps its key, inbox and receipts."""
+    """Where a test's stand-in keeps its key, inbox and receipts (beside that test's var dir)."""
     return settings.var / "report-receiver"
+
+
+def configure(data: dict[str, Any], var: Path, port: int) -> dict[str, Any]:
+    """A test configuration's report section pointed at a stand-in on ``port`` keeping its files under ``var``."""
+    report = data.setdefault("report", {})
+    report["endpoint"] = f"http://127.0.0.1:{port}/api/v1/reports"
+    report["province_public_key"] = str(var / "report-receiver" / "province.pub.pem")
+    return data
 
 
 class Receiver:
@@ -131,12 +140,13 @@ def create_app(recv: Receiver) -> FastAPI:
 
 
 def serve_in_thread(settings: Any, platform: SM2PublicKey) -> tuple[Any, threading.Thread, Receiver]:
-    """Run the stand-in on report.receiver.host:port in a daemon thread; returns (server, thread, receiver)."""
+    """Run the stand-in at the configured report.endpoint (a loopback URL) in a daemon thread; returns (server, thread, receiver)."""
     import uvicorn
+    from urllib.parse import urlsplit
 
     recv = Receiver(receiver_dir(settings), platform)
-    c = settings.report.receiver
-    server = uvicorn.Server(uvicorn.Config(create_app(recv), host=c.host, port=c.port, log_level="warning"))
+    u = urlsplit(settings.report.endpoint_url)
+    server = uvicorn.Server(uvicorn.Config(create_app(recv), host=u.hostname or "127.0.0.1", port=u.port or 80, log_level="warning"))
     t = threading.Thread(target=server.run, name="govctl-report-receiver", daemon=True)
     t.start()
     return server, t, recv
@@ -144,16 +154,18 @@ def serve_in_thread(settings: Any, platform: SM2PublicKey) -> tuple[Any, threadi
 
 def main() -> None:
     """Run the stand-in in the foreground."""
+    import argparse
+
     import uvicorn
 
-    from control_plane.config import load
-    from control_plane.runtime import Runtime
-
-    rt = Runtime(load(None))
-    recv = Receiver(receiver_dir(rt.settings), rt.signer.public_key)
-    c = rt.settings.report.receiver
-    print(f"province stand-in on http://{c.host}:{c.port}/api/v1/reports; its public key: {recv.root / 'province.pub.pem'}")
-    uvicorn.run(create_app(recv), host=c.host, port=c.port, log_level="info")
+    ap = argparse.ArgumentParser(description="The province's report endpoint, stood in locally.")
+    ap.add_argument("--dir", type=Path, required=True, help="where its key pair, inbox and receipts live")
+    ap.add_argument("--platform-key", type=Path, required=True, help="the platform's SM2 public key (PEM) it trusts")
+    ap.add_argument("--port", type=int, default=8790)
+    a = ap.parse_args()
+    recv = Receiver(a.dir, SM2PublicKey.from_pem(a.platform_key.read_text()))
+    print(f"province stand-in on http://127.0.0.1:{a.port}/api/v1/reports; its public key: {recv.root / 'province.pub.pem'}")
+    uvicorn.run(create_app(recv), host="127.0.0.1", port=a.port, log_level="info")
 
 
 if __name__ == "__main__":
