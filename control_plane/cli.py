@@ -6,7 +6,6 @@ line (what was wrong and what to do); ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from control_plane.clikit import JsonOpt, changes, context, emit_json, err, gate
 from control_plane.config import effective
 from control_plane.errors import GovctlError
 from control_plane.clikit import factory
-from control_plane.wiring import DOMAINS, context_for
+from control_plane.wiring import context_for, parts
 
 app = typer.Typer(help="Operations control plane of the city government cloud.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
@@ -32,13 +31,7 @@ app.add_typer(config_app, name="config")
 
 def _mount() -> None:
     """Each domain's typer sub-app, in the composition root's order."""
-    for domain in DOMAINS:
-        try:
-            mod = importlib.import_module(f"{domain}.cli")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{domain}.cli":
-                raise
-            continue
+    for mod in parts("cli"):
         for name, sub in mod.APPS:
             app.add_typer(sub, name=name)
 

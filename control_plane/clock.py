@@ -25,6 +25,13 @@ def iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime(_FMT)
 
 
+def es_iso(t: datetime) -> str:
+    """``t`` as Elasticsearch keeps dates: UTC to the millisecond, ``Z`` (event windows and alert times)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
     """The current time in the stored form."""
     return iso(now())

@@ -36,6 +36,11 @@ def _part(domain: str, name: str) -> ModuleType | None:
         return None
 
 
+def parts(name: str) -> list[ModuleType]:
+    """Each domain's module ``name`` (``cli``, ``views``…) that exists, in the order of ``DOMAINS``."""
+    return [m for d in DOMAINS if (m := _part(d, name)) is not None]
+
+
 def _inline(ctx: Context) -> Any:
     """The SOC engine's in-process rules (the gate's inline decision); bad rule files are logged, not fatal."""
     from control_plane.soc.context import ContextRules

@@ -70,3 +70,20 @@ def test_secrets_masked(tmp_path: Path) -> None:
     shown = repr(effective(load(tmp_path / "c.yaml")))
     assert "sesame" not in shown and "topsecret" not in shown
     assert shown.count("****") == 2
+
+
+def test_submitting_without_a_province_key_is_a_configuration_error(tmp_path: Path) -> None:
+    """On the embedded defaults nothing is sealed for a made-up province: report.submit is refused with what to set."""
+    from control_plane.gate import OperationRequest
+    from control_plane.gate.models import Principal
+    from control_plane.wiring import context_for
+    from tests.conftest import make_test_config, write_config
+
+    data = make_test_config(var_dir=tmp_path / "var")
+    data.pop("report", None)
+    ctx = context_for(load(write_config(tmp_path / "govctl.yaml", data)))
+    with pytest.raises(ConfigError, match="report.endpoint is not set") as ei:
+        ctx.gate.submit(Principal("ops", ("ops_engineer",), "local", "peer"), OperationRequest("report.submit", "2026-10", {}))
+    assert "report.province_public_key" in (ei.value.hint or "")
+    assert ctx.ledger.query(operation="report.submit")[0].outcome == "refused"
+    assert not (tmp_path / "var" / "report-receiver").exists()  # no stand-in key pair made behind the operator's back

@@ -7,7 +7,6 @@ a change the gate decides); every route that changes anything goes through the g
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy import text
 from control_plane import __version__, metrics
 from control_plane.context import Context
 from control_plane.errors import GovctlError
-from control_plane.wiring import DOMAINS
+from control_plane.wiring import parts
 
 
 def create_app(rt: Context, scheduler: Any = None) -> FastAPI:
@@ -27,13 +26,7 @@ def create_app(rt: Context, scheduler: Any = None) -> FastAPI:
     app = FastAPI(title="govctl control plane", version=__version__,
                   description="Operations control plane of the city government cloud.")  # fmt: skip
     app.state.ctx = rt
-    for domain in DOMAINS:
-        try:
-            mod = importlib.import_module(f"{domain}.views")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{domain}.views":
-                raise
-            continue
+    for mod in parts("views"):
         app.include_router(mod.router)
 
     @app.middleware("http")

@@ -44,6 +44,12 @@ def _build(call: Call) -> dict[str, Any]:
     return b.as_dict()
 
 
+def _validate_submit(call: Call) -> None:
+    """Nowhere to send it, or no key to seal it for, is a configuration error before anything is queued."""
+    _ = call.ctx.settings.report.endpoint_url
+    deliver.province_key(call.ctx)
+
+
 def _submit(call: Call) -> dict[str, Any]:
     b = store.get(call.ctx, call.target, call.params.get("revision"))
     if not store.load(b).get("final"):
@@ -58,5 +64,6 @@ def _submit(call: Call) -> dict[str, Any]:
 OPERATIONS = (
     Operation("report.build", MONTH_T, TARGETS[MONTH_T], _build, ReportBuild, validate=_validate_build,
               description="build and sign a month's report (a correction is a new revision)"),  # fmt: skip
-    Operation("report.submit", MONTH_T, TARGETS[MONTH_T], _submit, ReportSubmit, description="submit a month to the province"),
+    Operation("report.submit", MONTH_T, TARGETS[MONTH_T], _submit, ReportSubmit, validate=_validate_submit,
+              description="submit a month to the province"),  # fmt: skip
 )

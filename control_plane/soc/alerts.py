@@ -4,11 +4,12 @@ history entry (and, through the gate, an audit record)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
+from control_plane import clock
 from control_plane.crypto import sm3_hex
 from control_plane.errors import GovctlError
 from control_plane.soc.schema import ALERTS_INDEX
@@ -61,7 +62,7 @@ def ensure_index(es: Elasticsearch) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return clock.es_iso(clock.now())
 
 
 def group_key(rule: Any, event: dict[str, Any]) -> str:

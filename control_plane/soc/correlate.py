@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from control_plane import clock
 from control_plane.soc.schema import indices_between
 
 COMPOSITE_PAGE = 500
 EVENTS_PER_GROUP = 200
 
 
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_iso = clock.es_iso
 
 
 def _check_shards(resp: dict[str, Any]) -> None:

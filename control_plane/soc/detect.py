@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from control_plane import clock
 from control_plane import metrics
 from control_plane.es import UNREACHABLE
 from control_plane.soc.alerts import record_matches
@@ -30,8 +31,7 @@ log = logging.getLogger("govctl.soc")
 PAGE = 500
 SETTLE_S = 2.0  # events younger than this may not be searchable yet (refresh interval)
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_iso = clock.es_iso
 
 
 @dataclass

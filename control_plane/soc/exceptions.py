@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, String, Table, Text, and_, select, update
 
+from control_plane import clock
 from control_plane.errors import GovctlError
 from control_plane.soc.matcher import get_field
 from control_plane.db import metadata
@@ -39,8 +40,7 @@ class ExceptionError(GovctlError):
     exit_code = 2
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_iso = clock.iso
 
 
 def add(rt: Context, *, rule: str, match: dict[str, Any], owner: str, reason: str, days: float, by: str) -> dict[str, Any]:

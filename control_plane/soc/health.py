@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import select
 
+from control_plane import clock
 from control_plane import metrics
 from control_plane.crypto import sm3_hex
 from control_plane.soc.schema import ALERTS_INDEX, EVENTS_PREFIX
@@ -53,8 +54,7 @@ class Finding:
         return dict(self.__dict__)
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_iso = clock.es_iso
 
 
 def _flat(props: dict[str, Any], pre: str = "") -> tuple[set[str], set[str]]:
