@@ -44,17 +44,25 @@ def _build(call: Call) -> dict[str, Any]:
     return b.as_dict()
 
 
-def _validate_submit(call: Call) -> None:
-    """Nowhere to send it, or no key to seal it for, is a configuration error before anything is queued."""
-    _ = call.ctx.settings.report.endpoint_url
-    deliver.province_key(call.ctx)
-
-
-def _submit(call: Call) -> dict[str, Any]:
+def _final(call: Call) -> store.Built:
     b = store.get(call.ctx, call.target, call.params.get("revision"))
     if not store.load(b).get("final"):
         raise store.ReportError(f"{call.target} r{b.revision} was built before the month ended (provisional); it is not submitted",
                                 hint=f"after the month ends: govctl report build --month {call.target}, then submit")  # fmt: skip
+    return b
+
+
+def _validate_submit(call: Call) -> None:
+    """Nowhere to send it or no key to seal it for is a configuration error, and a provisional month is never sent: all before anything is queued."""
+    _ = call.ctx.settings.report.endpoint_url  # unset: ConfigError with the hint
+    if call.ctx.settings.report.province_public_key is None:
+        deliver.province_key(call.ctx)  # raises the ConfigError that says what to set
+    _final(call)
+    deliver.province_key(call.ctx)  # configured, so it must be readable
+
+
+def _submit(call: Call) -> dict[str, Any]:
+    b = _final(call)  # again at run time
     d = deliver.enqueue(call.ctx, b)
     if d["status"] == "pending":
         d = deliver.attempt(call.ctx, d)
