@@ -43,8 +43,7 @@ def ops_list(status: Optional[str] = typer.Option(None, help="pending_approval, 
 @reads("ops.read")
 def ops_show(op_id: str, as_json: bool = JsonOpt) -> None:
     """The full request, its risk, the SOC findings, the preview and the approvals so far."""
-    principal()
-    v = context().gate.get(op_id, open_preview=True)  # an approver opening it: a deferred preview is made now
+    v = context().gate.get(op_id, opened_by=principal())  # an approver opening it: a deferred preview is made now
     if as_json:
         emit_json(v.as_dict())
         return

@@ -359,9 +359,10 @@ class Gate:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def get(self, op_id: str, *, open_preview: bool = False) -> OperationView:
-        """One operation with its approvals; ``open_preview``: an approver opens it, so a deferred preview is made now."""
+    def get(self, op_id: str, *, opened_by: Principal | None = None) -> OperationView:
+        """One operation with its approvals; opened by an approver, a deferred preview is made now (by anyone else, never)."""
         row = self._load(op_id)
+        open_preview = opened_by is not None and APPROVER_ROLE in opened_by.roles and opened_by.via == "token"
         if open_preview and not row.preview and row.status == "pending_approval" and self.operations.get(row.operation, None) is not None \
                 and self.operations[row.operation].preview is not None:  # fmt: skip
             req = OperationRequest(row.operation, row.target, json.loads(row.params), row.reason, bool(row.break_glass), _row_origin(row))
@@ -431,9 +432,6 @@ class Gate:
                              operation={"id": r.op_id, "type": r.operation, "target": r.target, "requester": r.requester, "source": r.source})  # fmt: skip
             try:
                 self.alerts.raise_alert(alert)
-            except (OSError, ConnectionError, GovctlError) as exc:
-                log.warning("break-glass alert for %s not sent yet: %s", r.op_id, exc)
-                break
             except Exception as exc:  # noqa: BLE001 - the sink's client raises its own transport errors; retried by the gate.alerts job
                 log.warning("break-glass alert for %s not sent yet: %s: %s", r.op_id, type(exc).__name__, exc)
                 break

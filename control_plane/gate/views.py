@@ -42,7 +42,7 @@ def list_ops(request: Request, status: str | None = None, limit: int = 50, p: An
 
 @router.get("/api/v1/ops/{op_id}", summary="One operation: request, risk, SOC findings, preview, approvals")
 def get_op(request: Request, op_id: str, p: Any = Depends(reads("ops.read"))) -> dict[str, Any]:
-    return context(request).gate.get(op_id, open_preview=True).as_dict()
+    return context(request).gate.get(op_id, opened_by=p).as_dict()
 
 
 @router.post("/api/v1/ops/{op_id}/approve", summary="Approve (approvers only, never your own)")

@@ -93,6 +93,9 @@ def test_an_engines_request_is_previewed_when_an_approver_opens_it(tmp_path: Pat
     assert v.status == "pending_approval" and v.preview is None and previews == []
     assert v.origin == {"alert": "a1"}
     assert ctx.gate.get(v.id).preview is None and previews == []  # listing or reading does not run it
-    opened = ctx.gate.get(v.id, open_preview=True)
+    # a reader who is not an approver (an auditor) opening it runs nothing on the hosts
+    assert ctx.gate.get(v.id, opened_by=Principal("aud", ("auditor",), "127.0.0.1", "token")).preview is None and previews == []
+    approver = Principal("appr", ("approver",), "127.0.0.1", "token")
+    opened = ctx.gate.get(v.id, opened_by=approver)
     assert opened.preview == {"would": "change prim-app-1"} and previews == ["prim-app-1"]
-    assert ctx.gate.get(v.id, open_preview=True).preview == opened.preview and previews == ["prim-app-1"]  # made once
+    assert ctx.gate.get(v.id, opened_by=approver).preview == opened.preview and previews == ["prim-app-1"]  # made once
