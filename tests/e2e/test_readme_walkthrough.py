@@ -71,6 +71,7 @@ def test_walkthrough(tmp_path: Path) -> None:
     tokens = {}
     for u in ("ops", "secadmin", "approver1", "approver2", "auditor"):
         tokens[u], totps[u] = enrol(u, codes[u]["enrolment_code"])
+        used[u] = int(time.time()) // 30  # enrolment used this step's code (at the latest): approvals start after it
     ops, sec, auditor = tokens["ops"], tokens["secadmin"], tokens["auditor"]
     a1, a2 = "approver1", "approver2"
     try:
