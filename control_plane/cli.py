@@ -87,7 +87,7 @@ def config_show(as_json: bool = JsonOpt) -> None:
 @app.command()
 @changes("services.up")
 def up() -> None:
-    """Start everything: services, the HTTP API and the scheduler. Ctrl-C stops all of it."""
+    """Start everything: services, the HTTP API, the scheduler and the bastion. Ctrl-C stops all of it."""
     import uvicorn
 
     from control_plane.api.app import create_app, server_config
@@ -106,10 +106,21 @@ def up() -> None:
     if sched:
         sched.start()
     server = uvicorn.Server(server_config(s, create_app(rt, sched)))  # proxy headers only from configured proxies
+    gw = None
+    if s.bastion.enabled:
+        from control_plane.bastion.gateway import Gateway
+
+        if not _port_free(s.bastion.host, s.bastion.port):
+            raise GovctlError(f"bastion: port {s.bastion.port} on {s.bastion.host} is already in use", hint="stop the other process or set bastion.port")
+        gated("bastion.serve", "gateway")
+        gw = Gateway(rt)
+        gw.serve_in_thread()
     out.print(status_table(rt.supervisor.status()))
     out.print(f"API        {s.api.url}  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
     out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
+    if gw:
+        out.print(f"bastion    ssh -p {s.bastion.port} USER@{s.bastion.host}  (USER%HOST straight to a host; sessions recorded, commands checked)")
     if not s.report.endpoint or not s.report.province_public_key:
         out.print("province   no endpoint configured: monthly reports are built and signed, not submitted (set report.endpoint and report.province_public_key)")
     out.print("Ctrl-C stops the API, the scheduler and the services this command started.")
@@ -118,6 +129,8 @@ def up() -> None:
     finally:
         if sched:
             sched.stop()
+        if gw:
+            gw.shutdown()
         stopped = rt.supervisor.down(started) if started else []
         rt.gate.record(principal(), "control_plane.down", details={"stopped": stopped, "reason": "Ctrl-C on govctl up"})
         err.print(f"stopped: API, scheduler{', ' + ', '.join(stopped) if stopped else ''}")

@@ -296,6 +296,38 @@ class DrConfig(_Model):
     sources: dict[str, DrSource] = Field(default_factory=_default_dr_sources)
 
 
+class BastionZone(_Model):
+    undecidable: Literal["allow", "alert", "require_approval", "block"] = Field(
+        default="require_approval", description="a line whose effect only its run would show (a script file, code from a pipe, an unparsable line)")
+    interactive: Literal["allow", "alert", "require_approval", "block"] = Field(
+        default="alert", description="a program whose own commands the bastion cannot see (a nested shell, an editor, a pager, a REPL, su/sudo -i)")
+
+
+class BastionAcl(_Model):
+    networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8"], description="source networks people may log in from")
+    hours: str = Field(default="00:00-24:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$", description="login hours, Asia/Shanghai")
+    max_sessions: int = Field(default=10, ge=1, le=1000, description="concurrent sessions per person")
+
+
+class BastionConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=2222, ge=1, le=65535)
+    host_key: Path | None = Field(default=None, description="the gateway's own SSH host key; default <key_dir>/bastion/ssh_host_ed25519_key (made on first start)")
+    recordings: Path | None = Field(default=None, description="sealed session recordings; default <var_dir>/bastion/recordings")
+    idle_timeout_s: int = Field(default=900, ge=10, le=86400, description="a session with no input for this long ends (GB/T 22239 8.1.4.1 b)")
+    max_session_s: int = Field(default=28800, ge=60, le=7 * 86400, description="the longest a session may last")
+    approval_timeout_s: int = Field(default=600, ge=5, le=86400, description="how long a paused command waits for its approval")
+    chunk_s: float = Field(default=1.0, gt=0, le=10, description="a recording chunk is sealed at least this often (what a crash can lose)")
+    acl: BastionAcl = BastionAcl()
+    zones: dict[str, BastionZone] = Field(default_factory=dict, description="per zone (a pool's placement); zones not listed use default_zone")
+    default_zone: BastionZone = BastionZone()
+
+    def zone(self, name: str) -> BastionZone:
+        """The policy of a host's zone."""
+        return self.zones.get(name, self.default_zone)
+
+
 class Settings(_Model):
     var_dir: Path = Path("var")
     services: ServicesConfig = ServicesConfig()
@@ -309,6 +341,7 @@ class Settings(_Model):
     soc: SocConfig = SocConfig()
     report: ReportConfig = ReportConfig()
     dr: DrConfig = DrConfig()
+    bastion: BastionConfig = BastionConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

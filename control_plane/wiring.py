@@ -24,7 +24,7 @@ log = logging.getLogger("govctl")
 
 # Core packages first (they declare operations and jobs too), then the domains.
 DOMAINS = ("control_plane.gate", "control_plane.audit", "control_plane.scheduler", "control_plane.services", "control_plane.deploy",
-           "control_plane.playbook", "control_plane.soc", "control_plane.report", "dr")  # fmt: skip
+           "control_plane.playbook", "control_plane.soc", "control_plane.report", "dr", "control_plane.bastion")  # fmt: skip
 
 
 def _part(domain: str, name: str) -> ModuleType | None:

@@ -62,6 +62,8 @@ class StackSpec(BaseModel):
     local_prefix: str = Field(default="gc", pattern=r"^[a-z]{1,3}$", description="prefix of the local hosts' namespace names")
     local_gateway: str = "10.77.0.1/16"
     kek_hex: str = ""
+    bastion_keys: dict[str, str] = Field(default_factory=dict, description="each host's bastion public key, by host name (govctl fills it in)")
+    ssh_sources: list[str] = Field(default_factory=list, description="networks allowed to reach the hosts' SSH; default: only the control plane (the bastion)")
 
     @model_validator(mode="after")
     def _placement(self) -> StackSpec:
@@ -76,6 +78,11 @@ class StackSpec(BaseModel):
             if pool.role != name:
                 raise ValueError(f"pools.{name}.role must be {name!r}")
         return self
+
+
+def host_names(spec: StackSpec) -> list[str]:
+    """The host names a stack's pools will have, in the order they are made."""
+    return [f"{pool.role[:4]}-{tier[:4]}-{i}" for pool in spec.pools.values() for tier, ts in pool.tiers.items() for i in range(1, ts.count + 1)]
 
 
 def tags_for(spec: StackSpec, pool: PoolSpec, tier: str | None = None) -> dict[str, str]:
@@ -108,7 +115,9 @@ class ResourcePool(pulumi.ComponentResource):
         net = ipaddress.ip_network(pool.cidr)
         addrs = iter(net.hosts())
         next(addrs)  # .1 of each pool subnet stays free
-        ingress = [{"source": str(ipaddress.ip_network(spec.local_gateway, strict=False)), "protocol": "tcp", "port": 22},
+        # SSH only from the control plane's own address (the bastion and the automation key) unless the stack says otherwise
+        ssh_from = spec.ssh_sources or [f"{gw}/32"]
+        ingress = [*({"source": src, "protocol": "tcp", "port": 22} for src in ssh_from),
                    {"source": str(ipaddress.ip_network(spec.local_gateway, strict=False)), "protocol": "tcp", "port": 9100}]  # fmt: skip
         self.key = PoolKey(f"{name}-key", {"pool": pool.role, "path": f"{root}/keys/pool.key", "kek_hex": spec.kek_hex}, child)
         for tier, ts in pool.tiers.items():
@@ -120,7 +129,8 @@ class ResourcePool(pulumi.ComponentResource):
                 pg_in = [{"source": str(ipaddress.ip_network(spec.local_gateway, strict=False)), "protocol": "tcp", "port": 5432}] if ts.data_tier else []
                 host = Host(f"{name}-{tier}-{i}", {
                     "netns": f"{spec.local_prefix}-{hname}", "address": f"{next(addrs)}/{spec.local_gateway.split('/')[1]}", "gateway": gw,
-                    "bridge": spec.local_bridge, "home": f"{root}/hosts/{hname}", "authorized_key": spec.ssh_public_key,
+                    "bridge": spec.local_bridge, "home": f"{root}/hosts/{hname}",
+                    "authorized_key": "\n".join(k for k in (spec.ssh_public_key, spec.bastion_keys.get(hname, "")) if k),
                     "ingress": ingress + pg_in, "tier": tier, "data_tier": ts.data_tier, "public_ip": ts.public_ip, "tags": tags,
                     "volume": vol.path,
                 }, pulumi.ResourceOptions(parent=self, depends_on=[vol]))  # fmt: skip

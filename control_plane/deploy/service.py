@@ -59,7 +59,13 @@ def stack_spec(rt: Context, name: str) -> dict[str, Any]:
         raw.setdefault("ssh_public_key", ssh_keypair(rt)[1])
     raw.setdefault("kek_hex", hmac.new(rt.signer.to_bytes(), f"pool-kek|{name}".encode(), "sha256").hexdigest()[:32])
     try:
-        return StackSpec.model_validate(raw).model_dump()
+        spec = StackSpec.model_validate(raw)
+        if spec.target == "local" and not spec.bastion_keys:  # each host's own bastion key, installed with the host
+            from control_plane.deploy.hostkeys import keys_for
+            from infra.pools import host_names
+
+            spec = spec.model_copy(update={"bastion_keys": keys_for(rt, host_names(spec))})
+        return spec.model_dump()
     except Exception as exc:  # pydantic.ValidationError: say which key is wrong
         raise DeployError(f"deploy.stacks.{name}: {exc}".replace("\n", " "), hint="fix the stack's configuration in govctl.yaml") from None
 

@@ -12,6 +12,9 @@ from typing import Any, Literal, Protocol
 from control_plane.errors import GovctlError
 
 Action = Literal["allow", "block", "require_approval"]
+# what an interactive session does with a line: an alert rule lets it run and raises the alert
+SessionAction = Literal["allow", "alert", "require_approval", "block"]
+SESSION_RANK = {"allow": 0, "alert": 1, "require_approval": 2, "block": 3}
 
 
 class SocUnavailable(GovctlError):
@@ -41,10 +44,18 @@ class Decision:
     matched_rules: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     degraded: bool = False
+    # for a bastion session: the rules' verdict with alert rules as "alert" (findings excluded), and the findings' kinds
+    session_action: SessionAction | None = None
+    findings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for storage and display."""
-        return {"action": self.action, "matched_rules": list(self.matched_rules), "reasons": list(self.reasons), "degraded": self.degraded}
+        d: dict[str, Any] = {"action": self.action, "matched_rules": list(self.matched_rules), "reasons": list(self.reasons), "degraded": self.degraded}
+        if self.session_action is not None:
+            d["session_action"] = self.session_action
+        if self.findings:
+            d["findings"] = list(self.findings)
+        return d
 
 
 class InlineDecider(Protocol):

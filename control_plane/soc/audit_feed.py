@@ -24,9 +24,12 @@ def to_soc_event(rec: AuditRecord) -> dict[str, Any]:
     src = rec.source or ""
     ip = src.split("%", 1)[0] if src[:1].isdigit() or ":" in src else None
     try:
-        error = (json.loads(rec.details or "{}") or {}).get("error") if rec.decision == "deny" else None
-    except (ValueError, AttributeError):
-        error = None
+        details = json.loads(rec.details or "{}") or {}
+    except ValueError:
+        details = {}
+    error = details.get("error") if rec.decision == "deny" and isinstance(details, dict) else None
+    if rec.operation == "bastion.command" and isinstance(details, dict) and isinstance(details.get("command"), str):
+        return _bastion_event(rec, details, src, ip)
     return {
         "@timestamp": rec.ts,
         "event": {"kind": "event", "module": "govctl", "dataset": "govctl.audit", "category": ["configuration"],
@@ -36,6 +39,26 @@ def to_soc_event(rec: AuditRecord) -> dict[str, Any]:
         "source": {"address": src, **({"ip": ip} if ip else {})},
         "govctl": {"operation": rec.operation, "target": rec.target, "decision": rec.decision, "outcome": rec.outcome,
                    "seq": rec.seq, "request_id": rec.request_id},
+    }  # fmt: skip
+
+
+def _bastion_event(rec: AuditRecord, d: dict[str, Any], src: str, ip: str | None) -> dict[str, Any]:
+    """A line judged in a bastion session (``event.dataset: govctl.bastion``): rules and correlations see shell activity."""
+    verdict = d.get("verdict") or {}
+    command = d["command"]
+    return {
+        "@timestamp": rec.ts,
+        "event": {"kind": "event", "module": "govctl", "dataset": "govctl.bastion", "category": ["process"], "type": ["start"],
+                  "action": str(verdict.get("action", rec.decision)), "outcome": "failure" if rec.outcome == "refused" else "success",
+                  "id": f"audit-{rec.seq}"},
+        "user": {"name": rec.actor, "target": {"name": str(d.get("account", ""))}},
+        "host": {"name": str(d.get("host", ""))},
+        "source": {"address": src, **({"ip": ip} if ip else {})},
+        "process": {"command_line": command, "name": command.strip().split(" ", 1)[0].rsplit("/", 1)[-1] if command.strip() else ""},
+        "rule": {"name": list(verdict.get("rules") or [])},
+        "govctl": {"operation": rec.operation, "target": rec.target, "decision": rec.decision, "outcome": rec.outcome, "seq": rec.seq,
+                   "session": str(d.get("session", "")), "kind": str(d.get("kind", "")), "zone": str(d.get("zone", "")),
+                   "request_id": rec.request_id},
     }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from control_plane.gate.decision import Action, Decision, OperationEvent, SocUnavailable  # noqa: F401 - re-exported for the engine's callers
+from control_plane.gate.decision import SESSION_RANK, Action, Decision, OperationEvent, SocUnavailable  # noqa: F401 - re-exported for the engine's callers
 from control_plane.soc.exceptions import excepted
 
 
@@ -111,23 +111,30 @@ class InlineEngine:
         context rule counts as require_approval: an unanswered question is never a silent allow.
         """
         if not self.rules and self.context is None and not shell_findings(event):
-            return Decision("allow", reasons=("no rules loaded",))
+            return Decision("allow", reasons=("no rules loaded",), session_action="allow")
         excs = self.exceptions() if self.exceptions else []
+        session: list[str] = []  # each contribution's session verdict (alert rules let a line run with an alert)
         if self.buckets is not None:
-            best, matched, reasons = self._evaluate_bucketed(event, excs)
+            best, matched, reasons = self._evaluate_bucketed(event, excs, session)
         else:
-            best, matched, reasons = self._evaluate_plain(event)
+            best, matched, reasons = self._evaluate_plain(event, session)
+        kinds = []
         for f in shell_findings(event):  # what the text leaves to run time is never a silent allow
             matched.append(f"govctl.shell.{f.kind}")
             reasons.append(f.reason)
             best = _stricter(best, f.action)
+            kinds.append(f.kind)
+            if f.action == "block":
+                session.append("block")
         degraded = False
         if self.context is not None and self.context.rules:
-            best, degraded = self._with_context(event, excs, best, matched, reasons)
+            best, degraded = self._with_context(event, excs, best, matched, reasons, session)
         n = len(self.rules) + (len(self.context.rules) if self.context else 0)
-        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({n} loaded)",), degraded)  # type: ignore[arg-type]
+        return Decision(best, tuple(matched), tuple(reasons) or (f"no rule matched ({n} loaded)",), degraded,  # type: ignore[arg-type]
+                        session_action=max(session, key=SESSION_RANK.__getitem__, default="allow"), findings=tuple(kinds))  # type: ignore[arg-type]
 
-    def _with_context(self, op: OperationEvent, excs: list[dict[str, Any]], best: str, matched: list[str], reasons: list[str]) -> tuple[str, bool]:
+    def _with_context(self, op: OperationEvent, excs: list[dict[str, Any]], best: str, matched: list[str], reasons: list[str],
+                      session: list[str]) -> tuple[str, bool]:  # fmt: skip
         from control_plane.soc.context import ContextUnavailable
 
         assert self.context is not None
@@ -139,6 +146,7 @@ class InlineEngine:
                 matched.append(c.id)
                 reasons.append(f"{c.title}: could not be checked, so it requires approval instead of blocking")
                 best = _stricter(best, "require_approval")
+                session.append("require_approval")
             return best, True
         base = operation_events(op)[0] if excs and hits else {}
         for h in hits:
@@ -152,9 +160,10 @@ class InlineEngine:
             matched.extend(d.matched_rules)
             reasons.extend(d.reasons)
             best = _stricter(best, d.action)
+            session.append(d.session_action or d.action)
         return best, False
 
-    def _evaluate_plain(self, event: OperationEvent) -> tuple[str, list[str], list[str]]:
+    def _evaluate_plain(self, event: OperationEvent, session: list[str]) -> tuple[str, list[str], list[str]]:
         best, matched, reasons = "allow", [], []
         events: list[dict[str, Any]] | None = None
         for name, rule in self.rules:
@@ -169,9 +178,10 @@ class InlineEngine:
             matched.append(name)
             reasons.extend(d.reasons)
             best = _stricter(best, d.action)
+            session.append(d.session_action or d.action)
         return best, matched, reasons
 
-    def _evaluate_bucketed(self, op: OperationEvent, excs: list[dict[str, Any]]) -> tuple[str, list[str], list[str]]:
+    def _evaluate_bucketed(self, op: OperationEvent, excs: list[dict[str, Any]], session: list[str]) -> tuple[str, list[str], list[str]]:
         best, matched, reasons = "allow", [], []
         hits: dict[str, dict[str, Any]] = {}
         waived: list[str] = []
@@ -191,6 +201,7 @@ class InlineEngine:
             matched.extend(d.matched_rules)
             reasons.extend(d.reasons)
             best = _stricter(best, d.action)
+            session.append(d.session_action or d.action)
         return best, matched, reasons
 
     def _rule(self, rule_id: str) -> Any:
@@ -288,8 +299,8 @@ def _decision(rule: Any, op: OperationEvent, hit: dict[str, Any], *, detail: str
     detail = detail or hit.get("process", {}).get("command_line") or op.operation
     if rule.ours.mode == "shadow":
         metrics.SOC_SHADOW_MATCHES.labels(rule=rule.id, would=what).inc()
-        return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",))
-    return Decision(what, (rule.id,), (f"{rule.title} ({detail})",))
+        return Decision("allow", (rule.id,), (f"shadow: {rule.title} would {what.replace('_', ' ')} ({detail})",), session_action="allow")
+    return Decision(what, (rule.id,), (f"{rule.title} ({detail})",), session_action="block" if what == "block" else "alert")
 
 
 def _single(rule: Any) -> Callable[[OperationEvent], Decision | None]:

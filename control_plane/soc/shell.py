@@ -615,9 +615,19 @@ def _unwrap(name: str, args: list[str]) -> list[str]:
 DESTRUCTIVE = {"rm", "shred", "dd", "chmod", "chown", "mkfs", "wipefs", "kill", "truncate", "mv", "unlink", "rmdir"}
 
 
+# Arithmetic expansion bashlex cannot parse. Only plain arithmetic (numbers, variables, operators)
+# is replaced by a number: an array subscript or a substitution inside $(( )) can run commands.
+_ARITH = re.compile(r"\$\(\(([0-9A-Za-z_+\-*/%()<>=!&|^~?:,.\s]|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9#?])*?\)\)")
+
+
+def _plain_arithmetic(text: str) -> str:
+    return _ARITH.sub("0", text) if "$((" in text else text
+
+
 def _analyze_into(text: str, out: Analysis, depth: int, env: dict[str, str] | None = None, functions: set[str] | None = None) -> None:
     if not text.strip():
         return
+    text = _plain_arithmetic(text)
     try:
         trees = bashlex.parse(text)
     except (bashlex.errors.ParsingError, NotImplementedError, IndexError, AttributeError, TypeError, ValueError, AssertionError, RecursionError) as exc:
