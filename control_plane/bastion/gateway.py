@@ -573,7 +573,8 @@ class _ShellSession:
                 self.live.recorder.output(clean)
                 self.process.stdout.write(clean)
             for kind, nonce, line in marks:
-                if kind == "E" and self.state == "entered":
+                # an Enter readline took (however late): ask for the line. A forged marker only sends a probe to whatever reads the terminal
+                if kind == "E" and self.state in ("entered", "typing"):
                     self.state = "probing"
                     self.nonce = shellint.new_nonce()
                     self.up.stdin.write(shellint.PROBE_KEY + self.nonce.encode())

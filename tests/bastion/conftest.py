@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Env:
     hosts: dict[str, str]
     tmp: Path
     persons: dict[str, Person] = field(default_factory=dict)
+    spawned: int = 0
 
     def person(self, name: str, roles: list[str] | None = None, *, grant: list[str] | None = None, account: str = "root") -> Person:
         """A person with an enrolled TOTP, a registered key (through the gate) and, if asked, an approved grant."""
@@ -115,6 +117,8 @@ class Env:
         argv = self.ssh_args(p) if program == "ssh" else [a if a != "-p" else "-P" for a in self.ssh_args(p)]
         child = pexpect.spawn(program, [*argv, f"{login}@127.0.0.1", *args], encoding="utf-8", timeout=timeout,
                               dimensions=(40, 160), env={**os.environ, "TERM": "xterm", "LANG": "C.UTF-8"})  # fmt: skip
+        self.spawned += 1
+        child.logfile_read = open(self.tmp / f"client-{self.spawned:03d}-{login}.log", "w", encoding="utf-8")  # what the person saw, for a failure's post-mortem
         child.expect("OTP: ")
         child.sendline(p.code(self.ctx))
         return child
@@ -131,8 +135,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, services: object) -> Iterator[
     data = make_test_config(var_dir=tmp / "var", bastion={"port": port, "approval_timeout_s": 60, "chunk_s": 0.5,
                                                            "zones": {"dev-b": {"undecidable": "alert", "interactive": "allow"}}})  # fmt: skip
     data["deploy"] = {"stacks": {"local": STACK}}
-    ctx = context_for(load(write_config(tmp / "govctl.yaml", data)))
-    outs = deploy.up(ctx, "local")["outputs"]
+    cfg = write_config(tmp / "govctl.yaml", data)
+    ctx = context_for(load(cfg))
+    # deployed from another process: a process that ran the Pulumi engine (gRPC threads) cannot fork the ssh clients pexpect starts
+    _deploy(cfg, "up")
+    outs = deploy.outputs(ctx, "local")
     hosts = {**outs["primary_hosts"], **outs["backup_hosts"]}
     sh("ip", "netns", "add", OUTSIDER_NS)
     sh("ip", "link", "add", "vgboutside", "type", "veth", "peer", "name", "eth0", "netns", OUTSIDER_NS)
@@ -150,4 +157,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, services: object) -> Iterator[
         gw.shutdown()
         sh("ip", "netns", "del", OUTSIDER_NS)
         sh("ip", "link", "del", "vgboutside")
-        deploy.destroy(ctx, "local")
+        _deploy(cfg, "destroy")
+
+
+def _deploy(cfg: Path, action: str) -> None:
+    code = ("import sys; from control_plane.config import load; from control_plane.wiring import context_for; "
+            "from control_plane.deploy import service as d; ctx = context_for(load(sys.argv[1])); getattr(d, sys.argv[2])(ctx, 'local')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(cfg), action], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
