@@ -24,16 +24,21 @@ if TYPE_CHECKING:
 # pagers, REPLs, terminal multiplexers, remote logins and privilege switches that open a shell.
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "rbash", "busybox"}
 INTERACTIVE = SHELLS | {
-    "vi", "vim", "nvim", "view", "ex", "ed", "emacs", "nano", "less", "more", "most", "man", "info", "pager",
+    "vi", "vim", "nvim", "view", "ex", "ed", "emacs", "nano", "more", "most", "man", "info", "pager",
     "python", "python2", "python3", "ipython", "perl", "ruby", "irb", "node", "nodejs", "php", "lua", "gdb", "lldb",
     "mysql", "psql", "sqlite3", "redis-cli", "mongo", "mongosh", "ftp", "lftp", "sftp", "telnet", "ssh", "nc", "ncat", "socat",
-    "tmux", "screen", "script", "expect", "top", "htop", "watch", "su", "login", "crontab", "visudo", "vipw", "vigr", "systemctl",
+    "tmux", "screen", "script", "expect", "top", "htop", "watch", "su", "login", "crontab", "visudo", "vipw", "vigr",
 }  # fmt: skip
+# ``less`` (and systemd's pager) run in secure mode in a bastion shell (LESSSECURE, SYSTEMD_PAGERSECURE: no shell
+# escape, no editor, no log file), so reading a file is no hidden shell, unless a wrapper that resets the environment
+# starts it; ``systemctl edit`` opens an editor.
+SECURE_PAGERS = {"less"}
+ENV_RESETTERS = {"env", "sudo", "doas", "su", "runuser", "pkexec", "setpriv", "systemd-run"}
 # a REPL only when started without a script or inline code
 REPL_ONLY = {"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "mysql", "psql", "sqlite3", "redis-cli"}
 CONTROL = "\x1b]697"  # the bastion's own terminal markers: a line that prints them is trying to forge the shell's answers
 OWN_NAMES = ("__govctl_", "bind ", "bind\t", "PS1=", "PS2=", "PROMPT_COMMAND", "READLINE_LINE", "inputrc", "INPUTRC", "accept-line",
-             "set -o vi", "set -o emacs", "enable -n", "enable -f")  # fmt: skip
+             "set -o vi", "set -o emacs", "enable -n", "enable -f", "LESSSECURE", "PAGERSECURE")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,12 @@ def interactive_programs(text: str) -> list[str]:
     from control_plane.soc.inline import analyze_cached
 
     found = []
-    for c in analyze_cached(text).commands:
+    commands = analyze_cached(text).commands
+    reset = any(c.name in ENV_RESETTERS for c in commands)
+    for c in commands:
         name, args = c.name, c.argv[1:]
+        if name in SECURE_PAGERS and reset:
+            found.append(name)
         if name in REPL_ONLY and any(not a.startswith("-") for a in args):
             continue  # a script or a query file: judged as a command, not a REPL
         if name in REPL_ONLY and any(a in ("-c", "-e", "-E", "-r", "--command", "--eval") for a in args):
@@ -107,6 +116,8 @@ def interactive_programs(text: str) -> list[str]:
             continue  # sh -c and sh script.sh are analysed (or found undecidable) by the engine
         if name in ("sudo", "doas") and not {"-i", "-s", "--login", "--shell"} & set(args):
             continue
+        if name == "systemctl" and "edit" in args:
+            found.append(name)
         if name in INTERACTIVE or name in ("sudo", "doas"):
             found.append(name)
     return found

@@ -38,6 +38,7 @@ log = logging.getLogger("govctl.bastion")
 LOGIN = __import__("re").compile(r"^([a-z][a-z0-9_.-]{0,31})(?:%(?:([a-z_][a-z0-9_-]{0,31})@)?([a-z][a-z0-9-]{0,62}))?$")
 SENSITIVE = ("/etc/", "/boot/", "/root/.ssh/", "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/var/spool/cron/", "/var/log/")
 CN = ZoneInfo("Asia/Shanghai")
+UPSTREAM_HANDSHAKES = 8  # per host, below sshd's MaxStartups start of 10
 
 
 def _say(text: str) -> bytes:
@@ -206,6 +207,7 @@ class Gateway:
         self.cfg = ctx.settings.bastion
         self.conns: dict[Any, _Server] = {}
         self.live: dict[str, Live] = {}
+        self._handshakes: dict[str, asyncio.Semaphore] = {}
         self.name = f"{self.cfg.host}:{self.cfg.port}"
         self._server: asyncssh.SSHAcceptor | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -336,8 +338,21 @@ class Gateway:
 
         known = asyncssh.import_known_hosts(f"{a.address} {a.host_key}\n") if a.host_key else None
         key = await asyncio.to_thread(hostkeys.private_key, self.ctx, a.name)
-        return await asyncssh.connect(a.address, username=account, client_keys=[key], known_hosts=known, connect_timeout=10,
-                                      agent_path=None, preferred_auth="publickey")  # fmt: skip
+        # Every session to a host comes from this one address: sshd's MaxStartups (10:30:100 by default) drops
+        # unauthenticated connections beyond ten at random, so at most UPSTREAM_HANDSHAKES are in flight per host,
+        # and a handshake reset by the host is tried again.
+        gate = self._handshakes.setdefault(a.address, asyncio.Semaphore(UPSTREAM_HANDSHAKES))
+        for attempt in range(3):
+            async with gate:
+                try:
+                    return await asyncssh.connect(a.address, username=account, client_keys=[key], known_hosts=known, connect_timeout=10,
+                                                  agent_path=None, preferred_auth="publickey")  # fmt: skip
+                except (ConnectionResetError, BrokenPipeError, asyncssh.ConnectionLost) as exc:
+                    if attempt == 2:
+                        raise
+                    log.info("upstream %s reset the handshake (%s); trying again", a.name, exc)
+            await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _begin(self, srv: _Server, a: store.Asset, account: str, kind: str, width: int, height: int, term: str, close: Callable[[str], None]) -> Live:
         login = srv.login
@@ -819,10 +834,21 @@ class _SftpProxy(asyncssh.SFTPServer):
             await asyncio.to_thread(self.gw._log_command, live, command, verdict, "sftp", view.id)
             if view.status == "succeeded":
                 return
-            raise asyncssh.SFTPPermissionDenied(f"[堡垒机] 需要审批 {view.id}，批准后重试 / approval {view.id} needed: retry after it is approved")
+            msg = f"[堡垒机] 需要审批 {view.id}，批准后重试 / approval {view.id} needed: retry after it is approved"
+            self._tell(msg)
+            raise asyncssh.SFTPPermissionDenied(msg)
         await asyncio.to_thread(self.gw._log_command, live, command, verdict, "sftp")
         if verdict.action == "block":
-            raise asyncssh.SFTPPermissionDenied(f"[堡垒机] 已阻断 / blocked: {'; '.join(verdict.reasons)[:200]}")
+            msg = f"[堡垒机] 已阻断 / blocked: {'; '.join(verdict.reasons)[:200]}"
+            self._tell(msg)
+            raise asyncssh.SFTPPermissionDenied(msg)
+
+    def _tell(self, msg: str) -> None:
+        """Say why on the channel's stderr: OpenSSH's sftp and scp print the status code only, ssh prints this."""
+        try:
+            self.channel.write_stderr((msg + "\r\n").encode())
+        except Exception:  # noqa: BLE001 - the status reply still carries it
+            pass
 
     # reads
     async def realpath(self, path: bytes) -> bytes:
@@ -848,7 +874,7 @@ class _SftpProxy(asyncssh.SFTPServer):
         c = await self._c()
         if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC):
             await self._check(f"cat > {_q(path)}", path)
-        f = await c.open(path, pflags, attrs)
+        f = await c.open(path, pflags, attrs, encoding=None)  # bytes through, never decoded
         self.live.recorder.marker(f"sftp open {path.decode(errors='replace')} flags={pflags}") if self.live else None
         return f
 
@@ -906,6 +932,10 @@ class _SftpProxy(asyncssh.SFTPServer):
             self.gw._end(self.live, "normal")
         if self.conn is not None:
             self.conn.close()
+        try:  # as sshd does when sftp-server ends: scp counts a missing exit status as a failure
+            self.channel.exit(0)
+        except OSError:
+            pass
 
 
 def _q(path: bytes) -> str:

@@ -117,7 +117,7 @@ def _rotate(call: Call) -> dict[str, Any]:
     from control_plane.deploy import hostkeys
 
     a = store.asset(call.ctx, call.target)
-    return hostkeys.rotate(call.ctx, a.name, a.address, a.host_key)
+    return hostkeys.rotate(call.ctx, a.name, a.address, a.host_key, store.authorized_keys_file(call.ctx, a))
 
 
 def _serve(call: Call) -> dict[str, Any]:

@@ -125,6 +125,15 @@ def assets(ctx: Context) -> dict[str, Asset]:
     return out
 
 
+def authorized_keys_file(ctx: Context, a: Asset) -> str:
+    """Where the host's sshd reads authorized keys: the local target's per-host file, else the account's own."""
+    cfg = ctx.settings.deploy.stacks.get(a.stack, {})
+    if cfg.get("target", "local") != "local":
+        return ".ssh/authorized_keys"
+    root = cfg.get("local_root") or str(ctx.settings.var / "pools" / a.stack)
+    return f"{root}/{a.pool}/hosts/{a.name}/ssh/authorized_keys"
+
+
 def asset(ctx: Context, name: str) -> Asset:
     """One host by name."""
     found = assets(ctx)

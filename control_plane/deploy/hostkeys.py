@@ -64,7 +64,7 @@ def keys_for(ctx: Context, hosts: list[str]) -> dict[str, str]:
     return {h: public_key(ctx, h) for h in hosts}
 
 
-def rotate(ctx: Context, host: str, address: str, host_key: str, authorized_file: str = "") -> dict[str, str]:
+def rotate(ctx: Context, host: str, address: str, host_key: str, authorized_file: str) -> dict[str, str]:
     """A new key for ``host``: installed over SSH with the current one, checked by logging in with it, then the old one removed."""
     import asyncio
 
@@ -78,7 +78,7 @@ def rotate(ctx: Context, host: str, address: str, host_key: str, authorized_file
 
     async def _go() -> None:
         async with asyncssh.connect(address, username="root", client_keys=[old], known_hosts=known, connect_timeout=10) as conn:
-            path = authorized_file or (await conn.run("printf %s \"$(sshd -T 2>/dev/null | awk '/^authorizedkeysfile/{print $2}')\"", check=True)).stdout
+            path = authorized_file
             async with conn.start_sftp_client() as sftp:
                 async with sftp.open(path, "r") as f:
                     lines = [ln for ln in (await f.read()).splitlines() if ln.strip()]

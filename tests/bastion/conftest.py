@@ -53,6 +53,7 @@ class Person:
     key: Path
     totp: pyotp.TOTP
     token: str
+    granted: set[str] = field(default_factory=set)
 
     def code(self, ctx: Context) -> str:
         """A code for a step the bastion has not seen from this person (each code is good once): waits for the next step if needed."""
@@ -80,7 +81,12 @@ class Env:
     def person(self, name: str, roles: list[str] | None = None, *, grant: list[str] | None = None, account: str = "root") -> Person:
         """A person with an enrolled TOTP, a registered key (through the gate) and, if asked, an approved grant."""
         if name in self.persons:
-            return self.persons[name]
+            p = self.persons[name]
+            missing = [h for h in grant or [] if h not in p.granted]
+            if missing:
+                self.grant(name, missing, account)
+                p.granted.update(missing)
+            return p
         ctx = self.ctx
         _, enrol_code = iam.create_user(ctx, name, roles=roles or ["ops_engineer"])
         totp = pyotp.parse_uri(iam.start_enrolment(ctx, name, enrol_code))
@@ -95,6 +101,7 @@ class Env:
         self.persons[name] = p
         if grant:
             self.grant(name, grant, account)
+            p.granted.update(grant)
         return p
 
     def grant(self, name: str, hosts: list[str], account: str = "root", hours: float = 8) -> str:
@@ -106,11 +113,14 @@ class Env:
         gate.approve(self.people["approver"], view.id, "ok")
         return str(gate.run(self.people["secadmin"], view.id).result["id"])
 
-    def ssh_args(self, p: Person, *extra: str) -> list[str]:
-        """OpenSSH client options for the gateway: this person's key only, the gateway's host key pinned on first use."""
+    def ssh_args(self, p: Person, *extra: str, log: str = "ERROR") -> list[str]:
+        """OpenSSH client options for the gateway: this person's key only, the gateway's host key pinned on first use.
+
+        ``log="INFO"`` shows the server's banner (where the bastion says why it refuses a login), as ssh does by default.
+        """
         return ["-p", str(self.port), "-i", str(p.key), "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.tmp / 'known_hosts'}",
                 "-o", "StrictHostKeyChecking=accept-new", "-o", "PreferredAuthentications=publickey,keyboard-interactive",
-                "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=5", *extra]  # fmt: skip
+                "-o", f"LogLevel={log}", "-o", "ServerAliveInterval=5", *extra]  # fmt: skip
 
     def spawn(self, p: Person, login: str, *args: str, program: str = "ssh", timeout: float = 30) -> pexpect.spawn:
         """Start an OpenSSH client and answer the TOTP prompt."""

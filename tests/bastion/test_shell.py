@@ -179,6 +179,28 @@ def test_alert_runs_and_raises(env: Env) -> None:
     dev.expect(pexpect.EOF)
 
 
+def test_pager_has_no_shell_escape_and_editors_follow_the_zone(env: Env) -> None:
+    """less runs in secure mode (its ! escape refused, the variable read-only); vim and `sudo less` are the zone's interactive case."""
+    child = _shell(env)
+    sid = _live_id(env, "alice")
+    child.sendline("less /etc/hostname")
+    child.expect("prim-app-1")
+    child.send("!")
+    child.expect("Command not available")
+    child.send("q")
+    child.expect(PROMPT)
+    child.sendline("unset LESSSECURE; echo unset-$((6*7))")
+    _blocked(child)
+    child.sendline("sudo -n less /etc/hostname | cat; echo sudo-$((6*7))")
+    child.expect("告警")
+    _settle(child, "sudo-42")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    verdicts = [(c["command"], c["verdict"]["action"]) for c in _commands(env, sid)]
+    assert verdicts[0] == ("less /etc/hostname", "allow"), verdicts
+    assert verdicts[1][1] == "block" and verdicts[2][1] == "alert", verdicts
+
+
 def test_refused_host_and_wrong_code(env: Env) -> None:
     """No grant, no session; a wrong code is refused and counted, five failures lock the person out for a while."""
     carol = env.person("carol", grant=["prim-app-1"])
@@ -193,7 +215,7 @@ def test_refused_host_and_wrong_code(env: Env) -> None:
         c.expect("OTP: ")
         c.sendline("000000")
         c.expect(pexpect.EOF)
-    c = pexpect.spawn("ssh", [*env.ssh_args(dave), "dave%prim-app-1@127.0.0.1", "true"], encoding="utf-8", timeout=30)
+    c = pexpect.spawn("ssh", [*env.ssh_args(dave, log="INFO"), "dave%prim-app-1@127.0.0.1", "true"], encoding="utf-8", timeout=30)
     c.expect("临时锁定")
     c.expect(pexpect.EOF)
     refused = env.ctx.ledger.query(operation="bastion.login", limit=50)

@@ -26,6 +26,7 @@ READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
     "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills",
+    "bastion keys list", "bastion grants", "bastion sessions", "bastion verify", "bastion replay", "bastion watch", "bastion hosts",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
 ARGS = {
@@ -38,6 +39,9 @@ ARGS = {
     "report build": ["--month", "2026-10"], "report submit": ["--month", "2026-10"],
     "ops show": ["op-x"], "soc alerts show": ["a1"], "report show": ["--month", "2026-10"], "report verify": ["--month", "2026-10"],
     "soc decide": ["--", "ls"], "dr backup": ["reports"], "dr restore": ["abc", "--target", "/tmp/x"], "dr restore-pg": ["--target", "/tmp/x"],
+    "bastion keys add": ["pyproject.toml"], "bastion keys remove": ["SHA256:x"], "bastion grant": ["bob", "--hosts", "*"],
+    "bastion revoke": ["g1"], "bastion verify": ["s1"], "bastion replay": ["s1"], "bastion watch": ["s1"], "bastion kill": ["s1"],
+    "bastion lock": ["bob"], "bastion unlock": ["bob"], "bastion rotate": ["prim-app-1"],
 }  # fmt: skip
 
 
