@@ -57,7 +57,7 @@ def test_exec_requests_are_judged_whole(env: Env) -> None:
 
 def test_exec_waits_for_approval(env: Env) -> None:
     """An exec request that needs approval waits (the client is told the request id) and runs once approved."""
-    child = _exec(env, "erin", "prim-app-1", "bash /tmp/gb-exec-$((1)).sh 2>/dev/null; echo approved-$((9*9))")
+    child = _exec(env, "eric", "prim-app-1", "bash /tmp/gb-exec-$((1)).sh 2>/dev/null; echo approved-$((9*9))")
     child.expect(r"审批单 (op-\d{8}-[0-9a-f]{8})")
     op_id = child.match.group(1)
     env.ctx.gate.approve(env.people["approver2"], op_id, "fine")
@@ -89,7 +89,7 @@ def test_sftp_and_scp(env: Env) -> None:
     p = env.person("frank", grant=["prim-app-1"])
     src = env.tmp / "upload.txt"
     src.write_text("uploaded through the bastion\n")
-    _sftp(env, p, f"put {src} /tmp/gb-upload.txt", f"get /tmp/gb-upload.txt {env.tmp / 'back.txt'}")
+    _sftp(env, env.person("fred", grant=["prim-app-1"]), f"put {src} /tmp/gb-upload.txt", f"get /tmp/gb-upload.txt {env.tmp / 'back.txt'}")
     assert (env.tmp / "back.txt").read_text() == "uploaded through the bastion\n"
 
     seen = _sftp(env, p, f"put {src} /etc/gb-motd")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import time
@@ -15,9 +16,11 @@ from tests.bastion.conftest import OUTSIDER_NS, Env
 pytestmark = pytest.mark.services
 PROMPT = re.compile(r"[#$] $")
 UP, LEFT, BS, TAB = "\x1b[A", "\x1b[D", "\x7f", "\t"
+_EVASION = itertools.count()
 
 
-def _shell(env: Env, who: str = "alice", host: str = "prim-app-1") -> pexpect.spawn:
+def _shell(env: Env, who: str, host: str = "prim-app-1") -> pexpect.spawn:
+    """A shell for ``who`` (a person of the test's own: each TOTP code is good once, so a person logs in only a few times a step)."""
     p = env.person(who, grant=[host])
     child = env.spawn(p, f"{who}%{host}", "-tt")
     child.expect("全程录像")
@@ -54,7 +57,7 @@ def _live_id(env: Env, user: str) -> str:
 
 def test_login_key_and_totp_then_allowed_and_blocked(env: Env) -> None:
     """Key + TOTP opens a recorded shell; an ordinary command runs; rm -rf / is blocked before the host sees it."""
-    child = _shell(env)
+    child = _shell(env, "alice")
     sid = _live_id(env, "alice")
     child.sendline("echo hello-$((6*7))")
     _settle(child, "hello-42")
@@ -84,7 +87,7 @@ def test_login_key_and_totp_then_allowed_and_blocked(env: Env) -> None:
 ])  # fmt: skip
 def test_evasions_typed_interactively_are_blocked(env: Env, keys: str, why: str) -> None:
     """Each evasion is blocked, and the host never ran it (the marker file it would have removed is still there)."""
-    child = _shell(env)
+    child = _shell(env, f"ev{next(_EVASION)}")
     child.sendline("mkdir -p /tmp/gb-keep && touch /tmp/gb-keep/f && echo ready-$((2*2))")
     _settle(child, "ready-4")
     child.send(keys)
@@ -97,7 +100,7 @@ def test_evasions_typed_interactively_are_blocked(env: Env, keys: str, why: str)
 
 def test_history_recall_and_unbracketed_paste(env: Env) -> None:
     """A recalled and edited line is judged as edited; of a pasted block each line is judged, the dangerous one dropped with the rest."""
-    child = _shell(env)
+    child = _shell(env, "hist")
     # the hosts of the local target share this machine's file system outside /etc and /var/log: every command
     # here is harmless even if it ran (a path that does not exist; rm's --preserve-root refuses "/")
     child.sendline("chmod 750 /gbnothing")
@@ -117,8 +120,8 @@ def test_history_recall_and_unbracketed_paste(env: Env) -> None:
 
 def test_approval_bound_to_the_exact_command(env: Env) -> None:
     """A script file's body cannot be checked: in the production zone the session pauses until an approver approves that command."""
-    child = _shell(env)
-    sid = _live_id(env, "alice")
+    child = _shell(env, "appr1")
+    sid = _live_id(env, "appr1")
     child.sendline("printf 'echo script-ran-$((4*4))\\n' > /tmp/gb-s.sh && echo written-$((1*3))")
     _settle(child, "written-3")
     child.sendline("bash /tmp/gb-s.sh")
@@ -126,7 +129,7 @@ def test_approval_bound_to_the_exact_command(env: Env) -> None:
     op_id = child.match.group(1)
     view = env.ctx.gate.get(op_id)
     assert view.operation == "bastion.command" and view.target == "prim-app-1:root"
-    assert view.params == {"command": "bash /tmp/gb-s.sh", "session": sid, "kind": "shell"} and view.requester == "alice"
+    assert view.params == {"command": "bash /tmp/gb-s.sh", "session": sid, "kind": "shell"} and view.requester == "appr1"
     child.send("echo sneaked-in\r")  # nothing typed while paused reaches the host
     with pytest.raises(Exception):
         env.ctx.gate.approve(env.people["ops_engineer"], op_id, "not an approver")
@@ -156,8 +159,8 @@ def test_approval_bound_to_the_exact_command(env: Env) -> None:
 
 def test_alert_runs_and_raises(env: Env) -> None:
     """An alert rule lets the line run and raises an alert; in the dev zone a script file runs with an alert instead of waiting."""
-    child = _shell(env)
-    sid = _live_id(env, "alice")
+    child = _shell(env, "alrt")
+    sid = _live_id(env, "alrt")
     child.sendline("cat /etc/shadow | wc -l")
     child.expect("告警")
     child.expect(r"(\d+)\r\n")
@@ -171,7 +174,7 @@ def test_alert_runs_and_raises(env: Env) -> None:
     alert = get(env.ctx.es, f"bastion-{sid}-1")
     assert alert["severity"] == "medium" and "cat /etc/shadow" in alert["rule"]["title"] and alert["status"] == "open"
 
-    dev = _shell(env, "alice", "back-data-1")
+    dev = _shell(env, "alrtdev", "back-data-1")
     dev.sendline("printf 'echo dev-ran-$((2*21))\\n' > /tmp/gb-d.sh && bash /tmp/gb-d.sh")
     dev.expect("告警")
     _settle(dev, "dev-ran-42")
@@ -181,8 +184,8 @@ def test_alert_runs_and_raises(env: Env) -> None:
 
 def test_pager_has_no_shell_escape_and_editors_follow_the_zone(env: Env) -> None:
     """less runs in secure mode (its ! escape refused, the variable read-only); vim and `sudo less` are the zone's interactive case."""
-    child = _shell(env)
-    sid = _live_id(env, "alice")
+    child = _shell(env, "pager")
+    sid = _live_id(env, "pager")
     child.sendline("less /etc/hostname")
     child.expect("prim-app-1")
     child.send("!")
