@@ -305,6 +305,19 @@ class BastionZone(_Model):
 
 class BastionAcl(_Model):
     networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8"], description="source networks people may log in from")
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        out = []
+        for n in v:
+            try:
+                out.append(str(ipaddress.ip_network(n, strict=False)))
+            except ValueError:
+                raise ValueError(f"{n!r} is not a network: write an address or a prefix such as 10.20.0.0/16") from None
+        return out
     hours: str = Field(default="00:00-24:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$", description="login hours, Asia/Shanghai")
     max_sessions: int = Field(default=10, ge=1, le=1000, description="concurrent sessions per person")
 
@@ -315,8 +328,8 @@ class BastionConfig(_Model):
     port: Port = Field(default=2222, ge=1, le=65535)
     host_key: Path | None = Field(default=None, description="the gateway's own SSH host key; default <key_dir>/bastion/ssh_host_ed25519_key (made on first start)")
     recordings: Path | None = Field(default=None, description="sealed session recordings; default <var_dir>/bastion/recordings")
-    idle_timeout_s: int = Field(default=900, ge=10, le=86400, description="a session with no input for this long ends (GB/T 22239 8.1.4.1 b)")
-    max_session_s: int = Field(default=28800, ge=60, le=7 * 86400, description="the longest a session may last")
+    idle_timeout_s: int = Field(default=900, ge=5, le=86400, description="a session with no input for this long ends (GB/T 22239 8.1.4.1 b)")
+    max_session_s: int = Field(default=28800, ge=5, le=7 * 86400, description="the longest a session may last")
     approval_timeout_s: int = Field(default=600, ge=5, le=86400, description="how long a paused command waits for its approval")
     chunk_s: float = Field(default=1.0, gt=0, le=10, description="a recording chunk is sealed at least this often (what a crash can lose)")
     acl: BastionAcl = BastionAcl()

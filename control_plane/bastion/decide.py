@@ -10,6 +10,7 @@ bastion cannot see (nested shells, editors, pagers, REPLs) follow the host's zon
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ SECURE_PAGERS = {"less"}
 ENV_RESETTERS = {"env", "sudo", "doas", "su", "runuser", "pkexec", "setpriv", "systemd-run"}
 # a REPL only when started without a script or inline code
 REPL_ONLY = {"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "mysql", "psql", "sqlite3", "redis-cli"}
+LEAVE = re.compile(r"\s*(exit|logout)(\s+[0-9]{1,3})?\s*")  # ending the session never waits for anybody
 CONTROL = "\x1b]697"  # the bastion's own terminal markers: a line that prints them is trying to forge the shell's answers
 OWN_NAMES = ("__govctl_", "bind ", "bind\t", "PS1=", "PS2=", "PROMPT_COMMAND", "READLINE_LINE", "inputrc", "INPUTRC", "accept-line",
              "set -o vi", "set -o emacs", "enable -n", "enable -f", "LESSSECURE", "PAGERSECURE")  # fmt: skip
@@ -131,6 +133,8 @@ def judge(ctx: Context, *, user: str, roles: tuple[str, ...], source: str, host:
     if any(mark in command for mark in (CONTROL, *OWN_NAMES)):
         return Verdict("block", ("govctl.bastion.tamper",),
                        ("the line touches the bastion's shell integration (its markers, key bindings or prompt); 该命令试图篡改堡垒机的命令审计",))  # fmt: skip
+    if LEAVE.fullmatch(command):
+        return Verdict("allow", (), ("leaving the shell is always allowed (a trap on EXIT was judged when it was set)",))
     ev = OperationEvent("bastion.command", f"{host}:{account}", {"command": command, "session": session, "kind": kind}, user, roles, source)
     try:
         d = ctx.gate.soc.evaluate(ev)

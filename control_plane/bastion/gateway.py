@@ -545,13 +545,25 @@ class _ShellSession:
         self.done = asyncio.Event()
         self.reason = "normal"
 
+    def _tell(self, text: str) -> None:
+        """The bastion's own words to the person: on their terminal and in the recording (a replay shows what they read)."""
+        data = _say(text)
+        live = getattr(self, "live", None)
+        if live is not None:
+            live.recorder.output(data)
+        self.process.stdout.write(data)
+
     def _close(self, why: str) -> None:
         if not self.done.is_set():
             self.reason = why
             msg = {"killed": "会话已被管理员终止 / the session was ended by an administrator",
-                   "locked": "账号已被锁定，会话结束 / your account was locked: the session ends"}.get(why, f"会话结束：{why} / session ended: {why}")
+                   "locked": "账号已被锁定，会话结束 / your account was locked: the session ends",
+                   "idle timeout": f"空闲超过 {self.gw.cfg.idle_timeout_s} 秒，会话已结束 / idle for {self.gw.cfg.idle_timeout_s} s: the session ended",
+                   "maximum session length": f"会话已达最长时长 {self.gw.cfg.max_session_s} 秒 / the session reached its maximum length "
+                                             f"({self.gw.cfg.max_session_s} s)",
+                   "gateway shutdown": "堡垒机停止服务，会话结束 / the bastion is shutting down: the session ends"}.get(why, f"会话结束：{why} / session ended: {why}")
             try:
-                self.process.stdout.write(_say(f"\r\n\x1b[1;31m[堡垒机] {msg}\x1b[0m\r\n"))
+                self._tell(f"\r\n\x1b[1;31m[堡垒机] {msg}\x1b[0m\r\n")
             except Exception:  # noqa: BLE001 - the client may be gone already
                 pass
             self.done.set()
@@ -561,8 +573,8 @@ class _ShellSession:
         term = self.process.get_terminal_type() or "xterm"
         self.up = await self.conn.create_process(shellint.shell_command(self.secret), term_type=term, term_size=(w, h), encoding=None)
         self.live = self.gw._begin(self.srv, self.asset, self.account, "shell", w, h, term, self._close)
-        self.process.stdout.write(_say(f"\x1b[36m[堡垒机] {self.account}@{self.asset.name}（{self.asset.pool}/{self.asset.zone}）会话 {self.live.id}："
-                                       f"全程录像，命令执行前经安全策略审查。\r\n[bastion] session {self.live.id}: recorded; every command is checked before it runs.\x1b[0m\r\n"))  # fmt: skip
+        self._tell(f"\x1b[36m[堡垒机] {self.account}@{self.asset.name}（{self.asset.pool}/{self.asset.zone}）会话 {self.live.id}："
+                   f"全程录像，命令执行前经安全策略审查。\r\n[bastion] session {self.live.id}: recorded; every command is checked before it runs.\x1b[0m\r\n")  # fmt: skip
         tasks = [asyncio.create_task(self._from_host()), asyncio.create_task(self._from_person()), asyncio.create_task(self.done.wait())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -669,35 +681,35 @@ class _ShellSession:
                 except Exception as exc:  # noqa: BLE001 - the gate refused the request itself (blocked there, or not allowed): nothing runs
                     refused = Verdict("block", verdict.rules, (*verdict.reasons, f"the approval request was refused: {getattr(exc, 'message', exc)}"))
                     await asyncio.to_thread(self.gw._log_command, self.live, line, refused, "shell")
-                    self.process.stdout.write(_say(refused.message(line)))
+                    self._tell(refused.message(line))
                     self.up.stdin.write(shellint.DISCARD)
                     self.held.clear()
                     return
                 await asyncio.to_thread(self.gw._log_command, self.live, line, verdict, "shell", view.id)
-                self.process.stdout.write(_say(verdict.message(line, op_id=view.id)))
+                self._tell(verdict.message(line, op_id=view.id))
                 self.state = "waiting"
                 self.held.clear()  # what was typed after a line that needs approval is not kept for after it
                 ok = view.status == "succeeded" or await self.gw._wait(self.live, view.id, self.cancel)
                 if ok:
-                    self.process.stdout.write(_say(f"\x1b[32m[堡垒机] 已批准（{view.id}），执行中 / approved, running\x1b[0m\r\n"))
+                    self._tell(f"\x1b[32m[堡垒机] 已批准（{view.id}），执行中 / approved, running\x1b[0m\r\n")
                     self.up.stdin.write(shellint.accept(self.secret))
                 else:
-                    self.process.stdout.write(_say(f"\x1b[31m[堡垒机] 未获批准（{view.id}），命令已丢弃 / not approved: the command was discarded\x1b[0m\r\n"))
+                    self._tell(f"\x1b[31m[堡垒机] 未获批准（{view.id}），命令已丢弃 / not approved: the command was discarded\x1b[0m\r\n")
                     self.up.stdin.write(shellint.DISCARD)
                     self.held.clear()
                 return
             await asyncio.to_thread(self.gw._log_command, self.live, line, verdict, "shell")
             if verdict.action == "block":
-                self.process.stdout.write(_say(verdict.message(line)))
+                self._tell(verdict.message(line))
                 self.up.stdin.write(shellint.DISCARD)
                 self.held.clear()  # the rest of a paste that held a blocked line is dropped with it
                 return
             if verdict.action == "alert":
-                self.process.stdout.write(_say(verdict.message(line)))
+                self._tell(verdict.message(line))
             self.up.stdin.write(shellint.accept(self.secret))
         except Exception as exc:  # noqa: BLE001 - a failed decision never lets the line run
             log.exception("bastion: deciding a line failed")
-            self.process.stdout.write(_say(f"\r\n\x1b[31m[堡垒机] 无法完成命令审查，命令未执行 / the command could not be checked and was not run: {exc}\x1b[0m\r\n"))
+            self._tell(f"\r\n\x1b[31m[堡垒机] 无法完成命令审查，命令未执行 / the command could not be checked and was not run: {exc}\x1b[0m\r\n")
             self.up.stdin.write(shellint.DISCARD)
         finally:
             self.state = "typing"

@@ -236,31 +236,42 @@ def verify(path: Path, kek: bytes, public: SM2PublicKey | None = None, *, expect
 
 
 def follow(path: Path, kek: bytes, *, stop: Any, poll_s: float = 0.2) -> Iterator[list[Any]]:
-    """Events of a recording as they are sealed (a live session's read-only view), until its end record or ``stop()``."""
+    """Events of a recording as they are sealed (a live session's read-only view), until its end record or ``stop()``.
+
+    Each chunk is read, checked against the chain and decrypted once: following a long session costs
+    what the new chunks cost, not the whole file again at every poll.
+    """
     while not path.exists():
         if stop():
             return
         time.sleep(poll_s)
-    seen_chunks = 0
-    while True:
-        data = path.read_bytes()
-        nl = data.find(b"\n")
-        if nl > 0:
-            header = json.loads(data[:nl])
-            key = unwrap_key(kek, bytes.fromhex(header["wrapped_key"]), header["session"].encode())
-            chain, seq, ended = sm3(data[:nl + 1]), 0, False
-            for kind, body, _ in _records(data, nl + 1):
-                if kind == b"E":
-                    ended = True
-                    break
-                if seq >= seen_chunks:
-                    plain = sm4.gcm_decrypt(key, body, _aad(header["session"], seq, chain))
+    with path.open("rb") as f:
+        pending = b""
+        key = None
+        session, chain, seq = "", b"", 0
+        while True:
+            pending += f.read()
+            if key is None:
+                nl = pending.find(b"\n")
+                if nl > 0:
+                    header = json.loads(pending[:nl])
+                    session = header["session"]
+                    key = unwrap_key(kek, bytes.fromhex(header["wrapped_key"]), session.encode())
+                    chain, pending = sm3(pending[:nl + 1]), pending[nl + 1:]
+            if key is not None:
+                used = 0
+                for kind, body, nxt in _records(pending, 0):
+                    if kind == b"E":
+                        return
+                    try:
+                        plain = sm4.gcm_decrypt(key, body, _aad(session, seq, chain))
+                    except IntegrityError:
+                        raise IntegrityError(f"{path}: chunk {seq} does not verify: altered, reordered or from another session") from None
                     yield from (json.loads(ln) for ln in plain.decode().splitlines() if ln)
-                chain = sm3(chain + sm3(body))
-                seq += 1
-            seen_chunks = seq
-            if ended:
+                    chain = sm3(chain + sm3(body))
+                    seq += 1
+                    used = nxt
+                pending = pending[used:]
+            if stop():
                 return
-        if stop():
-            return
-        time.sleep(poll_s)
+            time.sleep(poll_s)

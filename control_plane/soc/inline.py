@@ -160,7 +160,9 @@ class InlineEngine:
             matched.extend(d.matched_rules)
             reasons.extend(d.reasons)
             best = _stricter(best, d.action)
-            session.append(d.session_action or d.action)
+            # A correlation that holds says something about the person or the address, not about this one line:
+            # in a session their next lines wait for a person (or stay blocked), they do not merely run with an alert.
+            session.append(d.session_action if d.session_action in ("allow", "block") else "require_approval")
         return best, False
 
     def _evaluate_plain(self, event: OperationEvent, session: list[str]) -> tuple[str, list[str], list[str]]:

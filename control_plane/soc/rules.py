@@ -49,6 +49,7 @@ LOGSOURCES: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {
     ("linux", "process_creation", None): {"event.category": "process"},
     ("linux", "user_management", None): {"event.category": "iam"},
     ("govctl", None, "audit"): {"event.module": "govctl", "event.dataset": "govctl.audit"},
+    ("govctl", None, "bastion"): {"event.module": "govctl", "event.dataset": "govctl.bastion"},
     ("govctl", None, "operation"): {"event.module": "govctl"},
 }
 

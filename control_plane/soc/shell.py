@@ -32,6 +32,7 @@ import bashlex
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish", "csh", "tcsh", "rbash"}
 INTERPRETERS = {"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "luajit", "tclsh", "Rscript", "pwsh", "jshell", "irb"}
+STARTUP_FILE_VARS = {"BASH_ENV", "ENV"}  # a file a non-interactive shell (bash, sh) sources before its own code
 INLINE_CODE_FLAGS = {"python": {"-c"}, "perl": {"-e", "-E"}, "ruby": {"-e"}, "node": {"-e", "--eval", "-p", "--print"},
                      "php": {"-r"}, "lua": {"-e"}, "luajit": {"-e"}, "Rscript": {"-e"}, "pwsh": {"-c", "-Command"}, "irb": set(), "tclsh": set(), "jshell": set()}  # fmt: skip
 NETWORK = {"curl", "wget", "nc", "ncat", "netcat", "socat", "fetch", "aria2c", "tftp", "ftp", "lftp", "http", "https", "telnet", "openssl", "scp", "sftp", "rsync", "ssh"}
@@ -340,6 +341,8 @@ class _Walker:
                     heredoc = str(target)
                     continue
                 redirects.append((p.type, target))
+        for k in STARTUP_FILE_VARS & set(assigns):
+            self.out.find("script_file", "require_approval", f"{k} names a file every later shell sources, whose body cannot be checked here")
         if not argv:
             for k, v in assigns.items():
                 if not isinstance(v, _Dynamic):
@@ -403,6 +406,25 @@ class _Walker:
                 self.out.find("dynamic_script", "require_approval", "eval runs code only known when it runs")
             self.script(text, "eval")
             return cmd
+        if name == "trap":
+            rest = [a for a in args if a != "--"]
+            if rest and not str(rest[0]).startswith("-") and len(rest) >= 2:
+                # the handler runs later (on EXIT, DEBUG, a signal): judged now, as the code it is
+                if isinstance(rest[0], _Dynamic):
+                    self.out.find("dynamic_script", "require_approval", "trap installs code only known when it runs")
+                self.script(rest[0], "trap")
+            return cmd
+        if name == "alias":
+            for a in args:
+                alias, eq, body = str(a).partition("=")
+                if eq and body:
+                    self.script(body, f"alias {alias}")  # what the alias will run when its name is typed
+            return cmd
+        if name in ("export", "declare", "typeset", "readonly", "local"):
+            for a in args:
+                if str(a).partition("=")[0] in STARTUP_FILE_VARS and "=" in str(a):
+                    self.out.find("script_file", "require_approval", f"{str(a).partition('=')[0]} names a file every later shell sources, "
+                                                                     "whose body cannot be checked here")  # fmt: skip
         if name in ("source", "."):
             target = args[0] if args else ""
             if target in ("/dev/stdin", "-", "/proc/self/fd/0") or target.startswith("<(") or isinstance(target, _Dynamic):
