@@ -31,6 +31,8 @@ ALERT_MAPPINGS: dict[str, Any] = {
         "kind": {"type": "keyword"}, "summary": {"type": "text"}, "response": {"type": "object", "enabled": False},
         "notes": {"type": "object", "enabled": False}, "history": {"type": "object", "enabled": False},
         "operation": {"type": "object", "enabled": False},
+        "grade": {"properties": {"code": {"type": "keyword"}, "name": {"type": "keyword"}, "en": {"type": "keyword"},
+                                 "standard": {"type": "keyword"}, "basis": {"type": "keyword"}}},
     }
 }  # fmt: skip
 
@@ -63,6 +65,22 @@ def ensure_index(es: Elasticsearch) -> None:
 
 def _now() -> str:
     return clock.es_iso(clock.now())
+
+
+# GB/T 20986-2023 (信息安全事件分类分级指南) grades. An alert starts at the grade its severity suggests; the
+# analyst who triages it confirms or changes it (only a confirmed incident's scope decides the final grade).
+GRADES = {
+    "critical": {"code": "I", "name": "特别重大事件", "en": "extraordinarily serious"},
+    "high": {"code": "II", "name": "重大事件", "en": "serious"},
+    "medium": {"code": "III", "name": "较大事件", "en": "relatively serious"},
+    "low": {"code": "IV", "name": "一般事件", "en": "general"},
+    "informational": {"code": "IV", "name": "一般事件", "en": "general"},
+}
+
+
+def grade(severity: str) -> dict[str, str]:
+    """The national event grade (GB/T 20986) an alert of this severity starts at."""
+    return {**GRADES.get(severity, GRADES["low"]), "standard": "GB/T 20986-2023", "basis": "initial, from the rule's severity"}
 
 
 def group_key(rule: Any, event: dict[str, Any]) -> str:
@@ -128,7 +146,7 @@ def _fold(es: Elasticsearch, rule: Any, key: str, items: list[dict[str, Any]], c
     alert_id = sm3_hex(f"{rule.id}|{key}|{ids[0]}".encode())[:24]
     doc = {
         "@timestamp": _now(), "kind": "synthetic" if synthetic else "detection", "rule": {"id": rule.id, "name": rule.path.stem, "title": rule.title},
-        "severity": rule.ours.severity, "status": "open", "verdict": None, "assignee": None, "group_key": key,
+        "severity": rule.ours.severity, "grade": grade(rule.ours.severity), "status": "open", "verdict": None, "assignee": None, "group_key": key,
         "first_seen": first_ts, "last_seen": last_ts, "count": len(ids), "event_ids": ids[:MAX_EVENT_IDS],
         "events": [h["_source"] for h in items[:SNAPSHOT_EVENTS]], "shadow": rule.ours.mode == "shadow",
         "summary": f"{rule.title}: {len(ids)} event(s), {key}", "notes": [],
@@ -183,7 +201,8 @@ def raise_alert(es: Elasticsearch, alert: AlertRef, *, kind: str = "gate") -> st
     doc = {
         "@timestamp": alert.at, "first_seen": alert.at, "last_seen": alert.at, "count": 1, "group_key": f"alert={alert.id}",
         "rule": {"id": alert.rule, "name": alert.rule.rsplit(".", 1)[-1], "title": alert.title},
-        "severity": alert.severity, "status": "open", "kind": kind, "history": [{"ts": alert.at, "actor": kind, "action": "raised"}],
+        "severity": alert.severity, "grade": grade(alert.severity), "status": "open", "kind": kind,
+        "history": [{"ts": alert.at, "actor": kind, "action": "raised"}],
         "summary": alert.summary, "operation": dict(alert.operation),
     }  # fmt: skip
     ensure_index(es)

@@ -13,6 +13,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from control_plane.audit.models import AuditRecord
+from control_plane.soc.ingest import stamp
 from control_plane.soc.schema import ensure_templates, events_index
 
 
@@ -71,7 +72,9 @@ class AuditEvents:
 
     def actions(self, recs: list[AuditRecord]) -> list[dict[str, Any]]:
         """One index action per record into its day's event index."""
-        return [{"_op_type": "index", "_index": events_index(r.ts), "_id": f"govctl-audit-{r.seq}", "_source": to_soc_event(r)} for r in recs]
+        acts = [{"_op_type": "index", "_index": events_index(r.ts), "_id": f"govctl-audit-{r.seq}", "_source": to_soc_event(r)} for r in recs]
+        stamp(acts)
+        return acts
 
 
 FEED = AuditEvents()

@@ -28,7 +28,7 @@ def _rules_dir(path: Optional[Path]) -> Optional[Path]:
 @rules_app.command("validate")
 @public("checks rule files on disk; touches no state")
 def rules_validate(path: Optional[Path] = typer.Option(None, "--path", help="A rules directory (default: soc.rules_dir)."), as_json: bool = JsonOpt) -> None:
-    """Load every rule; list each refused file with line, field and reason; exit 1 if any."""
+    """Load every rule (sub-folders too); list each refused file with line, field and reason; exit 1 if any was refused or none loaded."""
     from control_plane.soc.rules import load_rules
 
     rs = load_rules(_rules_dir(path))
@@ -38,7 +38,9 @@ def rules_validate(path: Optional[Path] = typer.Option(None, "--path", help="A r
         out.print(f"{len(rs.rules)} rules and {len(rs.correlations)} correlations loaded")
         for i in rs.issues:
             err.print(f"[red]refused[/red] {i}", highlight=False)
-    if rs.issues:
+        if not rs.rules and not rs.correlations and not rs.issues:
+            err.print("no rule files (*.yml) found there: give the folder that holds the rules, e.g. --path sigma/rules/linux", highlight=False)
+    if rs.issues or not (rs.rules or rs.correlations):
         raise typer.Exit(1)
 
 
@@ -116,10 +118,12 @@ def alerts_list(status: Optional[str] = typer.Option(None, help="open, acknowled
     if as_json:
         emit_json(rows)
         return
-    t = Table("id", "severity", "status", "rule", "count", "last seen (UTC)", "assignee", "group")
+    t = Table("id", "severity", "grade", "status", "rule", "count", "first seen (UTC)", "last seen (UTC)", "raised (UTC)", "assignee", "group")
     for a in rows:
-        t.add_row(a["id"], a["severity"], a["status"] + (" (shadow)" if a.get("shadow") else ""), a["rule"]["name"], str(a["count"]),
-                  str(a["last_seen"])[:19], a.get("assignee") or "-", a["group_key"])  # fmt: skip
+        grade = (a.get("grade") or {}).get("code", "-")
+        t.add_row(a["id"], a["severity"], grade, a["status"] + (" (shadow)" if a.get("shadow") else ""), a["rule"]["name"], str(a["count"]),
+                  str(a.get("first_seen") or "")[:19], str(a["last_seen"])[:19], str(a.get("@timestamp") or "")[:19], a.get("assignee") or "-",
+                  a["group_key"])  # fmt: skip
     out.print(t)
 
 
@@ -263,7 +267,9 @@ def soc_decide(text: str = typer.Argument(..., help="The shell text to judge (pu
 @soc_app.command("ingest")
 @reads("soc.ingest")
 def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-               fmt: str = typer.Option(..., "--format", help="syslog, auditd or json"), as_json: bool = JsonOpt) -> None:  # fmt: skip
+               fmt: str = typer.Option(..., "--format", help="syslog, auditd or json"),
+               stats: bool = typer.Option(False, "--stats", help="Per program: lines parsed fully, partially, generically (kept as syslog events) or not at all."),
+               as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Parse a log file into ECS events and index them (spooled if Elasticsearch is down, bad lines dead-lettered)."""
     from control_plane.soc.ingest import Ingestor
 
@@ -277,6 +283,11 @@ def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, rea
     else:
         out.print(f"indexed {res.indexed}, spooled {res.spooled}, replayed {res.replayed}, dead-lettered {res.dead_lettered}"
                   + (f" — {res.errors[0]}" if res.errors else ""))  # fmt: skip
+        if stats:
+            t = Table("program", "full", "partial", "generic", "unparsed", "total")
+            for prog, row in sorted(res.stats.items(), key=lambda kv: -sum(kv[1].values())):
+                t.add_row(prog, *(str(row.get(k, 0)) for k in ("full", "partial", "generic", "unparsed")), str(sum(row.values())))
+            out.print(t)
 
 
 @soc_app.command("health")

@@ -1,5 +1,12 @@
 """Scheduled detection: every rule searches the window since its own checkpoint.
 
+Windows are on ingestion time (``event.ingested``, set by our ingestion path and the audit mirror
+when they send an event, also when a spool is replayed), not on the event's own time: a log file
+from yesterday, a shipper's buffer after an outage or a host whose clock drifts is detected when it
+arrives, once. Events another writer indexed without ``event.ingested`` are searched by their own
+time, as before. Correlations re-evaluate the event-time windows around whatever arrived since
+their checkpoint, so a late event completes a burst it belongs to.
+
 Windows are contiguous per rule ([last end, now − settle)), so after a crash, a restart or a late
 run nothing is skipped: the missed time is searched on the next run and counted as a filled gap.
 Every query sets its size and pages with search_after; a run that hits its alert cap stops at the
@@ -21,7 +28,7 @@ from control_plane import metrics
 from control_plane.es import UNREACHABLE
 from control_plane.soc.alerts import record_matches
 from control_plane.soc.exceptions import active, excepted
-from control_plane.soc.schema import indices_between
+from control_plane.soc.schema import EVENTS_PREFIX
 from control_plane.soc.models import rule_state, synthetic
 
 if TYPE_CHECKING:
@@ -64,11 +71,11 @@ def _save(rt: Context, rule_id: str, **vals: Any) -> None:
 
 
 def run(rt: Context, ruleset: Any, *, now: datetime | None = None, lookback_s: float = 300, max_alerts: int = 1000,
-        interval_s: float = 30) -> DetectionRun:  # fmt: skip
-    """One detection pass over every rule."""
+        interval_s: float = 30, settle_s: float = SETTLE_S) -> DetectionRun:  # fmt: skip
+    """One detection pass over every rule: what arrived since each rule's checkpoint, up to ``now − settle_s``."""
     es = rt.es
     now = now or datetime.now(timezone.utc)
-    end = now - timedelta(seconds=SETTLE_S)
+    end = now - timedelta(seconds=settle_s)
     res = DetectionRun(rules=len(ruleset.rules))
     budget = max_alerts
     skip = ruleset.correlation_only
@@ -140,12 +147,12 @@ def raise_alerts(rt: Context, es: Any, rule: Any, hits: list[dict[str, Any]], ex
 
 
 def _run_correlation(rt: Context, es: Any, corr: Any, now: datetime, end: datetime, res: DetectionRun, excs: list[dict[str, Any]]) -> None:
-    from control_plane.soc.correlate import evaluate_window, windows
+    from control_plane.soc.correlate import evaluate_window
 
     st = _state(rt, corr.id)
-    last = datetime.fromisoformat(st.last_end.replace("Z", "+00:00")) if st else None
+    last = datetime.fromisoformat(st.last_end.replace("Z", "+00:00")) if st else end - timedelta(seconds=corr.timespan_s)
     try:
-        for w_start, w_end in windows(last, end, corr.timespan_s):
+        for w_start, w_end in arrival_windows(es, corr, last, end):
             for _key, hits in evaluate_window(es, corr, w_start, w_end):
                 if any(excepted(excs, corr.id, h["_source"]) for h in hits[:1]):
                     res.excepted += len(hits)
@@ -169,16 +176,50 @@ def _run_correlation(rt: Context, es: Any, corr: Any, now: datetime, end: dateti
     _save(rt, corr.id, last_end=_iso(end), last_run=_iso(now), last_error="", behind_s=0.0)
 
 
+def arrived(start: datetime, end: datetime) -> dict[str, Any]:
+    """Events that arrived in [start, end): by ``event.ingested``, or by their own time where no ingestion time was written."""
+    rng = {"gte": _iso(start), "lt": _iso(end)}
+    return {"bool": {"should": [{"range": {"event.ingested": rng}},
+                                {"bool": {"must_not": [{"exists": {"field": "event.ingested"}}], "filter": [{"range": {"@timestamp": rng}}]}}],
+                     "minimum_should_match": 1}}  # fmt: skip
+
+
+def arrival_windows(es: Any, corr: Any, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The event-time windows a correlation must look at again because events of its rules arrived in [start, end).
+
+    Arrivals are bucketed by their own time in half-timespan steps; every window (half-overlapping,
+    as the regular sweep) that holds a bucket is evaluated, so a burst is seen whole however late
+    its parts came. Alerts are idempotent, so a window evaluated twice raises nothing twice.
+    """
+    from control_plane.soc.correlate import _check_shards
+
+    step = max(1, corr.timespan_s // 2)
+    should = [{"query_string": {"query": r.query, "analyze_wildcard": True}} for r in corr.rules]
+    query = {"bool": {"filter": [arrived(start, end)], "should": should, "minimum_should_match": 1}}
+    resp = es.search(index=f"{EVENTS_PREFIX}*", size=0, query=query, ignore_unavailable=True, allow_no_indices=True,
+                     aggs={"t": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{step}s", "min_doc_count": 1}}})  # fmt: skip
+    _check_shards(resp)
+    span, half = timedelta(seconds=corr.timespan_s), timedelta(seconds=step)
+    ends: set[datetime] = set()
+    for b in resp.get("aggregations", {}).get("t", {}).get("buckets", []):
+        k = datetime.fromtimestamp(b["key"] / 1000, tz=timezone.utc)
+        t = k + half
+        while t - span < k + half:  # every window [t - span, t) that overlaps the bucket [k, k + step)
+            ends.add(t)
+            t += half
+    return [(t - span, t) for t in sorted(ends)]
+
+
 def _search(es: Any, rule: Any, start: datetime, end: datetime, budget: int) -> tuple[list[dict[str, Any]], datetime | None]:
-    """All matches in [start, end), paged; if the alert budget is spent, stop and say where."""
-    query = {"bool": {"filter": [{"range": {"@timestamp": {"gte": _iso(start), "lt": _iso(end)}}},
-                                 {"query_string": {"query": rule.query, "analyze_wildcard": True}}]}}  # fmt: skip
+    """All matches that arrived in [start, end), paged; if the alert budget is spent, stop and say where."""
+    query = {"bool": {"filter": [arrived(start, end), {"query_string": {"query": rule.query, "analyze_wildcard": True}}]}}
     hits: list[dict[str, Any]] = []
     after = None
     while True:
         kw: dict[str, Any] = {"search_after": after} if after else {}
-        resp = es.search(index=indices_between(start, end), size=PAGE, query=query, sort=[{"@timestamp": "asc"}, {"event.ingested": "asc"}],
-                         track_total_hits=False, ignore_unavailable=True, allow_no_indices=True, **kw)  # fmt: skip
+        # every daily index: a late event sits in the index of its own (old) day
+        resp = es.search(index=f"{EVENTS_PREFIX}*", size=PAGE, query=query, sort=[{"event.ingested": {"order": "asc", "missing": "_first"}},
+                         {"@timestamp": "asc"}], track_total_hits=False, ignore_unavailable=True, allow_no_indices=True, **kw)  # fmt: skip
         shards = resp.get("_shards", {})
         if shards.get("failed"):  # a 200 with failed shards is a partial answer: never take it as "no matches"
             reason = (shards.get("failures") or [{}])[0].get("reason", {})
@@ -188,10 +229,15 @@ def _search(es: Any, rule: Any, start: datetime, end: datetime, budget: int) -> 
         if len(page) < PAGE:
             return hits, None
         if budget <= 0 or len(hits) >= max(budget, 1) * 100:
-            last = page[-1]["_source"]["@timestamp"]
+            last = _arrival(page[-1])
             cut = datetime.fromisoformat(last.replace("Z", "+00:00"))
-            return [h for h in hits if h["_source"]["@timestamp"] < last], cut
+            return [h for h in hits if _arrival(h) < last], cut
         after = page[-1]["sort"]
+
+
+def _arrival(hit: dict[str, Any]) -> str:
+    src = hit["_source"]
+    return clock.es_iso(clock.parse((src.get("event") or {}).get("ingested") or src["@timestamp"]))
 
 
 def status(rt: Context) -> list[dict[str, Any]]:

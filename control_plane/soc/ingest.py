@@ -34,6 +34,13 @@ class IngestResult:
     replayed: int = 0
     dead_lettered: int = 0
     errors: list[str] = field(default_factory=list)
+    # per program (syslog) or record type (auditd): lines parsed fully, partially, generically, or not at all
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, program: str, level: str) -> None:
+        """One more line of ``program`` at ``level`` (full, partial, generic, unparsed)."""
+        row = self.stats.setdefault(program, {"full": 0, "partial": 0, "generic": 0, "unparsed": 0})
+        row[level] = row.get(level, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -44,6 +51,25 @@ def doc_id(event: dict[str, Any]) -> str:
     """A content-derived id: the same event always gets the same id."""
     body = {k: v for k, v in event.items() if k != "event"} | {"event": {k: v for k, v in (event.get("event") or {}).items() if k != "ingested"}}
     return sm3_hex(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode())[:40]
+
+
+def stamp(actions: list[dict[str, Any]]) -> None:
+    """Set ``event.ingested`` to the moment of sending (a replayed spool too): detection windows follow arrival, not event time."""
+    from control_plane import clock
+
+    now = clock.es_iso(clock.now())
+    for a in actions:
+        src = a.get("_source")
+        if isinstance(src, dict) and isinstance(src.get("event", {}), dict):  # a malformed ``event`` is dead-lettered as it came
+            src["event"] = {**src.get("event", {}), "ingested": now}
+
+
+def _program(ev: dict[str, Any], fmt: str) -> str:
+    if fmt == "auditd":
+        return f"auditd:{str((ev.get('event') or {}).get('dataset', '')).removeprefix('auditd.').upper()}"
+    if fmt == "syslog":
+        return str((ev.get("process") or {}).get("name") or "?")
+    return fmt
 
 
 class Ingestor:
@@ -63,6 +89,7 @@ class Ingestor:
         """Index ``actions``; return those not confirmed (Elasticsearch became unreachable)."""
         done = 0
         refused: list[dict[str, Any]] = []
+        stamp(actions)
         try:
             if not self._templates:
                 ensure_templates(self.es)
@@ -136,11 +163,9 @@ class Ingestor:
 
         res = res or IngestResult()
         before = (res.indexed, res.spooled, res.dead_lettered)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.replay(res)
         batch: list[dict[str, Any]] = []
         for ev in events:
-            ev.setdefault("event", {})["ingested"] = now
             batch.extend(self._actions([ev]))
             if len(batch) >= self.chunk_size * 5:
                 self._flush(batch, res)
@@ -187,9 +212,13 @@ class Ingestor:
                 if not line.strip():
                     continue
                 try:
-                    yield parse(line)
+                    ev = parse(line)
                 except ParseError as exc:
+                    res.count("(not " + fmt + ")", "unparsed")
                     bad.append({"reason": f"{source}:{n}: {exc.message}", "source": source, "original": line.rstrip("\n")})
+                    continue
+                res.count(_program(ev, fmt), str((ev.get("govctl") or {}).get("parse") or "full"))
+                yield ev
 
         self.ingest(parsed(), res)
         if bad:

@@ -48,10 +48,29 @@ LOGSOURCES: dict[tuple[str | None, str | None, str | None], dict[str, Any]] = {
     ("linux", None, "useradd"): {"event.category": "iam"},
     ("linux", "process_creation", None): {"event.category": "process"},
     ("linux", "user_management", None): {"event.category": "iam"},
+    # SigmaHQ's rules/linux: a bare product is the syslog message; the services by the program that logs them
+    ("linux", None, None): {"event.module": "syslog"},
+    ("linux", "file_event", None): {"event.category": "file"},
+    ("linux", "network_connection", None): {"event.category": "network"},
+    ("linux", None, "cron"): {"process.name": "cron"},
+    ("linux", None, "vsftpd"): {"process.name": "vsftpd"},
+    ("linux", None, "clamav"): {"process.name": "clamd"},
+    ("linux", None, "guacamole"): {"process.name": "guacd"},
     ("govctl", None, "audit"): {"event.module": "govctl", "event.dataset": "govctl.audit"},
     ("govctl", None, "bastion"): {"event.module": "govctl", "event.dataset": "govctl.bastion"},
     ("govctl", None, "operation"): {"event.module": "govctl"},
 }
+
+
+@dataclass
+class ExactLogsource(LogsourceCondition):
+    """A log source matched field by field, an unset field included (pySigma's own condition reads unset as "any",
+    so ``product: linux`` alone would also claim every ``linux/process_creation`` rule)."""
+
+    def match(self, rule: Any) -> bool:
+        """True only for a rule whose product, category and service are exactly these."""
+        ls = getattr(rule, "logsource", None)
+        return ls is not None and (ls.product, ls.category, ls.service) == (self.product, self.category, self.service)
 
 
 def pipeline() -> ProcessingPipeline:
@@ -59,7 +78,7 @@ def pipeline() -> ProcessingPipeline:
     items = [ProcessingItem(FieldMappingTransformation(FIELD_MAP), identifier="govctl-ecs-fields")]
     for (product, category, service), cond in LOGSOURCES.items():
         items.append(ProcessingItem(AddConditionTransformation(cond), identifier=f"logsource-{product}-{category}-{service}",
-                                    rule_conditions=[LogsourceCondition(product=product, category=category, service=service)]))  # fmt: skip
+                                    rule_conditions=[ExactLogsource(product=product, category=category, service=service)]))  # fmt: skip
     return ProcessingPipeline(name="govctl", priority=20, items=items)
 
 
@@ -254,14 +273,16 @@ def _issue(path: Path, line: int | None, fld: str | None, message: str) -> RuleF
 
 
 def load_rules(directory: Path | None = None) -> RuleSet:
-    """Load every ``*.yml`` directly in ``directory`` (tests/ excluded); collect issues instead of stopping."""
+    """Load every ``*.yml`` in ``directory`` and its sub-folders (SigmaHQ's layout; ``tests/`` folders excluded); collect issues instead of stopping."""
     directory = Path(directory or RULES_DIR)
+    if not directory.is_dir():
+        return RuleSet([], [RuleIssue(str(directory), None, None, "no such directory")], [])
     pipe = pipeline()
     backend = LuceneBackend(processing_pipeline=pipe)
     rules, issues = [], []
     seen: dict[str, Path] = {}
     deferred = []
-    for path in sorted(directory.glob("*.yml")):
+    for path in sorted(p for p in directory.rglob("*.yml") if "tests" not in p.relative_to(directory).parts[:-1]):
         if _is_correlation(path):
             deferred.append(path)
             continue

@@ -50,7 +50,9 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Context, d
 
     tmp = tmp_path_factory.mktemp("pb")
     data = make_test_config(var_dir=tmp / "var")
-    data["deploy"] = {"stacks": {"local": TEST_STACK}}
+    # SSH is open to the control plane only by default (the bastion); this module's client stands for an outside
+    # address whose access the response playbooks block and restore, so the stack admits its network too
+    data["deploy"] = {"stacks": {"local": {**TEST_STACK, "ssh_sources": [f"{TEST_STACK['local_gateway'].split('/')[0]}/32", f"{CLIENT_IP}/32"]}}}
     rt = context_for(load(write_config(tmp / "govctl.yaml", data)))
     outs = deploy.up(rt, "local")["outputs"]
     hosts = {**outs["primary_hosts"], **outs["backup_hosts"]}
@@ -241,7 +243,7 @@ def test_alert_response_runs_through_the_gate(pools: tuple[Context, dict[str, st
         "user": {"name": "ops"}, "source": {"ip": CLIENT_IP}}])  # fmt: skip
     rt.es.indices.refresh(index="soc-events-*")
     assert connects_soon(hosts["prim-app-1"])
-    detect.run(rt, load_rules(rules_dir), now=now)
+    detect.run(rt, load_rules(rules_dir), settle_s=0)
     alert = next(a for a in alerts.search(rt.es, rule="client_login", limit=50) if a.get("response"))
     resp = alert["response"]
     assert resp["status"] == "pending_approval" and resp["extravars"] == {"ip": CLIENT_IP} and resp["target"] == "prim-app-1"

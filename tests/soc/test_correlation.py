@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from control_plane import clock
 from control_plane.context import Context
 from control_plane.soc import alerts, detect
 from control_plane.soc.correlate import windows
@@ -26,7 +27,8 @@ def rules(tmp_path: Path):  # noqa: ANN201
     """Only the SSH base rules and the three correlations over them."""
     d = tmp_path / "rules"
     d.mkdir()
-    for name in ("ssh_failed_login", "ssh_login_success", "ssh_bruteforce", "ssh_bruteforce_then_success", "ssh_password_spray"):
+    for name in ("ssh_failed_login", "ssh_failed_login_existing_user", "ssh_login_success", "ssh_bruteforce", "ssh_bruteforce_then_success",
+                 "ssh_password_spray"):
         (d / f"{name}.yml").write_text((RULES_DIR / f"{name}.yml").read_text())
     rs = load_rules(d)
     assert not rs.issues and len(rs.correlations) == 3
@@ -52,7 +54,7 @@ def test_correlations_fire_on_the_right_groups(sqlite_runtime: Context, services
     evs.append(_ev(ordered_wrong, "ops", "failure", t + timedelta(seconds=55), host))             # … then a failure: no chain
     Ingestor(rt.es, tmp_path / "spool").ingest(evs)
     rt.es.indices.refresh(index="soc-events-*")
-    res = detect.run(rt, rules, now=now)
+    res = detect.run(rt, rules, settle_s=0)
     assert not res.errors, res.errors
     got = {}
     for a in alerts.search(rt.es, limit=1000, since=(now - timedelta(minutes=10)).isoformat()):
@@ -64,7 +66,9 @@ def test_correlations_fire_on_the_right_groups(sqlite_runtime: Context, services
     assert ordered_wrong not in got, got  # neither 5 failures, nor 3 users, nor failure → success in that order
     # base rules that only feed correlations raise nothing of their own
     assert not any(a["rule"]["name"] in ("ssh_failed_login", "ssh_login_success") for a in alerts.search(rt.es, limit=1000))
-    again = detect.run(rt, rules, now=now + timedelta(seconds=20))
+    for c in rules.correlations:  # as if the checkpoints were lost: the same windows are evaluated again
+        detect._save(rt, c.id, last_end=clock.es_iso(now - timedelta(minutes=10)))
+    again = detect.run(rt, rules, settle_s=0)
     assert again.created == 0  # the same bursts, seen again in overlapping windows, raise nothing new
 
 

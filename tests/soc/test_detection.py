@@ -41,7 +41,7 @@ def test_detect_raise_rerun_suppress(rt: Context, tmp_path: Path) -> None:
     ing.ingest(_ssh_from(host, "203.0.113.7", now - timedelta(seconds=60), 3) + _ssh_from(host, "10.1.1.1", now - timedelta(seconds=50)))
     rt.es.indices.refresh(index="soc-events-*")
     rules = _only("ssh_login_outside_whitelist", tmp_path)
-    run1 = detect.run(rt, rules, now=now, lookback_s=300)
+    run1 = detect.run(rt, rules, lookback_s=300, settle_s=0)  # detection runs on arrival: after the ingestion
     assert run1.created >= 1 and not run1.errors
 
     def mine() -> list[dict]:
@@ -54,13 +54,12 @@ def test_detect_raise_rerun_suppress(rt: Context, tmp_path: Path) -> None:
 
     detect._save(rt, rules.rules[0].id, last_end=(now - timedelta(seconds=300)).isoformat().replace("+00:00", "Z"),
                  last_run=now.isoformat(), behind_s=0.0)  # as if the checkpoint was lost in a crash  # fmt: skip
-    detect.run(rt, rules, now=now)
+    detect.run(rt, rules, settle_s=0)
     assert len(mine()) == 1 and mine()[0]["count"] == 3  # the same window again: nothing raised or counted twice
 
-    later = now + timedelta(seconds=40)
     ing.ingest(_ssh_from(host, "203.0.113.7", now + timedelta(seconds=5), 2))
     rt.es.indices.refresh(index="soc-events-*")
-    detect.run(rt, rules, now=later)
+    detect.run(rt, rules, settle_s=0)
     assert len(mine()) == 1  # repeats within the suppression window update the same alert
     a = alerts.get(rt.es, first["id"])
     assert a["count"] == 5 and len(a["event_ids"]) == 5 and a["history"][-1]["action"] == "repeat"
@@ -78,7 +77,7 @@ def test_late_run_fills_the_gap_and_reports_lag(rt: Context, tmp_path: Path) -> 
         "process": {"name": "useradd"}, "event": {"module": "syslog", "category": ["iam"], "action": "user_created", "outcome": "success"},
         "user": {"target": {"name": "svc-late"}}}])  # fmt: skip
     rt.es.indices.refresh(index="soc-events-*")
-    res = detect.run(rt, rules, now=now)
+    res = detect.run(rt, rules, settle_s=0)
     assert res.created >= 1
     assert any(f"host.name={host}|" in a["group_key"] for a in alerts.search(rt.es, rule="new_local_user", limit=1000))
     st = next(s for s in detect.status(rt) if s["rule_id"] == rid)
@@ -105,7 +104,7 @@ def test_triage_through_the_gate(rt: Context, tmp_path: Path) -> None:
     now = datetime.now(timezone.utc)
     Ingestor(rt.es, tmp_path / "spool").ingest(_ssh_from(host, "198.51.100.4", now - timedelta(seconds=30)))
     rt.es.indices.refresh(index="soc-events-*")
-    detect.run(rt, _only("ssh_login_outside_whitelist", tmp_path), now=now)
+    detect.run(rt, _only("ssh_login_outside_whitelist", tmp_path), settle_s=0)
     alert = next(a for a in alerts.search(rt.es, status="open") if host in a["group_key"])
     people = make_people(rt)
     with pytest.raises(Forbidden):
@@ -124,3 +123,47 @@ def test_triage_through_the_gate(rt: Context, tmp_path: Path) -> None:
     assert a["notes"][0]["author"] == "secadmin"
     audited = [r for r in rt.ledger.query(operation="soc.alert.update", limit=50) if r.outcome == "succeeded"]
     assert len(audited) == 3
+
+
+def test_late_events_are_detected_once_when_they_arrive(rt: Context, tmp_path: Path) -> None:
+    """Events a day and a minute old, ingested now, each raise their alert exactly once, also on the next run; a day-old burst completes its correlation."""
+    from control_plane import clock
+
+    rules = _only("new_local_user", tmp_path)
+    for name in ("ssh_failed_login", "ssh_bruteforce"):
+        (tmp_path / "rules" / f"{name}.yml").write_text((RULES_DIR / f"{name}.yml").read_text())
+    rules = load_rules(tmp_path / "rules")
+    assert not rules.issues and len(rules.correlations) == 1
+    detect.run(rt, rules, settle_s=0)  # every checkpoint is now: what comes next is late by its own time
+    host = f"h{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    ip = f"198.18.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+
+    def useradd(when: datetime, who: str) -> dict:
+        return {"@timestamp": clock.es_iso(when), "host": {"name": host}, "process": {"name": "useradd"},
+                "event": {"module": "syslog", "category": ["iam"], "action": "user_created", "outcome": "success"}, "user": {"target": {"name": who}}}  # fmt: skip
+
+    day_old = now - timedelta(days=1)
+    burst = [{"@timestamp": clock.es_iso(day_old + timedelta(seconds=i)), "host": {"name": host}, "process": {"name": "sshd"},
+              "event": {"module": "syslog", "category": ["authentication"], "action": "ssh_login", "outcome": "failure"},
+              "user": {"name": "root"}, "source": {"ip": ip}} for i in range(6)]  # fmt: skip
+    Ingestor(rt.es, tmp_path / "spool").ingest([useradd(day_old, "svc-yesterday"), useradd(now - timedelta(minutes=1), "svc-minute"), *burst])
+    rt.es.indices.refresh(index="soc-events-*")
+    first = detect.run(rt, rules, settle_s=0)
+    assert not first.errors, first.errors
+
+    def mine() -> list[dict]:
+        return [a for a in alerts.search(rt.es, limit=1000, since=clock.es_iso(day_old - timedelta(minutes=5)))
+                if host in a["group_key"] or a["group_key"] == f"source.ip={ip}"]  # fmt: skip
+
+    got = mine()
+    users = sorted(e["user"]["target"]["name"] for a in got if a["rule"]["name"] == "new_local_user" for e in a["events"])
+    assert users == ["svc-minute", "svc-yesterday"], got
+    brute = [a for a in got if a["rule"]["name"] == "ssh_bruteforce"]
+    assert len(brute) == 1 and brute[0]["count"] >= 5, brute
+    # both times are on the alert: when it happened, when it was detected
+    assert clock.parse(brute[0]["first_seen"]) < now - timedelta(hours=23) and clock.parse(brute[0]["@timestamp"]) > now - timedelta(minutes=5)
+    counts = sorted((a["id"], a["count"]) for a in got)
+    # the next run (and a restarted engine: the checkpoints are in the state database) raises nothing again
+    again = detect.run(rt, rules, settle_s=0)
+    assert again.created == 0 and sorted((a["id"], a["count"]) for a in mine()) == counts

@@ -88,5 +88,5 @@ def test_old_events_are_left_to_scheduled_detection(sqlite_runtime: Context, ser
     rt.es.indices.refresh(index="soc-events-*")
     StreamDetector(rt, rs, horizon_s=60).tick()
     assert _alerts_for(rt, host) == []
-    detect.run(rt, rs, lookback_s=900)
+    detect.run(rt, rs, lookback_s=900, settle_s=0)
     assert len(_alerts_for(rt, host)) == 1
