@@ -16,7 +16,7 @@ GOENV        := GOFLAGS=-mod=mod GOPATH=$(CACHE)/go GOMODCACHE=$(CACHE)/go/pkg/m
 STAMP        := $(VENV)/.govctl-installed
 export GOVCTL_CACHE := $(CACHE)
 
-.PHONY: run test setup system-packages service-user elasticsearch pulumi venv bench clean-var
+.PHONY: run test setup system-packages service-user elasticsearch pulumi venv bench corpus clean-var
 
 run: setup
 	$(VENV)/bin/govctl up
@@ -90,6 +90,16 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 	  "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pulumi-resource-pulumi-python
 	chmod +x $(VENV)/bin/pulumi-resource-pulumi-python
 	@touch $@
+
+# Regenerate the SOC's real-log corpus (tests/data/reallogs) from the real programs, in throw-away namespaces.
+# Not part of `make test`: the corpus is committed; this is how it was made, and how to make it again.
+corpus: venv
+	@need=""; for t in rsyslogd sudo crontab auditd; do command -v $$t >/dev/null || test -x /usr/sbin/$$t || need="$$need $$t"; done; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq rsyslog sudo cron auditd >/dev/null; \
+	fi
+	$(VENV)/bin/python tests/data/reallogs/generate.py tests/data/reallogs
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done

@@ -265,12 +265,13 @@ def main() -> None:
     print(f"decision on Enter  in process p50 {d_in50:.3f} ms p99 {d_in99:.3f} ms (bashlex parse alone p99 {parse99:.3f} ms); "
           f"with correlation context p99 {d_ctx99:.3f} ms")  # fmt: skip
     print(f"bulk cat {BULK_MB} MB  via bastion (recorded) {b_rate / 1e6:.0f} MB/s; direct {d_rate / 1e6:.0f} MB/s; ratio {b_rate / d_rate:.2f}")
-    print(f"{SESSIONS} recorded sessions  {cpu_pct:.2f} % of a core and {rss_mb:.2f} MiB per session (gateway idle RSS {rss0:.0f} MiB)")
+    print(f"{SESSIONS} recorded sessions  {cpu_pct:.3f} % of a core and {rss_mb:.3f} MiB per session, {cpu_pct * SESSIONS:.2f} % and "
+          f"{rss_mb * SESSIONS:.1f} MiB for all (gateway idle RSS {rss0:.0f} MiB)")
     print(f"RESULT echo_added_p99_ms={v99 - d99:.2f} echo_bastion_p99_ms={v99:.2f} echo_direct_p99_ms={d99:.2f} "
           f"decide_inproc_p99_ms={d_in99:.3f} parse_only_p99_ms={parse99:.3f} decide_vs_parse_p99_ratio={d_in99 / parse99:.2f} "
           f"decide_context_p99_ms={d_ctx99:.3f} "
           f"bulk_bastion_mb_per_s={b_rate / 1e6:.0f} bulk_direct_mb_per_s={d_rate / 1e6:.0f} bulk_ratio={b_rate / d_rate:.2f} "
-          f"sessions={SESSIONS} cpu_pct_per_session={cpu_pct:.2f} rss_mib_per_session={rss_mb:.2f}")  # fmt: skip
+          f"sessions={SESSIONS} cpu_pct_per_session={cpu_pct:.3f} rss_mib_per_session={rss_mb:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

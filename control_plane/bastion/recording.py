@@ -1,14 +1,20 @@
-"""Session recordings: asciicast v2, sealed as they are written, tamper-evident after.
+"""Session recordings: asciicast v2 when read, sealed as they are written, tamper-evident after.
 
 A recording file is a plain JSON header line, then records ``kind (1 byte) | length (4 bytes) |
-body``. ``C`` records are chunks: SM4-GCM over newline-separated asciicast v2 lines (the first
-chunk starts with the asciicast header), under a per-session key wrapped by the recordings key;
-each chunk's associated data binds the session, its number and the chain so far, and the chain is
-``h_i = SM3(h_{i-1} || SM3(sealed_i))`` from ``h_0 = SM3(header line)``. A chunk is sealed at least
-every ``bastion.chunk_s`` (a crash loses at most that much) and whenever 256 KiB are buffered.
-The ``E`` record closes the file: chunk count, final hash, end reason, and an SM2 signature over
-them by the platform key; the final hash also goes into the audit ledger. A file cut short by a
-crash still verifies up to its last whole chunk.
+body``. ``C`` records are chunks: SM4-GCM over a run of events, under a per-session key wrapped by
+the recordings key; each chunk's associated data binds the session, its number and the chain so
+far, and the chain is ``h_i = SM3(h_{i-1} || SM3(sealed_i))`` from ``h_0 = SM3(header line)``. A
+chunk is sealed at least every ``bastion.chunk_s`` (a crash loses at most that much) and whenever
+256 KiB are buffered. The ``E`` record closes the file: chunk count, final hash, end reason, and an
+SM2 signature over them by the platform key; the final hash also goes into the audit ledger. A
+file cut short by a crash still verifies up to its last whole chunk.
+
+Inside a chunk (format 2) each event is ``time (float64) | kind (1 byte) | length (4 bytes) |
+bytes``: what the host printed and what the person typed are kept as the exact bytes, so nothing
+binary is lost and recording costs no text decoding on the session's path; the first event is the
+asciicast header (``h``, JSON). Readers turn the events into asciicast v2 lines (``[t, "o",
+text]``, …). Chunks are sealed on a worker thread, in order, so SM4 does not hold up the relay;
+format 1 files (JSON lines in each chunk) still verify and replay.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,9 +36,23 @@ from control_plane.audit.models import canonical_json
 from control_plane.crypto import IntegrityError, SM2PrivateKey, SM2PublicKey, derive_key, sm3, unwrap_key, wrap_key
 from control_plane.crypto import sm4
 
-FORMAT = "govctl-sealed-asciicast/1"
+FORMAT = "govctl-sealed-asciicast/2"
+FORMATS = ("govctl-sealed-asciicast/1", FORMAT)
 CHUNK_MAX = 256 * 1024
+BACKLOG_MAX = 16 * 1024 * 1024  # sealed-but-not-written bytes one recording may queue before its writer waits
 _REC = struct.Struct(">cI")
+_EV = struct.Struct(">dcI")
+_SEALER: ThreadPoolExecutor | None = None
+_SEALER_LOCK = threading.Lock()
+
+
+def _sealer() -> ThreadPoolExecutor:
+    """One worker for every recording of the process: chunks are sealed off the event loop, each recording's in order."""
+    global _SEALER
+    with _SEALER_LOCK:
+        if _SEALER is None:
+            _SEALER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-seal")
+        return _SEALER
 
 
 @lru_cache(maxsize=4)
@@ -40,8 +61,8 @@ def recordings_key(passphrase: str, iterations: int) -> bytes:
     return derive_key(passphrase, b"govctl-bastion-recordings-v1", max(iterations, 100_000))
 
 
-def _aad(session: str, seq: int, prev: bytes) -> bytes:
-    return f"{FORMAT}|{session}|{seq}|".encode() + prev.hex().encode()
+def _aad(session: str, seq: int, prev: bytes, fmt: str = FORMAT) -> bytes:
+    return f"{fmt}|{session}|{seq}|".encode() + prev.hex().encode()
 
 
 def _end_body(session: str, chunks: int, final: str, ended: str, reason: str) -> bytes:
@@ -64,12 +85,12 @@ class Recorder:
     def __post_init__(self) -> None:
         self._key = sm4.generate_key()
         self._lock = threading.Lock()
-        self._buf: list[str] = []
-        self._size = 0
-        self._seq = 0
+        self._buf = bytearray()
+        self._seq = 0  # chunks handed to the sealer
         self._t0 = time.monotonic()
         self._last_seal = self._t0
-        self._dec = {"o": codecs.getincrementaldecoder("utf-8")("replace"), "i": codecs.getincrementaldecoder("utf-8")("replace")}
+        self._pending: list[Future[None]] = []
+        self._backlog = 0
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         header = {"format": FORMAT, "session": self.session, "cipher": "sm4-gcm", "chain": "sm3",
                   "wrapped_key": wrap_key(self.kek, self._key, self.session.encode()).hex(), "signer": self.signer.public_key.key_id}  # fmt: skip
@@ -77,51 +98,53 @@ class Recorder:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._f = os.fdopen(fd, "wb", buffering=0)
         self._f.write(line)
-        self._chain = sm3(line)
+        self._chain = sm3(line)  # advanced by the sealer, chunk by chunk
+        self._sealed = 0
         cast = {"version": 2, "width": self.width, "height": self.height, "timestamp": int(time.time()),
                 "env": {"TERM": self.meta.get("term", "xterm")}, "title": self.meta.get("title", self.session)}  # fmt: skip
-        self._buf.append(json.dumps(cast, ensure_ascii=False))
+        self._add(b"h", json.dumps(cast, ensure_ascii=False).encode())
         self.closed = False
 
     @property
     def chunks(self) -> int:
-        """Chunks sealed so far."""
-        return self._seq
+        """Chunks sealed and written so far."""
+        return self._sealed
 
     @property
     def chain(self) -> str:
-        """The chain hash so far (hex)."""
+        """The chain hash over the chunks written so far (hex)."""
         return self._chain.hex()
 
-    def _event(self, kind: str, text: str) -> None:
-        line = json.dumps([round(time.monotonic() - self._t0, 6), kind, text], ensure_ascii=False)
+    def _add(self, kind: bytes, data: bytes) -> None:
+        self._buf += _EV.pack(time.monotonic() - self._t0, kind, len(data))
+        self._buf += data
+
+    def _event(self, kind: bytes, data: bytes) -> None:
         with self._lock:
-            if self.closed:
+            if getattr(self, "closed", False):
                 return
-            self._buf.append(line)
-            self._size += len(line)
-            if self._size >= CHUNK_MAX:
+            self._add(kind, data)
+            if len(self._buf) >= CHUNK_MAX:
                 self._seal()
+        self._throttle()
 
     def output(self, data: bytes) -> None:
-        """What the host sent to the person's terminal."""
-        text = self._dec["o"].decode(data)
-        if text:
-            self._event("o", text)
+        """What the host sent to the person's terminal (the exact bytes)."""
+        if data:
+            self._event(b"o", bytes(data))
 
     def input(self, data: bytes) -> None:
         """What the person typed."""
-        text = self._dec["i"].decode(data)
-        if text:
-            self._event("i", text)
+        if data:
+            self._event(b"i", bytes(data))
 
     def marker(self, label: str) -> None:
         """A command decision, as an asciicast marker (players show them as chapters)."""
-        self._event("m", label)
+        self._event(b"m", label.encode())
 
     def resize(self, width: int, height: int) -> None:
         """The terminal's new size."""
-        self._event("r", f"{width}x{height}")
+        self._event(b"r", f"{width}x{height}".encode())
 
     def tick(self) -> None:
         """Seal what is buffered if the last chunk is older than ``chunk_s`` (called by the gateway's timer)."""
@@ -130,32 +153,89 @@ class Recorder:
                 self._seal(sync=True)
 
     def _seal(self, sync: bool = False) -> None:
-        plain = ("\n".join(self._buf) + "\n").encode()
-        self._buf, self._size = [], 0
-        sealed = sm4.gcm_encrypt(self._key, plain, _aad(self.session, self._seq, self._chain))
+        """Hand the buffered events to the sealer (caller holds the lock)."""
+        plain, self._buf = bytes(self._buf), bytearray()
+        seq = self._seq
+        self._seq += 1
+        self._last_seal = time.monotonic()
+        self._backlog += len(plain)
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(_sealer().submit(self._write_chunk, seq, plain, sync))
+
+    def _write_chunk(self, seq: int, plain: bytes, sync: bool) -> None:
+        """On the sealer thread, in order: encrypt against the chain so far, write, advance the chain."""
+        sealed = sm4.gcm_encrypt(self._key, plain, _aad(self.session, seq, self._chain))
         self._f.write(_REC.pack(b"C", len(sealed)) + sealed)
         if sync:
             os.fsync(self._f.fileno())
         self._chain = sm3(self._chain + sm3(sealed))
-        self._seq += 1
-        self._last_seal = time.monotonic()
+        self._sealed = seq + 1
+        self._backlog -= len(plain)
+
+    def _throttle(self) -> None:
+        """A session printing faster than SM4 seals waits here for its oldest chunk (bounded memory, nothing dropped)."""
+        while self._backlog > BACKLOG_MAX:
+            with self._lock:
+                oldest = next((f for f in self._pending if not f.done()), None)
+            if oldest is None:
+                return
+            oldest.result()
+
+    def flush(self) -> None:
+        """Wait until every chunk handed to the sealer is written (a failed write raises here)."""
+        with self._lock:
+            pending = list(self._pending)
+        for f in pending:
+            f.result()
 
     def close(self, reason: str, ended: str) -> dict[str, Any]:
         """Seal the rest, sign the end, and return what the ledger records."""
         with self._lock:
             if self.closed:
-                return {"chunks": self._seq, "final_sm3": self.chain}
+                return {"chunks": self._sealed, "final_sm3": self.chain}
             if self._buf:
                 self._seal()
-            body = _end_body(self.session, self._seq, self.chain, ended, reason)
-            end = {"chunks": self._seq, "final_sm3": self.chain, "ended": ended, "reason": reason,
-                   "signature": self.signer.sign(body).hex(), "signer": self.signer.public_key.key_id}  # fmt: skip
-            raw = json.dumps(end, sort_keys=True).encode()
-            self._f.write(_REC.pack(b"E", len(raw)) + raw)
-            os.fsync(self._f.fileno())
-            self._f.close()
             self.closed = True
-            return {"chunks": self._seq, "final_sm3": self.chain}
+            pending = list(self._pending)
+        for f in pending:
+            f.result()
+        body = _end_body(self.session, self._sealed, self.chain, ended, reason)
+        end = {"chunks": self._sealed, "final_sm3": self.chain, "ended": ended, "reason": reason,
+               "signature": self.signer.sign(body).hex(), "signer": self.signer.public_key.key_id}  # fmt: skip
+        raw = json.dumps(end, sort_keys=True).encode()
+        self._f.write(_REC.pack(b"E", len(raw)) + raw)
+        os.fsync(self._f.fileno())
+        self._f.close()
+        return {"chunks": self._sealed, "final_sm3": self.chain}
+
+
+class _Cast:
+    """Turns a recording's chunks into asciicast v2 events (each stream decoded as UTF-8 across chunk boundaries)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._dec = {k: codecs.getincrementaldecoder("utf-8")("replace") for k in ("o", "i")}
+
+    def events(self, plain: bytes) -> list[list[Any]]:
+        """The asciicast events of one decrypted chunk (the first chunk's first is the header)."""
+        if self.fmt == FORMATS[0]:
+            return [json.loads(ln) for ln in plain.decode().splitlines() if ln]
+        out: list[list[Any]] = []
+        pos = 0
+        while pos + _EV.size <= len(plain):
+            t, kind, n = _EV.unpack_from(plain, pos)
+            body = plain[pos + _EV.size:pos + _EV.size + n]
+            pos += _EV.size + n
+            k = kind.decode()
+            if k == "h":
+                out.append(json.loads(body))
+            elif k in self._dec:
+                text = self._dec[k].decode(body)
+                if text:
+                    out.append([round(t, 6), k, text])
+            else:
+                out.append([round(t, 6), k, body.decode("utf-8", "replace")])
+        return out
 
 
 @dataclass
@@ -198,23 +278,25 @@ def verify(path: Path, kek: bytes, public: SM2PublicKey | None = None, *, expect
     if nl < 0:
         raise IntegrityError(f"{path}: no header line: not a govctl recording")
     header = json.loads(data[:nl])
-    if header.get("format") != FORMAT:
-        raise IntegrityError(f"{path}: format {header.get('format')!r} is not {FORMAT}")
+    fmt = header.get("format")
+    if fmt not in FORMATS:
+        raise IntegrityError(f"{path}: format {fmt!r} is not one of {', '.join(FORMATS)}")
     session = header["session"]
     key = unwrap_key(kek, bytes.fromhex(header["wrapped_key"]), session.encode())
     chain = sm3(data[:nl + 1])
     seq, end, used = 0, None, nl + 1
     out: list[list[Any]] = []
+    cast = _Cast(fmt)
     for kind, body, nxt in _records(data, nl + 1):
         if kind == b"C":
             if end is not None:
                 raise IntegrityError(f"{path}: a chunk follows the end record")
             try:
-                plain = sm4.gcm_decrypt(key, body, _aad(session, seq, chain))
+                plain = sm4.gcm_decrypt(key, body, _aad(session, seq, chain, fmt))
             except IntegrityError:
                 raise IntegrityError(f"{path}: chunk {seq} does not verify: altered, reordered or from another session") from None
             if events:
-                out.extend(json.loads(ln) for ln in plain.decode().splitlines() if ln)
+                out.extend(cast.events(plain))
             chain = sm3(chain + sm3(body))
             seq += 1
         elif kind == b"E":
@@ -249,12 +331,17 @@ def follow(path: Path, kek: bytes, *, stop: Any, poll_s: float = 0.2) -> Iterato
         pending = b""
         key = None
         session, chain, seq = "", b"", 0
+        cast = _Cast(FORMAT)
         while True:
             pending += f.read()
             if key is None:
                 nl = pending.find(b"\n")
                 if nl > 0:
                     header = json.loads(pending[:nl])
+                    fmt = header.get("format")
+                    if fmt not in FORMATS:
+                        raise IntegrityError(f"{path}: format {fmt!r} is not one of {', '.join(FORMATS)}")
+                    cast = _Cast(fmt)
                     session = header["session"]
                     key = unwrap_key(kek, bytes.fromhex(header["wrapped_key"]), session.encode())
                     chain, pending = sm3(pending[:nl + 1]), pending[nl + 1:]
@@ -264,10 +351,10 @@ def follow(path: Path, kek: bytes, *, stop: Any, poll_s: float = 0.2) -> Iterato
                     if kind == b"E":
                         return
                     try:
-                        plain = sm4.gcm_decrypt(key, body, _aad(session, seq, chain))
+                        plain = sm4.gcm_decrypt(key, body, _aad(session, seq, chain, fmt))
                     except IntegrityError:
                         raise IntegrityError(f"{path}: chunk {seq} does not verify: altered, reordered or from another session") from None
-                    yield from (json.loads(ln) for ln in plain.decode().splitlines() if ln)
+                    yield from cast.events(plain)
                     chain = sm3(chain + sm3(body))
                     seq += 1
                     used = nxt

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from control_plane.credentials import write_private
+from control_plane.errors import ConfigError
 
 from control_plane.es import ANALYST_USER, CONTROL_PLANE_USER, SHIPPER_USER, USERS, client_kwargs, load_credentials  # noqa: F401 - one definition, in es
 
@@ -55,6 +56,10 @@ def pbkdf2_hash(password: str, *, cost: int = 10000) -> str:
 
 def ensure_ca(ca_cert: Path, ca_key: Path) -> None:
     """Generate the CA (10 years) if it is not there yet."""
+    if ca_cert.exists() and not ca_key.exists():
+        # never replace a CA that clients already trust with a new one: the running node's certificate would no longer verify
+        raise ConfigError(f"the Elasticsearch CA certificate {ca_cert} exists but its key {ca_key} does not",
+                           hint="put the key back beside the certificate, or remove both (and the node's certs) to start a new CA")
     if ca_cert.exists() and ca_key.exists():
         return
     from cryptography import x509

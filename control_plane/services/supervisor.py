@@ -267,7 +267,8 @@ class Supervisor:
                 shutil.copy2(home / "config" / f, conf / f)
             (conf / "jvm.options.d").mkdir(exist_ok=True)
             # security: a CA of our own, TLS on HTTP and transport, one file-realm user per component
-            ca_cert, ca_key = self.settings.es_ca_path(), self.settings.key_dir / "elasticsearch-ca.key"
+            ca_cert = self.settings.es_ca_path()
+            ca_key = ca_cert.with_suffix(".key")  # beside its certificate, wherever that is configured
             es_security.ensure_ca(ca_cert, ca_key)
             certs = conf / "certs"
             if not (certs / "node.crt").exists():

@@ -109,3 +109,50 @@ def windows(last_end: datetime | None, end: datetime, timespan_s: int, max_windo
         t += step
     out.append((end - span, end))
     return out
+
+
+def evaluate_events(corr: Any, events: list[dict[str, Any]], start: datetime, end: datetime) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The same decision as ``evaluate_window``, made in process over a list of events (the rules' test cases check both agree).
+
+    An event counts if its own time is in [start, end) and a referenced rule matches it; groups are
+    the group-by fields' values (an event missing one is in no group, as in a ``composite``
+    aggregation); the condition is checked exactly as for Elasticsearch's answer.
+    """
+    from control_plane.soc.matcher import get_field
+
+    fields = corr.group_by or ["event.module"]
+    groups: dict[tuple[str, ...], list[tuple[datetime, int, dict[str, Any]]]] = {}
+    for ev in events:
+        t = clock.parse(str(ev.get("@timestamp")))
+        if not start <= t < end:
+            continue
+        hit = [i for i, r in enumerate(corr.rules) if r.match(ev)]
+        if not hit:
+            continue
+        key = tuple(get_field(ev, f) for f in fields)
+        if any(not isinstance(v, (str, int, float)) for v in key):
+            continue
+        for i in hit:
+            groups.setdefault(tuple(str(v).lower() for v in key), []).append((t, i, ev))
+    out = []
+    for key, rows in groups.items():
+        rows.sort(key=lambda r: r[0])
+        docs = list({id(ev): ev for _, _, ev in rows}.values())
+        present = {i for _, i, _ in rows}
+        if corr.type == "event_count":
+            ok = corr.holds(len(docs))
+        elif corr.type == "value_count":
+            ok = corr.holds(len({str(get_field(ev, corr.field)).lower() for ev in docs if get_field(ev, corr.field) is not None}))
+        elif corr.type == "temporal":
+            ok = corr.holds(len(present))
+        else:  # temporal_ordered: each rule's event after the previous one's, in time order
+            step = 0
+            for _, i, _ in rows:
+                if i == step:
+                    step += 1
+                    if step == len(corr.rules):
+                        break
+            ok = step == len(corr.rules)
+        if ok:
+            out.append((dict(zip(fields, key)), docs))
+    return out
