@@ -41,6 +41,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until(pred, what: str, within: float = 20.0):  # type: ignore[no-untyped-def]
+    """Poll ``pred`` until it returns something truthy (returned), or fail saying what did not happen within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"not within {within}s: {what}")
+
+
 def sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 

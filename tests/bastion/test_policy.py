@@ -19,21 +19,16 @@ from control_plane.bastion import store
 from control_plane.bastion.gateway import Gateway
 from control_plane.config import load
 from control_plane.wiring import context_for
-from tests.bastion.conftest import Env, Person, free_port
+from tests.bastion.conftest import wait_until, Env, Person, free_port
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.services
 PROMPT = re.compile(r"[#$] $")
 
 
+
 def _wait(pred, what: str, within: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within}s: {what}")
+    return wait_until(pred, what, within)
 
 
 def _live(env: Env, user: str) -> dict:

@@ -17,21 +17,16 @@ from control_plane.bastion import store
 from control_plane.bastion.recording import recordings_key, verify
 from control_plane.crypto import IntegrityError
 from control_plane.gate import OperationRequest
-from tests.bastion.conftest import Env, free_port
+from tests.bastion.conftest import wait_until, Env, free_port
 from tests.conftest import write_config
 
 pytestmark = pytest.mark.services
 PROMPT = r"[#$] $"
 
 
+
 def _wait(pred, what: str, within: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within}s: {what}")
+    return wait_until(pred, what, within)
 
 
 def _exec(env: Env, who: str, host: str, command: str) -> pexpect.spawn:
