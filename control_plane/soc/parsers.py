@@ -302,6 +302,11 @@ def parse_auditd(line: str) -> dict[str, Any]:
             ev["user"] = {"name": kv["acct"]}
         if kv.get("addr") and kv["addr"] not in ("?", ""):
             ev["source"] = {"ip": kv["addr"]}
+    elif atype in ("ANOM_LOGIN_FAILURES", "RESP_ACCT_LOCK"):  # pam_faillock: too many failures, then the lock
+        ev["event"].update(category=["authentication"], type=["info"], outcome="failure",
+                           action="audit_login_failures" if atype == "ANOM_LOGIN_FAILURES" else "audit_account_locked")
+        if kv.get("acct"):
+            ev["user"] = {"name": kv["acct"]}
     elif atype in ("SERVICE_STOP", "SERVICE_START"):
         ev["event"].update(category=["configuration"], type=["change"], action=f"service_{atype.split('_')[1].lower()}")
         ev["govctl"] = {"target": kv.get("unit", "")}

@@ -78,6 +78,8 @@ def test_what_the_real_programs_wrote_is_understood() -> None:
     assert (e["event"]["action"], e["user"]["name"], e["source"]["ip"], e["event"]["reason"]) == ("ssh_login", "oracle", "127.0.0.3", "password (invalid user)")
     e = next(x for x in evs if "Accepted publickey for alice" in x["event"]["original"])
     assert (e["event"]["action"], e["event"]["outcome"], e["user"]["name"], e["source"]["ip"]) == ("ssh_login", "success", "alice", "127.0.0.1")
+    e = _one(evs, "Consecutive login failures for user carol")
+    assert (e["event"]["action"], e["event"]["outcome"], e["user"]["name"], e["service"]["name"]) == ("account_locked", "failure", "carol", "sshd")
     # accounts and groups, UID and GID 0 included
     e = _one(evs, "new user: name=toor")
     assert (e["event"]["action"], e["user"]["target"]["name"], e["user"]["target"]["id"], e["group"]["id"]) == ("user_created", "toor", "0", "0")
@@ -110,8 +112,11 @@ def test_auditd_records_parse() -> None:
     cmds = {(e["process"]["command_line"], e["event"]["outcome"]) for e in evs if e["event"]["action"] == "audit_user_cmd"}
     assert ("/bin/rm -rf /srv/x", "failure") in cmds and ("/usr/bin/id", "success") in cmds
     added = {(e["user"]["target"].get("id"), e["user"]["target"]["name"]) for e in evs if e["event"]["action"] == "audit_user_created" and "user" in e}
-    # auditd names a new account by resolving its id when it writes the record: the UID 0 account comes out as "root"
-    assert {("1001", "alice"), ("1003", "tmpops"), ("0", "root")} <= added, added
+    # auditd names a new account by resolving its id when it writes the record: the UID 0 account comes out as "root",
+    # and an account resolved before useradd finished as "unknown(ID)"
+    assert ("0", "root") in added and {"1001", "1002", "1003"} <= {i for i, _ in added} and "tmpops" in {n for _, n in added}, added
+    locked = [e for e in evs if e["event"]["action"] == "audit_account_locked"]
+    assert [e["user"]["name"] for e in locked] == ["carol"], locked
     assert any(e["event"]["action"] == "execve" and e["process"]["args"][:1] == ["crontab"] for e in evs)
 
 

@@ -99,8 +99,14 @@ module(load="imuxsock")
 
 
 def start_sshd(work: Path) -> None:
-    """sshd on the namespace's loopback, logging through syslog (PAM on, passwords allowed)."""
+    """sshd on the namespace's loopback, logging through syslog (PAM on, passwords allowed, pam_faillock in its stack)."""
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    # pam_faillock for sshd only (sudo keeps its plain stack): three failures in a row lock an account for ten minutes
+    pam = Path("/etc/pam.d/sshd").read_text()
+    Path("/etc/pam.d/sshd").write_text(pam.replace("@include common-auth", "auth required pam_faillock.so preauth\n"
+                                                   "auth [success=1 default=bad] pam_unix.so\nauth [default=die] pam_faillock.so authfail\n"
+                                                   "auth sufficient pam_faillock.so authsucc", 1))
+    Path("/etc/security/faillock.conf").write_text("deny = 3\nunlock_time = 600\nfail_interval = 900\n")
     key = work / "ssh_host_ed25519_key"
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
     conf = work / "sshd_config"
@@ -187,9 +193,9 @@ def without_tty(user: str, command: str) -> None:
 def behaviours(work: Path) -> None:
     """Every behaviour, in order."""
     key = work / "alice_key"
-    scenario("setup: accounts alice and bob created", "new_local_user", lambda: (
-        sh("useradd", "-m", "-s", "/bin/bash", "alice"), sh("useradd", "-m", "-s", "/bin/bash", "bob"),
-        subprocess.run(["chpasswd"], input=f"alice:{PASSWORD}\nbob:{PASSWORD}\n", text=True, check=True)))
+    scenario("setup: accounts alice, bob and carol created", "new_local_user", lambda: (
+        sh("useradd", "-m", "-s", "/bin/bash", "alice"), sh("useradd", "-m", "-s", "/bin/bash", "bob"), sh("useradd", "-m", "-s", "/bin/bash", "carol"),
+        subprocess.run(["chpasswd"], input=f"alice:{PASSWORD}\nbob:{PASSWORD}\ncarol:{PASSWORD}\n", text=True, check=True)))
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
     ssh_dir = Path("/home/alice/.ssh")
     ssh_dir.mkdir(mode=0o700)
@@ -206,6 +212,8 @@ def behaviours(work: Path) -> None:
              lambda: [ssh_try("root", f"guess{i}", bind="127.0.0.2") for i in range(6)])
     scenario("ssh: four invalid user names from 127.0.0.3 (enumeration)", "ssh_user_enumeration",
              lambda: [ssh_try(u, "x", bind="127.0.0.3") for u in ("admin", "oracle", "test", "ubuntu")])
+    scenario("ssh: carol's password guessed wrong three times from 127.0.0.4, pam_faillock locks her out (indexed; no alert of its own)", "nothing",
+             lambda: [ssh_try("carol", f"guess{i}", bind="127.0.0.4") for i in range(4)])
 
     scenario("sudo: alice runs an allowed command without a terminal", "nothing", lambda: without_tty("alice", "sudo -n /usr/bin/id"))
     scenario("sudo: alice denied rm without a terminal (password on stdin)", "sudo_not_allowed",
@@ -252,7 +260,8 @@ def inside() -> None:
     with open("/etc/hosts", "a", encoding="utf-8") as f:  # the overlay's copy: sudo resolves its own host name
         f.write(f"127.0.1.1 {HOST}\n")
     sh("ip", "link", "set", "lo", "up")
-    sh("ip", "addr", "add", "127.0.0.2/8", "dev", "lo", check=False)
+    for extra in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # sources of their own for the attacks
+        sh("ip", "addr", "add", f"{extra}/8", "dev", "lo", check=False)
     rsyslog = start_rsyslog(work)
     audit = start_auditd(work)
     try:
