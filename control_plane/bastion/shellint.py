@@ -1,6 +1,6 @@
 """The shell integration that lets the bastion judge a line before the host runs it.
 
-The upstream shell is bash started with a small rc (after the account's own ``~/.bashrc``):
+The upstream shell is bash started with a small rc instead of the account's own ``~/.bashrc``:
 
 * Enter (``C-m``, ``C-j``) no longer accepts the line: it prints the marker ``OSC 697;E``. Only
   readline at a prompt does this; a running program (``cat``, ``read``, an editor) gets Enter as
@@ -37,7 +37,13 @@ DISCARD = b"\x03"  # readline drops the line on SIGINT
 _MARK = re.compile(rb"\x1b\]697;(E|L;([0-9a-f]{16});([A-Za-z0-9+/=]*))\x07")
 _START = b"\x1b]697;"
 
-RC = r"""[ -f ~/.bashrc ] && . ~/.bashrc
+# The account's own ~/.bashrc and ~/.inputrc are not read: an alias or function defined there (``ls() { ... }``),
+# a ``trap ... DEBUG`` or an inputrc line binding another key to accept-line would run code the bastion never judged.
+RC = r"""export INPUTRC=/dev/null
+unalias -a
+for __f in $(compgen -A function); do unset -f "$__f"; done
+trap - DEBUG RETURN ERR EXIT
+PS1='\u@\h:\w\$ '
 set -o emacs
 export LESSSECURE=1 SYSTEMD_PAGERSECURE=1
 readonly LESSSECURE SYSTEMD_PAGERSECURE
@@ -46,7 +52,7 @@ __govctl_probe() { local n; IFS= read -rs -t 5 -n 16 n; printf '\033]697;L;%s;%s
 readonly -f __govctl_enter __govctl_probe
 bind -x '"\C-x\C-]": __govctl_probe'
 for __m in emacs vi-insert vi-command; do bind -m "$__m" -x '"\C-m": __govctl_enter'; bind -m "$__m" -x '"\C-j": __govctl_enter'; done
-unset __m
+unset __m __f
 bind -r '\C-o'; bind -r '\C-x\C-e'; bind -r '\C-x\C-r'; bind -r '\e\C-j'; bind -m vi-command -r 'v'
 bind '"\C-x\C-g@SECRET@": accept-line'
 exec 3<&-

@@ -19,6 +19,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from control_plane import clock
 from control_plane.crypto import sm3_hex
 from control_plane.es import UNREACHABLE
 from control_plane.soc.parsers import PARSERS, ParseError
@@ -55,8 +56,6 @@ def doc_id(event: dict[str, Any]) -> str:
 
 def stamp(actions: list[dict[str, Any]]) -> None:
     """Set ``event.ingested`` to the moment of sending (a replayed spool too): detection windows follow arrival, not event time."""
-    from control_plane import clock
-
     now = clock.es_iso(clock.now())
     for a in actions:
         src = a.get("_source")

@@ -175,9 +175,8 @@ def _pam(ev: dict[str, Any], p: re.Match[str]) -> None:
     if m := _PAM_AUTHFAIL.search(text):
         ev["event"].update(category=["authentication"], type=["start"], action="pam_auth_failure", outcome="failure")
         user = m["user"] or ""
-        ev["user"] = {"name": user or m["ruser"] or "", **({"target": {"name": user}} if user else {})}
-        if m["ruser"]:
-            ev["user"]["name"] = m["ruser"]
+        # who asked (ruser) if PAM knows, else the account tried; the account tried is the target
+        ev["user"] = {"name": m["ruser"] or user, **({"target": {"name": user}} if user else {})}
         if m["rhost"] and re.fullmatch(r"[\d.:a-fA-F]+", m["rhost"]):
             ev["source"] = {"ip": m["rhost"]}
     elif m := _PAM_SESSION.search(text):
@@ -295,7 +294,6 @@ def parse_auditd(line: str) -> dict[str, Any]:
         who = kv.get("acct") or (kv.get("ID") if kv.get("ID") and not kv["ID"].startswith("unknown(") else None)
         if who:
             ev["user"] = {"target": {"name": who, **({"id": kv["id"]} if kv.get("id", "").isdigit() else {})}}
-        ev["govctl_op"] = kv.get("op", "")
     elif atype in _AUDIT_AUTH:
         ev["event"].update(category=["authentication"], outcome="success" if kv.get("res") == "success" else "failure")
         if kv.get("acct"):
@@ -327,7 +325,7 @@ def parse_auditd(line: str) -> dict[str, Any]:
         ev.setdefault("user", {})["id"] = kv["auid"]
     if kv.get("UID") and atype not in _AUDIT_IAM:  # ENRICHED logs resolve the acting uid to a name
         ev.setdefault("user", {}).setdefault("name", kv["UID"])
-    op = ev.pop("govctl_op", "")
+    op = kv.get("op", "") if atype in _AUDIT_IAM else ""
     ev["govctl"] = {**ev.get("govctl", {}), "parse": "full" if full else "partial", **({"audit_op": op} if op else {})}
     return ev
 
