@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from control_plane.clikit import (JsonOpt, changes, context, emit_json, err, gated, out, pending_note, principal,
@@ -123,7 +124,7 @@ def alerts_list(status: Optional[str] = typer.Option(None, help="open, acknowled
         grade = (a.get("grade") or {}).get("code", "-")
         t.add_row(a["id"], a["severity"], grade, a["status"] + (" (shadow)" if a.get("shadow") else ""), a["rule"]["name"], str(a["count"]),
                   str(a.get("first_seen") or "")[:19], str(a["last_seen"])[:19], str(a.get("@timestamp") or "")[:19], a.get("assignee") or "-",
-                  a["group_key"])  # fmt: skip
+                  escape(a["group_key"]))  # fmt: skip  (the group key holds values from events)
     out.print(t)
 
 
@@ -286,7 +287,8 @@ def soc_ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, rea
         if stats:
             t = Table("program", "full", "partial", "generic", "unparsed", "total")
             for prog, row in sorted(res.stats.items(), key=lambda kv: -sum(kv[1].values())):
-                t.add_row(prog, *(str(row.get(k, 0)) for k in ("full", "partial", "generic", "unparsed")), str(sum(row.values())))
+                # a program name comes from the log line itself: printed as text, never as rich markup
+                t.add_row(escape(prog), *(str(row.get(k, 0)) for k in ("full", "partial", "generic", "unparsed")), str(sum(row.values())))
             out.print(t)
 
 
