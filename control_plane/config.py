@@ -257,6 +257,37 @@ class ReportConfig(_Model):
         return self.endpoint
 
 
+class NotifySmtp(_Model):
+    host: str | None = Field(default=None, description="the mail relay; unset: no e-mail is sent")
+    port: Port = Field(default=25, ge=1, le=65535)
+    sender: str = Field(default="govctl@localhost", max_length=254, description="the From address")
+    starttls: bool = Field(default=False, description="upgrade with STARTTLS before sending")
+    timeout_s: float = Field(default=10, gt=0, le=120)
+
+
+class NotifyWebhook(_Model):
+    url: str | None = Field(default=None, description="where messages are POSTed; unset: no webhook (Alertmanager uses the same URL)")
+    format: Literal["generic", "wecom", "dingtalk"] = Field(default="generic", description="generic JSON, or a work-chat bot's markdown body (企业微信 / 钉钉)")
+    timeout_s: float = Field(default=10, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("an http(s) URL")
+        return v
+
+
+class NotifyConfig(_Model):
+    smtp: NotifySmtp = NotifySmtp()
+    webhook: NotifyWebhook = NotifyWebhook()
+    every_s: int = Field(default=30, ge=5, le=3600, description="how often new alerts, approvals, breaches and failures are looked for")
+    escalate_after_min: int = Field(default=15, ge=1, le=1440, description="a message nobody acknowledged for this long goes to the second person too")
+    escalate_to: list[str] = Field(default_factory=list, description="the second people (user names) an unacknowledged message escalates to")
+    console_url: str = Field(default="", max_length=200, description="the console's address as people reach it (links in messages); default the API's")
+    alertmanager_port: Port = Field(default=9093, ge=1, le=65535, description="Alertmanager (Prometheus' alerts → the webhook) when services.alertmanager is on")
+
+
 class DrSource(_Model):
     type: Literal["files", "postgres"] = Field(description="files: a directory tree; postgres: base backups + streamed WAL of services.postgres")
     path: Path | None = Field(default=None, description="files: the directory to back up")
@@ -355,6 +386,7 @@ class Settings(_Model):
     report: ReportConfig = ReportConfig()
     dr: DrConfig = DrConfig()
     bastion: BastionConfig = BastionConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     # Where relative paths are anchored; set by load(), not read from the file.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -41,8 +41,8 @@ def _check(kind: str, names: tuple[str, ...], policy: Any) -> str | None:
         return None if names[0] in policy.reads else f"reads {names[0]!r}, which the policy's reads: does not list"
     if kind == "decides":
         return None if names[0] in DECISIONS else f"decides {names[0]!r}, not one of {sorted(DECISIONS)}"
-    if kind == "public":
-        return None if len(names[0]) > 10 else "public without a reason"
+    if kind in ("public", "session"):
+        return None if len(names[0]) > 10 else f"{kind} without a reason"
     return f"unknown mark {kind!r}"
 
 
@@ -62,7 +62,15 @@ def test_every_cli_command_is_mapped() -> None:
 
 
 def test_every_api_route_is_mapped(tmp_path: Any) -> None:
-    """Each /api/v1 route depends on exactly one access mark naming something the policy has; nothing else is exposed."""
+    """Each /api/v1 route and console page depends on exactly one access mark naming something the policy has; nothing else is exposed.
+
+    Console forms that change anything carry a page mark (which also checks the CSRF token); only
+    the sign-in form and the npm assets are public, and the one mount is our own CSS and JS.
+    """
+    from fastapi.routing import APIWebSocketRoute
+    from starlette.routing import Mount
+
+    from control_plane.console.web import PageAccess
     from tests.conftest import make_test_config, write_config
 
     ctx = context_for(load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))))
@@ -72,13 +80,22 @@ def test_every_api_route_is_mapped(tmp_path: Any) -> None:
         path = getattr(r, "path", "?")
         if path in META:
             continue
-        assert isinstance(r, APIRoute) and path.startswith("/api/v1/"), f"unexpected route {path}"
+        if isinstance(r, Mount):
+            assert path == "/static/console", f"unexpected mount {path}"
+            continue
+        assert isinstance(r, (APIRoute, APIWebSocketRoute)), f"unexpected route {path}"
         marks = [d.call for d in r.dependant.dependencies if isinstance(d.call, Access)]
+        methods = sorted(getattr(r, "methods", None) or {"WEBSOCKET"})
+        if not path.startswith("/api/v1/"):
+            if marks and marks[0].kind == "public":
+                assert path in ("/login", "/static/vendor/{name}"), f"{path} is public"
+            elif "POST" in methods and marks and marks[0].kind != "reads":
+                assert isinstance(marks[0], PageAccess), f"{path}: a console form without the CSRF-checking page mark"
         seen += 1
         if len(marks) != 1:
-            problems.append(f"{sorted(r.methods)} {path}: {len(marks)} access marks")
+            problems.append(f"{methods} {path}: {len(marks)} access marks")
         elif (p := _check(marks[0].kind, (marks[0].name,), policy)) is not None:
-            problems.append(f"{sorted(r.methods)} {path}: {p}")
+            problems.append(f"{methods} {path}: {p}")
     assert seen >= 10
     assert not problems, "\n".join(problems)
 

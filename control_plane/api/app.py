@@ -21,6 +21,10 @@ from control_plane.errors import GovctlError
 from control_plane.wiring import parts
 
 
+CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; worker-src 'self' blob:; "
+               "connect-src 'self'; frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
 def create_app(rt: Context, scheduler: Any = None) -> FastAPI:
     """Build the app around a context (and the scheduler service, for its role); each domain's routes are mounted."""
     app = FastAPI(title="govctl control plane", version=__version__,
@@ -28,6 +32,9 @@ def create_app(rt: Context, scheduler: Any = None) -> FastAPI:
     app.state.ctx = rt
     for mod in parts("views"):
         app.include_router(mod.router)
+    from control_plane.console.views import mount_static
+
+    mount_static(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:
@@ -44,9 +51,40 @@ def create_app(rt: Context, scheduler: Any = None) -> FastAPI:
             if status >= 500:
                 metrics.HTTP_ERRORS.labels(path).inc()
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        if not request.url.path.startswith(("/api/", "/docs", "/redoc", "/openapi.json")):
+            # the console: our own scripts only, no framing, no sniffing, no referrer leaving the intranet page
+            response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["X-Frame-Options"] = "SAMEORIGIN"
+            response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
     @app.exception_handler(GovctlError)
-    async def govctl_error(_request: Request, exc: GovctlError) -> JSONResponse:
+    async def govctl_error(request: Request, exc: GovctlError) -> Response:
+        if not request.url.path.startswith("/api/"):
+            from control_plane.console.web import error_page
+
+            return error_page(request, exc)
         return JSONResponse(status_code=exc.http_status, content={"error": exc.message, "hint": exc.hint})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        """A console page whose dependency failed says so (the API keeps its plain 500)."""
+        import logging
+
+        logging.getLogger("govctl.api").error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(status_code=500, content={"error": f"internal error: {type(exc).__name__}", "hint": "see the control plane's log"})
+        from control_plane.console.web import error_page
+
+        down = type(exc).__module__.startswith(("elastic_transport", "elasticsearch"))
+        err = GovctlError(f"{'Elasticsearch 不可用 / Elasticsearch is unreachable' if down else '内部错误 / internal error'}: {type(exc).__name__}",
+                          hint="govctl services status shows what is down" if down else "see the control plane's log")  # fmt: skip
+        err.http_status = 503 if down else 500
+        return error_page(request, err)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness and the health of what the control plane depends on")
     def healthz() -> JSONResponse:
@@ -82,9 +120,9 @@ def server_config(settings: Any, app: Any, *, port: int | None = None) -> Any:
 
 
 def api_routes(app: FastAPI) -> list[Any]:
-    """Every route of the app, the domains' included routers flattened."""
+    """Every route of the app, the domains' included routers (and the routers they include) flattened."""
     out: list[Any] = []
     for r in app.routes:
         inner = getattr(r, "original_router", None)
-        out.extend(inner.routes if inner is not None else [r])
+        out.extend(api_routes(inner) if inner is not None else [r])
     return out

@@ -203,6 +203,33 @@ def iam_enrol(name: str, ttl_days: int = typer.Option(30, min=1, max=366, help="
     out.print("keep it in a 0600 file for --token-file, or in GOVCTL_TOKEN")
 
 
+@iam_app.command("password")
+@changes("iam.password.set")
+def iam_password(as_json: bool = JsonOpt) -> None:
+    """Set your own console password (asked twice, never on the command line) with your current TOTP code.
+
+    At least 12 characters of three kinds (lower and upper case, digits, symbols), not your name,
+    none of your last five.
+    """
+    from control_plane.gate import iam
+
+    me = principal()
+    if me.via != "token":
+        raise GovctlError("a console password belongs to a person who signed in with their own token", hint="set GOVCTL_TOKEN or use --token-file")
+    first = _ask("new password: ", secret=True)
+    if _ask("again: ", secret=True) != first:
+        raise GovctlError("the two passwords differ", hint="type the same password twice")
+    token = iam.PENDING_PASSWORD.set((me.name, first, _ask("current 6-digit code: ")))
+    try:
+        view = gated("iam.password.set", me.name, {})
+    finally:
+        iam.PENDING_PASSWORD.reset(token)
+    if as_json:
+        emit_json(view.as_dict())
+    else:
+        out.print(f"password set for {me.name}; sign in to the console with it and your TOTP code")
+
+
 def _ask(prompt: str, *, secret: bool = False) -> str:
     """A value from the terminal (hidden when secret), or a line of standard input when there is no terminal."""
     import getpass

@@ -6,6 +6,7 @@ import hmac
 import json
 import re
 import secrets
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -103,8 +104,8 @@ def change_user(rt: Context, name: str, *, roles: list[str] | None = None, disab
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
     """A user row without its secrets."""
-    return {k: v for k, v in row.items() if k not in ("enrol_sm3", "totp_secret", "totp_pending", "totp_last_step")} | {
-        "totp": bool(row.get("totp_secret"))}
+    hidden = ("enrol_sm3", "totp_secret", "totp_pending", "totp_last_step", "password_hash", "password_history")
+    return {k: v for k, v in row.items() if k not in hidden} | {"totp": bool(row.get("totp_secret")), "password": bool(row.get("password_hash"))}
 
 
 def create_user(rt: Context, name: str, *, roles: list[str], department: str = "") -> tuple[dict[str, Any], str]:
@@ -280,3 +281,81 @@ def locked_out(rt: Context, *keys: str) -> str | None:
             if n and n >= FAIL_LIMIT:
                 return k
     return None
+
+
+# -- passwords (the console's first factor; TOTP is the second) ---------------------------------------
+
+PASSWORD_MIN = 12
+# (user, new password, current TOTP code) for the one iam.password.set request being run in this context
+PENDING_PASSWORD: ContextVar[tuple[str, str, str] | None] = ContextVar("govctl_pending_password", default=None)
+PASSWORD_HISTORY = 5
+_SCRYPT = (2**14, 8, 1)  # n, r, p: 16 MiB and ~50 ms per check on these machines
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    import hashlib
+
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` (base64), a fresh 16-byte salt each time."""
+    import base64
+
+    salt = secrets.token_bytes(16)
+    n, r, p = _SCRYPT
+    enc = base64.b64encode
+    return f"scrypt${n}${r}${p}${enc(salt).decode()}${enc(_scrypt(password, salt, n, r, p)).decode()}"
+
+
+def _matches(stored: str, password: str) -> bool:
+    import base64
+
+    try:
+        kind, n, r, p, salt, want = stored.split("$")
+        if kind != "scrypt":
+            return False
+        return hmac.compare_digest(_scrypt(password, base64.b64decode(salt), int(n), int(r), int(p)), base64.b64decode(want))
+    except (ValueError, TypeError):
+        return False
+
+
+def password_problem(name: str, password: str) -> str | None:
+    """What the password policy has against ``password`` (Chinese first), or None."""
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN:
+        return f"口令至少 {PASSWORD_MIN} 个字符 / a password has at least {PASSWORD_MIN} characters"
+    if len(password) > 256:
+        return "口令最长 256 个字符 / a password has at most 256 characters"
+    classes = sum(bool(re.search(p, password)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^a-zA-Z0-9]"))
+    if classes < 3:
+        return "口令须包含大写字母、小写字母、数字、符号中的至少三类 / use at least three of: lower case, upper case, digits, symbols"
+    if name.lower() in password.lower():
+        return "口令不能包含用户名 / a password must not contain the user name"
+    return None
+
+
+def set_password(rt: Context, name: str, password: str) -> dict[str, Any]:
+    """Set a person's password after the policy (length, character classes, not the name, none of the last five)."""
+    row = get_user(rt, name)
+    if row is None:
+        raise NotFound(f"no user {name!r}")
+    problem = password_problem(name, password)
+    if problem:
+        raise IamError(problem, hint="choose a longer password that mixes character classes")
+    history = json.loads(row.get("password_history") or "[]")
+    if any(_matches(h, password) for h in history):
+        raise IamError(f"不能重复使用最近 {PASSWORD_HISTORY} 次用过的口令 / a password may not repeat one of the last {PASSWORD_HISTORY}",
+                       hint="choose a password you have not used here")  # fmt: skip
+    new = hash_password(password)
+    with rt.engine.begin() as conn:
+        conn.execute(update(users).where(users.c.name == name).values(
+            password_hash=new, password_history=json.dumps(([new] + history)[:PASSWORD_HISTORY]), password_changed=utc_now_iso()))  # fmt: skip
+    return {"user": name, "password_changed": True}
+
+
+def check_password(rt: Context, name: str, password: str) -> bool:
+    """Whether ``password`` is ``name``'s (the same work is done for a name that does not exist, so timing tells nothing)."""
+    row = get_user(rt, name) if isinstance(name, str) and USER_NAME.fullmatch(name or "") else None
+    stored = (row or {}).get("password_hash") or "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    ok = _matches(stored, password if isinstance(password, str) else "")
+    return bool(ok and row is not None and row.get("password_hash"))

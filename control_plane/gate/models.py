@@ -21,11 +21,19 @@ users = Table(
     Column("department", String(64), nullable=False, default=""),
     Column("enrol_sm3", String(64)), Column("enrol_expires", String(32)), Column("enrolled", String(32)),
     Column("totp_secret", Text), Column("totp_pending", Text), Column("totp_last_step", BigInteger),
+    Column("password_hash", Text), Column("password_history", Text), Column("password_changed", String(32)),
 )  # fmt: skip
 auth_failures = Table(
     "iam_auth_failures", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True), Column("key", String(160), nullable=False),
     Column("ts", String(32), nullable=False),
+)  # fmt: skip
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("id_sm3", String(64), primary_key=True), Column("user", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False), Column("source", String(64), nullable=False),
+    Column("created", String(32), nullable=False), Column("last_seen", String(32), nullable=False),
+    Column("expires", String(32), nullable=False), Column("ended", String(32)), Column("lang", String(8), nullable=False),
 )  # fmt: skip
 tokens = Table(
     "iam_tokens", metadata,

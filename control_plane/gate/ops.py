@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from control_plane.gate import iam
 from control_plane.gate.errors import ApprovalError
-from control_plane.operation import OP_ID_T, TARGETS, USER_T, Call, Name, Operation, Params, Text200
+from control_plane.operation import OP_ID_T, NoParams, TARGETS, USER_T, Call, Name, Operation, Params, Text200
 
 
 class TokenCreate(Params):
@@ -73,6 +73,15 @@ def _token_create(call: Call) -> tuple[dict[str, Any], str]:
     return {"token_id": token_id, "user": call.target, "expires": expires}, secret
 
 
+def _password_set(call: Call) -> dict[str, Any]:
+    """The new password and the person's current TOTP code come beside the request (never in it: params are kept and audited)."""
+    secret = iam.PENDING_PASSWORD.get()
+    if secret is None or secret[0] != call.target:
+        raise ApprovalError("no new password was given with this request", hint="set it with govctl iam password, or on the console's 账户 page")
+    iam.verify_otp(call.ctx, call.target, secret[2])
+    return iam.set_password(call.ctx, call.target, secret[1])
+
+
 def _validate_review_close(call: Call) -> None:
     if call.ctx.gate.break_glass_alert_closer(call.target) == call.by:
         raise ApprovalError(f"{call.by} closed the break-glass alert of {call.target}; the review needs a second person",
@@ -90,6 +99,7 @@ OPERATIONS = (
     Operation("iam.token.create", USER_T, TARGETS[USER_T], _token_create, TokenCreate, description="a new API token for oneself"),
     Operation("iam.token.revoke", USER_T, TARGETS[USER_T], lambda c: iam.revoke_token(c.ctx, c.params["token_id"], owner=c.target),
               TokenRevoke, description="revoke an API token"),  # fmt: skip
+    Operation("iam.password.set", USER_T, TARGETS[USER_T], _password_set, NoParams, description="set one's own console password (with a TOTP code)"),
     Operation("gate.review.close", OP_ID_T, TARGETS[OP_ID_T], _review_close, ReviewClose, validate=_validate_review_close,
               description="close the review of a break-glass operation"),  # fmt: skip
 )

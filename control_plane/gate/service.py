@@ -236,7 +236,7 @@ class Gate:
         try:
             if APPROVER_ROLE not in p.roles:
                 raise Forbidden(f"{p.name} is not an approver", hint="approvals need the approver role")
-            person = iam.get_user(self.rt, p.name) if p.via == "token" else None
+            person = iam.get_user(self.rt, p.name) if p.via in ("token", "console") else None
             if person is None:
                 raise Forbidden(f"{p.name} is not a registered person; approvals come from people who signed in with their own token")
             if person.get("totp_secret"):
@@ -362,7 +362,7 @@ class Gate:
     def get(self, op_id: str, *, opened_by: Principal | None = None) -> OperationView:
         """One operation with its approvals; opened by an approver, a deferred preview is made now (by anyone else, never)."""
         row = self._load(op_id)
-        open_preview = opened_by is not None and APPROVER_ROLE in opened_by.roles and opened_by.via == "token"
+        open_preview = opened_by is not None and APPROVER_ROLE in opened_by.roles and opened_by.via in ("token", "console")
         if open_preview and not row.preview and row.status == "pending_approval" and self.operations.get(row.operation, None) is not None \
                 and self.operations[row.operation].preview is not None:  # fmt: skip
             req = OperationRequest(row.operation, row.target, json.loads(row.params), row.reason, bool(row.break_glass), _row_origin(row))

@@ -33,6 +33,9 @@ EXPECTED = {
     "iam.role.change": {"secadmin"},
     "iam.token.create": set(ROLES),
     "iam.token.revoke": set(ROLES),
+    "iam.password.set": set(ROLES),
+    "notify.subscription.set": set(ROLES),
+    "notify.ack": set(ROLES),
     "services.up": {"sysadmin"},
     "services.down": {"sysadmin"},
     "jobs.run": {"sysadmin"},
@@ -57,7 +60,7 @@ EXPECTED = {
     "bastion.credentials.rotate": {"secadmin"},
     "bastion.serve": {"sysadmin"},
 }
-SELF_ONLY = ("iam.token", "bastion.key")  # the target is the person themself
+SELF_ONLY = ("iam.token", "bastion.key", "iam.password", "notify.subscription")  # the target is the person themself
 
 
 def test_policy_covers_exactly_the_expected_operations(sqlite_runtime: Context) -> None:
