@@ -16,7 +16,8 @@ GOENV        := GOFLAGS=-mod=mod GOPATH=$(CACHE)/go GOMODCACHE=$(CACHE)/go/pkg/m
 STAMP        := $(VENV)/.govctl-installed
 export GOVCTL_CACHE := $(CACHE)
 
-.PHONY: run test setup system-packages service-user elasticsearch pulumi venv bench corpus clean-var
+CONSOLE_ASSETS := control_plane/console/assets
+.PHONY: run test setup system-packages service-user elasticsearch pulumi venv console-assets bench corpus clean-var
 
 run: setup
 	$(VENV)/bin/govctl up
@@ -25,9 +26,9 @@ test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
-setup: system-packages service-user elasticsearch pulumi venv
+setup: system-packages service-user elasticsearch pulumi venv console-assets
 
-# Debian packages: Prometheus, node_exporter, PostgreSQL, the openssl CLI (interop tests),
+# Debian packages: Prometheus, node_exporter, Alertmanager, PostgreSQL, Chromium (the console's browser tests), the openssl CLI (interop tests),
 # iproute2, sshd and nftables (the local pools' hosts and the response playbooks), a CJK font and
 # Pango for the Chinese PDF report.
 system-packages:
@@ -35,6 +36,8 @@ system-packages:
 	command -v prometheus >/dev/null || need="$$need prometheus"; \
 	command -v promtool >/dev/null || need="$$need prometheus"; \
 	command -v prometheus-node-exporter >/dev/null || need="$$need prometheus-node-exporter"; \
+	command -v prometheus-alertmanager >/dev/null || need="$$need prometheus-alertmanager"; \
+	test -x /usr/bin/chromium || need="$$need chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v openssl >/dev/null || need="$$need openssl"; \
 	command -v setpriv >/dev/null || need="$$need util-linux"; \
@@ -89,6 +92,13 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 	printf '#!/bin/sh\n# Hosts Python dynamic providers for the Pulumi engine with this virtualenv.\nexec "%s" -u -m pulumi.dynamic "$$@"\n' \
 	  "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pulumi-resource-pulumi-python
 	chmod +x $(VENV)/bin/pulumi-resource-pulumi-python
+	@touch $@
+
+# The console's browser assets (htmx, ECharts, asciinema-player, xterm.js, axe-core) from npm, exactly as the
+# committed package-lock.json pins them, served locally (no CDN); reinstalled only when the lock file changes.
+console-assets: $(CONSOLE_ASSETS)/node_modules/.govctl-installed
+$(CONSOLE_ASSETS)/node_modules/.govctl-installed: $(CONSOLE_ASSETS)/package-lock.json
+	cd $(CONSOLE_ASSETS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Regenerate the SOC's real-log corpus (tests/data/reallogs) from the real programs, in throw-away namespaces.

@@ -116,7 +116,8 @@ def up() -> None:
         gw = Gateway(rt)
         gw.serve_in_thread()
     out.print(status_table(rt.supervisor.status()))
-    out.print(f"API        {s.api.url}  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
+    out.print(f"console    {s.api.url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
+    out.print(f"API        {s.api.url}/api/v1  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
     out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
     if gw:

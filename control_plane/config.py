@@ -81,6 +81,14 @@ class NodeExporterConfig(_Model):
     start_timeout_s: float = Field(default=15, gt=0)
 
 
+class AlertmanagerConfig(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = Field(default=9093, ge=1, le=65535)
+    binary: str = "prometheus-alertmanager"
+    start_timeout_s: float = Field(default=20, gt=0)
+
+
 class PostgresConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -99,6 +107,8 @@ class ServicesConfig(_Model):
     prometheus: PrometheusConfig = PrometheusConfig()
     node_exporter: NodeExporterConfig = NodeExporterConfig()
     postgres: PostgresConfig = PostgresConfig()
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig,
+                                             description="routes Prometheus' alerts to notify.webhook.url (the same webhook as govctl's notifications)")
 
 
 class ApiConfig(_Model):
@@ -285,7 +295,6 @@ class NotifyConfig(_Model):
     escalate_after_min: int = Field(default=15, ge=1, le=1440, description="a message nobody acknowledged for this long goes to the second person too")
     escalate_to: list[str] = Field(default_factory=list, description="the second people (user names) an unacknowledged message escalates to")
     console_url: str = Field(default="", max_length=200, description="the console's address as people reach it (links in messages); default the API's")
-    alertmanager_port: Port = Field(default=9093, ge=1, le=65535, description="Alertmanager (Prometheus' alerts → the webhook) when services.alertmanager is on")
 
 
 class DrSource(_Model):

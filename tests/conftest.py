@@ -19,7 +19,7 @@ from control_plane.services import Supervisor
 PROJECT = Path(__file__).resolve().parents[1]
 TEST_VAR = PROJECT / "var" / "test"
 # Ports of their own, so `make test` never collides with a `make run` on the defaults.
-TEST_PORTS = {"elasticsearch": 19200, "prometheus": 19090, "node_exporter": 19100, "postgres": 15432, "api": 18700}
+TEST_PORTS = {"elasticsearch": 19200, "prometheus": 19090, "node_exporter": 19100, "postgres": 15432, "api": 18700, "alertmanager": 19093}
 
 
 def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
@@ -32,6 +32,7 @@ def make_test_config(var_dir: Path = TEST_VAR, **extra: object) -> dict:
                               "ca_cert": str(TEST_VAR / "keys" / "elasticsearch-ca.pem")},
             "prometheus": {"port": TEST_PORTS["prometheus"], "scrape_interval_s": 5},
             "node_exporter": {"port": TEST_PORTS["node_exporter"]},
+            "alertmanager": {"port": TEST_PORTS["alertmanager"]},
             "postgres": {"port": TEST_PORTS["postgres"], "credentials": str(TEST_VAR / "keys" / "postgres.json")},
         },
         "api": {"port": TEST_PORTS["api"]},
@@ -151,3 +152,20 @@ def sqlite_runtime(tmp_path: Path, settings: Settings) -> Context:
     """A runtime on a fresh SQLite state DB (for tests that do not need both backends)."""
     rt = context_for(load(write_config(tmp_path / "govctl.yaml", make_test_config(var_dir=tmp_path / "var"))))
     return rt
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """pytest-playwright drives Debian's Chromium (Playwright's own download cannot work here), headless, as root without its sandbox.
+
+    No background networking: the machine's closed network refuses Chromium's own connections.
+    """
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict) -> dict:
+    """Pages in Chinese at a desktop size, in Beijing time; CSP bypassed only so axe-core can be injected (tests/console/kit.py)."""
+    return {**browser_context_args, "locale": "zh-CN", "timezone_id": "Asia/Shanghai", "viewport": {"width": 1366, "height": 900}, "bypass_csp": True}

@@ -135,9 +135,9 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 class Supervisor:
-    """Runs the four local services described by ``settings.services``."""
+    """Runs the local services described by ``settings.services``."""
 
-    ORDER = ("postgres", "elasticsearch", "node_exporter", "prometheus")
+    ORDER = ("postgres", "elasticsearch", "node_exporter", "alertmanager", "prometheus")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -244,7 +244,7 @@ class Supervisor:
     def spec(self, name: str) -> Spec:
         """The run specification of one service."""
         return {"postgres": self._pg_spec, "elasticsearch": self._es_spec,
-                "node_exporter": self._node_spec, "prometheus": self._prom_spec}[name]()  # fmt: skip
+                "node_exporter": self._node_spec, "prometheus": self._prom_spec, "alertmanager": self._am_spec}[name]()  # fmt: skip
 
     def _es_spec(self) -> Spec:
         c = self.cfg.elasticsearch
@@ -435,6 +435,32 @@ class Supervisor:
             marker=f"--web.listen-address={c.host}:",
             ready=lambda port: _http_ok(f"http://{c.host}:{port}/metrics"),
             timeout=c.start_timeout_s,
+        )
+
+    def _am_spec(self) -> Spec:
+        c = self.cfg.alertmanager
+        base = self.root / "alertmanager"
+        data, cfgfile = base / "data", base / "alertmanager.yml"
+
+        def prepare() -> None:
+            from control_plane.monitoring import write_alertmanager_config
+
+            write_alertmanager_config(self.settings, cfgfile)
+            self._own(base, data)
+
+        return Spec(
+            name="alertmanager",
+            host=c.host,
+            port=c.port,
+            # no gossip cluster (it would listen on 9094 on every address); one instance, its data under var/
+            argv=[self._binary("alertmanager", c.binary), f"--config.file={cfgfile}", f"--storage.path={data}",
+                  f"--web.listen-address={c.host}:{{port}}", "--cluster.listen-address="],  # fmt: skip
+            env={},
+            marker=str(cfgfile),
+            ready=lambda port: _http_ok(f"http://{c.host}:{port}/-/ready"),
+            timeout=c.start_timeout_s,
+            prepare=prepare,
+            data_dirs=[data],
         )
 
     def _prom_spec(self) -> Spec:

@@ -20,10 +20,10 @@ from control_plane.services import ServiceError, Supervisor
 from tests.conftest import make_test_config, write_config
 
 
-def test_four_services_healthy(services: Supervisor) -> None:
-    """Elasticsearch, Prometheus, node_exporter and PostgreSQL report healthy with pids."""
+def test_all_services_healthy(services: Supervisor) -> None:
+    """Elasticsearch, Prometheus, node_exporter, Alertmanager and PostgreSQL report healthy with pids."""
     rows = {s.name: s for s in services.status()}
-    assert set(rows) == {"elasticsearch", "prometheus", "node_exporter", "postgres"}
+    assert set(rows) == {"elasticsearch", "prometheus", "node_exporter", "postgres", "alertmanager"}
     for s in rows.values():
         assert s.health == "healthy", s
         assert s.pid and Path(f"/proc/{s.pid}").exists()
@@ -42,6 +42,10 @@ def test_services_are_the_real_thing(services: Supervisor) -> None:
     q = httpx.get(f"{cfg.prometheus.url}/api/v1/query", params={"query": "up"}).json()
     assert q["status"] == "success"
     assert "node_cpu_seconds_total" in httpx.get(f"http://127.0.0.1:{cfg.node_exporter.port}/metrics").text
+    am = httpx.get(f"http://127.0.0.1:{cfg.alertmanager.port}/api/v2/status").json()
+    assert am["config"]["original"] and am["cluster"]["status"] == "disabled"  # one instance, no gossip port
+    targets = httpx.get(f"{cfg.prometheus.url}/api/v1/alertmanagers").json()["data"]["activeAlertmanagers"]
+    assert [t["url"] for t in targets] == [f"http://127.0.0.1:{cfg.alertmanager.port}/api/v2/alerts"]
     pg = cfg.postgres
     with psycopg.connect(host=pg.host, port=services.port("postgres"), user=pg.user,
                          password=services.settings.pg_password("app"), dbname=pg.database) as conn:  # fmt: skip
@@ -100,7 +104,7 @@ def _supervisor(tmp_path: Path, data: dict) -> Supervisor:
 def _isolated(tmp_path: Path, **node: object) -> Supervisor:
     data = make_test_config(var_dir=tmp_path / "var")
     data["services"]["node_exporter"].update(node)
-    for other in ("elasticsearch", "prometheus", "postgres"):
+    for other in ("elasticsearch", "prometheus", "postgres", "alertmanager"):
         data["services"][other]["enabled"] = False
     return _supervisor(tmp_path, data)
 
