@@ -22,11 +22,11 @@ def govctl(*args: str, config: Path | None = None) -> subprocess.CompletedProces
 
 
 def test_services_status_json(services: Supervisor, config_file: Path) -> None:
-    """`govctl services status --json` lists the four services as healthy, exit 0."""
+    """`govctl services status --json` lists the five services as healthy, exit 0."""
     p = govctl("services", "status", "--json", config=config_file)
     assert p.returncode == 0, p.stderr
     rows = {r["name"]: r for r in json.loads(p.stdout)}
-    assert {n: r["health"] for n, r in rows.items()} == dict.fromkeys(("postgres", "elasticsearch", "node_exporter", "prometheus"), "healthy")
+    assert {n: r["health"] for n, r in rows.items()} == dict.fromkeys(("postgres", "elasticsearch", "node_exporter", "alertmanager", "prometheus"), "healthy")
 
 
 def test_bad_config_one_line_error(tmp_path: Path) -> None:
