@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,7 +39,10 @@ class SocketAccess(Access):
         if not host or origin not in (f"http://{host}", f"https://{host}"):
             raise PermissionError(f"cross-site terminal socket refused (origin {origin!r})")
         source = websocket.client.host if websocket.client else "unknown"
-        return sessions.lookup(ctx, websocket.cookies.get(sessions.COOKIE), source=source)
+        s = sessions.lookup(ctx, websocket.cookies.get(sessions.COOKIE), source=source)
+        if self.kind == "reads":
+            ctx.gate.authorize_read(s.principal, self.name)
+        return s
 
 
 class _Stdin:
@@ -173,6 +177,66 @@ async def terminal_socket(websocket: WebSocket, host: str = "", account: str = "
         for t in tasks[1:]:
             t.cancel()
         up.close()
+        try:
+            await websocket.close()
+        except Exception:  # noqa: BLE001 - already closed by the browser
+            pass
+
+
+@router.websocket("/sessions/{session_id}/watch")
+async def watch_socket(websocket: WebSocket, session_id: str, s: Any = Depends(SocketAccess("reads", "bastion.read"))) -> None:
+    """A live session, read-only: its recording followed as chunks are sealed (about a second behind); nothing typed here goes anywhere."""
+    import threading
+
+    from control_plane.bastion import store
+    from control_plane.bastion.recording import follow, recordings_key
+
+    ctx = websocket.app.state.ctx
+    sess = await asyncio.to_thread(store.get_session, ctx, session_id)
+    await websocket.accept()
+    ctx.gate.record(s.principal, "bastion.watch", target=session_id, details={"via": "console"})
+    kek = await asyncio.to_thread(recordings_key, ctx.key_passphrase(), ctx.settings.crypto.kdf_iterations)
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue[str | None] = asyncio.Queue()
+    gone = threading.Event()
+    checked = [0.0]
+
+    def stop() -> bool:
+        import time
+
+        if gone.is_set():
+            return True
+        if time.monotonic() - checked[0] < 1:
+            return False
+        checked[0] = time.monotonic()
+        return bool(store.get_session(ctx, session_id)["ended"])
+
+    def reader() -> None:
+        try:
+            for ev in follow(Path(sess["recording"]), kek, stop=stop):
+                if isinstance(ev, list) and len(ev) == 3 and ev[1] == "o":
+                    loop.call_soon_threadsafe(q.put_nowait, ev[2])
+        except Exception as exc:  # noqa: BLE001 - a broken recording ends the watch with its reason
+            loop.call_soon_threadsafe(q.put_nowait, f"\r\n[录像校验失败 / recording failed verification: {exc}]\r\n")
+        loop.call_soon_threadsafe(q.put_nowait, None)
+
+    threading.Thread(target=reader, name=f"watch-{session_id}", daemon=True).start()
+
+    async def drain_input() -> None:
+        while (await websocket.receive()).get("type") != "websocket.disconnect":
+            pass  # a watcher's keys go nowhere
+        gone.set()
+
+    drain = asyncio.create_task(drain_input())
+    try:
+        while (text := await q.get()) is not None:
+            await websocket.send_text(text)
+        await websocket.send_text("\r\n[会话已结束 / the session ended]\r\n")
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        gone.set()
+        drain.cancel()
         try:
             await websocket.close()
         except Exception:  # noqa: BLE001 - already closed by the browser

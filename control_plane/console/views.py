@@ -231,6 +231,10 @@ def reject(request: Request, op_id: str, comment: str = Form(""), otp: str = For
 @router.post("/approvals/{op_id}/run")
 def run_op(request: Request, op_id: str, s: WebSession = Depends(page_decides("run"))) -> Response:
     view = context(request).gate.run(s.principal, op_id)
+    if view.secret:
+        resp = render(request, "secret.html", v=view, message=op_message(view))
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
     return back(f"/approvals/{op_id}", op_message(view))
 
 
@@ -251,6 +255,10 @@ def new_request(request: Request, operation: str = Form(...), target: str = Form
     if not isinstance(p, dict):
         raise GovctlError("参数必须是 JSON 对象 / params must be a JSON object", hint='e.g. {"roles": ["auditor"]}')
     view = submit(request, s, operation.strip(), target.strip(), p, reason)
+    if view.secret:  # a new person's enrolment code: shown once, to the one who asked, never stored in the clear
+        resp = render(request, "secret.html", v=view, message=op_message(view))
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
     return back(f"/approvals/{view.id}", op_message(view))
 
 
@@ -360,6 +368,15 @@ def jobs_page(request: Request, s: WebSession = Depends(page_reads("jobs.read"))
     return render(request, "jobs.html", j=ov.jobs(context(request)))
 
 
+@router.post("/jobs/{job_id}/{action}")
+def job_action(request: Request, job_id: str, action: str, reason: str = Form(""), s: WebSession = Depends(page_changes("*"))) -> Response:
+    """Run now, pause (high risk: an approver) or resume a job: the jobs.* operations."""
+    if action not in ("run", "pause", "resume"):
+        raise GovctlError(f"no job action {action!r}", hint="run, pause or resume")
+    view = submit(request, s, f"jobs.{action}", job_id, {}, reason or f"from the console: {action}")
+    return back("/jobs", op_message(view))
+
+
 @router.get("/users")
 def users_page(request: Request, s: WebSession = Depends(page_reads("iam.read"))) -> Response:
     from control_plane.bastion import store
@@ -459,11 +476,11 @@ def report_submit(request: Request, month: str, revision: int = Form(...), s: We
     return back(f"/reports/{month}/{revision}", op_message(view))
 
 
-@router.post("/reports/{month}/build")
-def report_build(request: Request, month: str, reason: str = Form(""), correction: bool = Form(False),
+@router.post("/reports/build")
+def report_build(request: Request, month: str = Form(...), reason: str = Form(""), correction: bool = Form(False),
                  s: WebSession = Depends(page_changes("report.build"))) -> Response:  # fmt: skip
-    view = submit(request, s, "report.build", month, {"correction": correction, "reason": reason} if correction else {}, reason)
-    return back("/reports", op_message(view))
+    view = submit(request, s, "report.build", month.strip(), {"correction": True, "reason": reason} if correction else {}, reason)
+    return back("/reports" if view.status != "pending_approval" else f"/approvals/{view.id}", op_message(view))
 
 
 from control_plane.console.terminal import router as _terminal_router  # noqa: E402 - the web terminal's page and socket

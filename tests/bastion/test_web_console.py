@@ -97,8 +97,8 @@ def test_web_terminal_runs_a_line_and_refuses_rm_rf(env: Env, console: dict[str,
         c.close()
 
 
-def test_a_live_web_session_is_ended_from_the_sessions_page(env: Env, console: dict[str, Any], page: Any, browser: Any) -> None:
-    """A security administrator ends someone's web session with one click (a gated bastion.session.kill); the terminal says so within seconds."""
+def test_a_live_web_session_is_watched_then_ended_from_the_sessions_page(env: Env, console: dict[str, Any], page: Any, browser: Any) -> None:
+    """A security administrator watches a live web session read-only, then ends it with one click (a gated bastion.session.kill)."""
     url, ctx = console["url"], env.ctx
     login(page, url, console["webop"], ctx)
     _open(page, url)
@@ -107,6 +107,11 @@ def test_a_live_web_session_is_ended_from_the_sessions_page(env: Env, console: d
     sec = c.new_page()
     try:
         login(sec, url, console["websec"], ctx)
+        sec.goto(f"{url}/sessions/{sid}")  # live: watched read-only while the person works
+        sec.wait_for_function("() => window.govctlWatch !== undefined")
+        _type(page, "echo watched-$((5*5))")
+        wait_until(lambda: "watched-25" in str(sec.evaluate(SCREEN.replace("govctlTerminal", "govctlWatch"))), "the watcher to see the line's output")
+        assert ctx.ledger.query(operation="bastion.watch", actor="websec")
         sec.goto(f"{url}/sessions")
         sec.locator("tr", has_text=sid).locator("button:has-text('终止')").click()
         assert "bastion.session.kill" in sec.inner_text(".flash")

@@ -204,6 +204,38 @@ def test_critical_request_needs_two_approvers_in_two_browsers(world: dict[str, A
             c.close()
 
 
+def test_a_new_person_is_registered_from_the_console_and_their_code_shown_once(world: dict[str, Any], page: Any) -> None:
+    """iam.user.create (high risk) from the users page; approved; run by the requester, who sees the enrolment code once; it works."""
+    ctx, url, p = world["ctx"], world["url"], world["p"]
+    name = f"n{uuid.uuid4().hex[:6]}"
+    login(page, url, p["sec"], ctx)
+    page.goto(f"{url}/users")
+    page.select_option("#r-op", "iam.user.create")
+    page.fill("#r-target", name)
+    page.fill("#r-params", '{"roles": ["ops_engineer"]}')
+    page.fill("#r-reason", "新入职运维工程师")
+    page.click("button:has-text('提交')")
+    op_id = page.url.rsplit("/", 1)[-1]
+    appr = ctx.gate.authenticate(iam.create_token(ctx, "appr1")[1], source="127.0.0.1")
+    ctx.gate.approve(appr, op_id, "ok", otp=p["appr1"].code(ctx))
+    page.reload()
+    page.click("button:has-text('执行')")
+    code = page.inner_text("#secret").strip()
+    assert code.startswith("enr_") and page.url.endswith(f"/approvals/{op_id}/run")
+    assert code not in json.dumps(ctx.gate.get(op_id).as_dict())  # shown, never stored
+    assert iam.start_enrolment(ctx, name, code).startswith("otpauth://")
+
+
+def test_a_job_runs_from_the_jobs_page(world: dict[str, Any], page: Any) -> None:
+    """A system administrator runs a job now from 作业: a gated jobs.run, its run listed."""
+    ctx, url = world["ctx"], world["url"]
+    login(page, url, world["p"]["sys"], ctx)
+    page.goto(f"{url}/jobs")
+    page.locator("tr", has_text="gate.alerts").locator("button:has-text('立即运行')").click()
+    assert "jobs.run" in page.inner_text(".flash") and "成功" in page.inner_text(".flash")
+    assert ctx.ledger.query(operation="jobs.run", actor="sys", outcome="succeeded")
+
+
 def test_a_wrong_or_replayed_code_does_not_approve(world: dict[str, Any], browser: Any) -> None:
     """The approval form refuses a wrong TOTP code and a code already used, and says so."""
     from control_plane.gate import OperationRequest

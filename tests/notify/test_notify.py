@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,6 +25,7 @@ from control_plane.soc import alerts
 from control_plane.gate.decision import AlertRef
 from control_plane.wiring import context_for
 from tests.conftest import make_test_config, write_config
+from tests.bastion.conftest import wait_until
 from tests.console.kit import free_port, person
 from tests.gate.conftest import make_people
 
@@ -79,16 +79,6 @@ def _rt(tmp_path: Path, ch: dict[str, Any], fmt: str = "generic", **notify: Any)
     data["notify"] = {"smtp": {"host": "127.0.0.1", "port": ch["smtp_port"], "sender": "govctl@city.gov.cn"},
                       "webhook": {"url": ch["hook_url"], "format": fmt}, **notify}  # fmt: skip
     return context_for(load(write_config(tmp_path / "govctl.yaml", data)))
-
-
-def _wait(pred: Any, what: str, within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within}s: {what}")
 
 
 def _critical(rt: Context, title: str = "root login from the internet") -> str:
@@ -190,7 +180,7 @@ def test_alertmanager_routes_prometheus_alerts_to_the_same_webhook(tmp_path: Pat
         alert = [{"labels": {"alertname": "HostDown", "pool": "primary", "host": "prim-app-1", "severity": "critical"},
                   "annotations": {"summary": "prim-app-1 不可达"}, "startsAt": now.isoformat()}]  # fmt: skip
         assert httpx.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=alert, timeout=10).status_code == 200
-        got = _wait(lambda: [h for h in channels["hook"] if h.get("receiver") == "govctl-webhook"], "Alertmanager's webhook call", within=60)
+        got = wait_until(lambda: [h for h in channels["hook"] if h.get("receiver") == "govctl-webhook"], "Alertmanager's webhook call", within=60)
         assert got[0]["alerts"][0]["labels"]["alertname"] == "HostDown" and got[0]["status"] == "firing"
     finally:
         sup.down(["alertmanager"])

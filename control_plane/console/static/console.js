@@ -62,5 +62,16 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", () => { charts(); replay(); terminal(); });
+  function watch() {
+    const el = document.getElementById("watch");
+    if (!el || !window.Terminal) return;
+    const term = new Terminal({ disableStdin: true, fontSize: 13, fontFamily: "monospace" });
+    term.open(el);
+    window.govctlWatch = term;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}${el.dataset.ws}`);
+    ws.onmessage = (m) => term.write(m.data);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { charts(); replay(); terminal(); watch(); });
 })();
