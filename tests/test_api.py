@@ -18,7 +18,7 @@ def test_healthz_reports_services(services: Supervisor, settings: Settings) -> N
     body = TestClient(create_app(rt)).get("/healthz").json()
     assert body["status"] == "ok"
     assert body["checks"]["state_db"] == "ok"
-    assert body["checks"]["services"] == {n: "healthy" for n in ("postgres", "elasticsearch", "node_exporter", "prometheus")}
+    assert body["checks"]["services"] == {n: "healthy" for n in ("postgres", "elasticsearch", "node_exporter", "alertmanager", "prometheus")}
 
 
 def test_metrics_exposition_counts_requests(sqlite_runtime: Context) -> None:

@@ -91,12 +91,22 @@ def _mutating_routes(app) -> list[APIRoute]:  # noqa: ANN001
 
 
 def test_every_changing_route_needs_a_token(sqlite_runtime: Context) -> None:
-    """Each POST/PUT/PATCH/DELETE route depends on gate authentication and answers 401 without a token."""
+    """Each POST/PUT/PATCH/DELETE route depends on gate authentication and answers 401 without a token (API) or a session (console).
+
+    The console's only form anyone may post is the sign-in form.
+    """
     app = create_app(sqlite_runtime)
-    routes = _mutating_routes(app)
+    every = _mutating_routes(app)
+    routes = [r for r in every if r.path.startswith("/api/")]
     assert {r.path for r in routes} == {"/api/v1/ops", "/api/v1/ops/{op_id}/approve", "/api/v1/ops/{op_id}/reject",
                                         "/api/v1/ops/{op_id}/cancel", "/api/v1/ops/{op_id}/run", "/api/v1/soc/events"}  # fmt: skip
     client = TestClient(app)
+    pages = [r for r in every if not r.path.startswith("/api/") and r.path != "/login"]
+    assert len(pages) >= 15
+    for r in pages:
+        path = r.path.replace("{op_id}", "op-x").replace("{alert_id}", "a").replace("{session_id}", "s").replace("{month}", "2026-10")
+        resp = client.post(path.replace("{job_id}", "gate.alerts").replace("{action}", "run"), data={"csrf": "x"}, follow_redirects=False)
+        assert resp.status_code == 401, (r.path, resp.status_code)
     for r in routes:
         assert any(isinstance(d.call, Access) for d in r.dependant.dependencies), r.path
         method = next(iter(r.methods - {"HEAD"}))
