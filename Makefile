@@ -19,8 +19,9 @@ export GOVCTL_CACHE := $(CACHE)
 CONSOLE_ASSETS := control_plane/console/assets
 .PHONY: run test setup system-packages service-user elasticsearch pulumi venv console-assets bench corpus clean-var
 
+PROFILE      ?= single
 run: setup
-	$(VENV)/bin/govctl up
+	$(VENV)/bin/govctl --profile $(PROFILE) up
 
 test: setup
 	$(VENV)/bin/lint-imports
@@ -28,7 +29,8 @@ test: setup
 
 setup: system-packages service-user elasticsearch pulumi venv console-assets
 
-# Debian packages: Prometheus, node_exporter, Alertmanager, PostgreSQL, Chromium (the console's browser tests), the openssl CLI (interop tests),
+# Debian packages: Prometheus, node_exporter, Alertmanager, PostgreSQL with Patroni and etcd (the cluster profile),
+# Chromium (the console's browser tests), the openssl CLI (interop tests),
 # iproute2, sshd and nftables (the local pools' hosts and the response playbooks), a CJK font and
 # Pango for the Chinese PDF report.
 system-packages:
@@ -38,6 +40,8 @@ system-packages:
 	command -v prometheus-node-exporter >/dev/null || need="$$need prometheus-node-exporter"; \
 	command -v prometheus-alertmanager >/dev/null || need="$$need prometheus-alertmanager"; \
 	test -x /usr/bin/chromium || need="$$need chromium"; \
+	command -v patroni >/dev/null || need="$$need patroni"; \
+	command -v etcd >/dev/null || need="$$need etcd-server etcd-client"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v openssl >/dev/null || need="$$need openssl"; \
 	command -v setpriv >/dev/null || need="$$need util-linux"; \

@@ -43,12 +43,15 @@ factory["context"] = context_for  # every command's context has all the domains 
 @app.callback()
 def _main(
     config: Optional[Path] = typer.Option(None, "--config", "-c", envvar="GOVCTL_CONFIG", help="Path of govctl.yaml."),
+    profile: Optional[str] = typer.Option(None, "--profile", envvar="GOVCTL_PROFILE", help="single (default) or cluster: defaults laid under govctl.yaml."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
     token: Optional[str] = typer.Option(None, "--token", hidden=True, help="Refused: a token on the command line is readable by every local user."),
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file (mode 0600, yours) holding your API token; or set GOVCTL_TOKEN."),
 ) -> None:
     """Global options."""
     state["config"] = str(config) if config else None
+    if profile:
+        os.environ["GOVCTL_PROFILE"] = profile  # read by config.load, here and in the processes this one starts
     if token is not None:
         err.print("error: --token VALUE is refused: every local user can read a command line in /proc "
                   "(put the token in GOVCTL_TOKEN, or in a 0600 file given with --token-file)")
@@ -86,8 +89,14 @@ def config_show(as_json: bool = JsonOpt) -> None:
 
 @app.command()
 @changes("services.up")
-def up() -> None:
-    """Start everything: services, the HTTP API, the scheduler and the bastion. Ctrl-C stops all of it."""
+def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=65535, help="Serve the API and console here instead of api.port "
+                                                                                        "(a second control plane beside the first)."),
+       bastion: bool = typer.Option(True, "--bastion/--no-bastion", help="Also run the bastion's SSH gateway (one per host).")) -> None:
+    """Start everything: services, the HTTP API and console, the scheduler and the bastion. Ctrl-C stops all of it.
+
+    Several control planes may run on one state database: one of them leads the scheduler at a
+    time (the others take over within the leader poll when it dies).
+    """
     import uvicorn
 
     from control_plane.api.app import create_app, server_config
@@ -97,17 +106,27 @@ def up() -> None:
 
     rt = context()
     s = rt.settings
-    if not _port_free(s.api.host, s.api.port):
-        raise GovctlError(f"api: port {s.api.port} on {s.api.host} is already in use", hint="stop the other process or set api.port")
+    port = api_port or s.api.port
+    if not _port_free(s.api.host, port):
+        raise GovctlError(f"api: port {port} on {s.api.host} is already in use", hint="stop the other process, set api.port, or give --api-port")
+    boot: list[str] = []
+    if s.services.postgres.ha.members > 1 and s.state.url is None:
+        # the state database is the Patroni cluster: it must run before anything can be recorded in it
+        boot = [n for n in rt.supervisor.ORDER if n == "etcd" or n.startswith("postgres")]
+        with err.status("starting the state database (etcd, Patroni)…", spinner="dots"):
+            rt.supervisor.up(boot)
     with err.status("starting services…", spinner="dots"):
+        if boot:
+            rt.gate.record(principal(), "services.up", target=",".join(boot),
+                           details={"bootstrap": "the state database, started before it could record this"})  # fmt: skip
         view = gated("services.up", "all", {"rollback": True}, reason="govctl up")
     started = view.result["started"]
     sched = SchedulerService(rt) if s.scheduler.enabled else None
     if sched:
         sched.start()
-    server = uvicorn.Server(server_config(s, create_app(rt, sched)))  # proxy headers only from configured proxies
+    server = uvicorn.Server(server_config(s, create_app(rt, sched), port=port))  # proxy headers only from configured proxies
     gw = None
-    if s.bastion.enabled:
+    if s.bastion.enabled and bastion:
         from control_plane.bastion.gateway import Gateway
 
         if not _port_free(s.bastion.host, s.bastion.port):
@@ -116,8 +135,9 @@ def up() -> None:
         gw = Gateway(rt)
         gw.serve_in_thread()
     out.print(status_table(rt.supervisor.status()))
-    out.print(f"console    {s.api.url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
-    out.print(f"API        {s.api.url}/api/v1  (OpenAPI {s.api.url}/docs, health {s.api.url}/healthz, metrics {s.api.url}/metrics)")
+    url = f"http://{s.api.host}:{port}"
+    out.print(f"console    {url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
+    out.print(f"API        {url}/api/v1  (OpenAPI {url}/docs, health {url}/healthz, metrics {url}/metrics)")
     out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
     if gw:

@@ -44,14 +44,21 @@ class ElasticsearchConfig(_Model):
     java_home: Path | None = Field(default=None, description="a Java 17+ home; default: the machine's JDK 17")
     heap_min_mb: int = Field(default=512, ge=256, le=8192)
     heap_max_mb: int = Field(default=1024, ge=256, le=8192)
+    nodes: int = Field(default=1, ge=1, le=5, description="1: one node (discovery.type single-node); 3: a cluster on ports port … port+2, "
+                                                          "transport port+100 …, every index with one replica where a second node exists")
     start_timeout_s: float = Field(default=150, gt=0)
     credentials: Path | None = Field(default=None, description="the components' generated passwords (0600); default <key_dir>/elasticsearch.json")
     ca_cert: Path | None = Field(default=None, description="the CA that signs the node's TLS certificate; default <key_dir>/elasticsearch-ca.pem")
 
     @property
     def url(self) -> str:
-        """The HTTPS address of the node (security is always on)."""
+        """The HTTPS address of the (first) node (security is always on)."""
         return f"https://{self.host}:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's HTTPS address: the client knows them all and moves on when one is down."""
+        return [f"https://{self.host}:{self.port + i}" for i in range(self.nodes)]
 
     def distribution_path(self) -> Path:
         """The zip to unpack, from the configured path or the shared cache."""
@@ -89,6 +96,21 @@ class AlertmanagerConfig(_Model):
     start_timeout_s: float = Field(default=20, gt=0)
 
 
+class PostgresHaConfig(_Model):
+    members: int = Field(default=1, ge=1, le=3, description="1: one PostgreSQL; 2–3: Patroni members (ports port, port+1 …) on etcd, one leader, streaming replicas")
+    rest_port: Port = Field(default=8008, ge=1, le=65535, description="Patroni's REST API of member 1 (member N: +N-1)")
+    etcd_port: Port = Field(default=2379, ge=1, le=65535, description="etcd's client port (its peer port is the next)")
+    ttl_s: int = Field(default=10, ge=5, le=300, description="the leader key's lifetime: a dead leader is replaced after at most this (plus loop_wait_s)")
+    loop_wait_s: int = Field(default=2, ge=1, le=60)
+    retry_timeout_s: int = Field(default=4, ge=1, le=120, description="ttl_s ≥ loop_wait_s + 2 × retry_timeout_s")
+
+    @model_validator(mode="after")
+    def _timings(self) -> PostgresHaConfig:
+        if self.ttl_s < self.loop_wait_s + 2 * self.retry_timeout_s:
+            raise ValueError("ttl_s must be at least loop_wait_s + 2 × retry_timeout_s (Patroni's rule)")
+        return self
+
+
 class PostgresConfig(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -99,6 +121,7 @@ class PostgresConfig(_Model):
     superuser: str = Field(default="postgres", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="the cluster's superuser (maintenance only)")
     credentials: Path | None = Field(default=None, description="generated passwords of the superuser and the application role (0600); default <key_dir>/postgres.json")
     start_timeout_s: float = Field(default=30, gt=0)
+    ha: PostgresHaConfig = Field(default_factory=PostgresHaConfig, description="Patroni members on etcd (the cluster profile: two), the state DB on them")
 
 
 class ServicesConfig(_Model):
@@ -381,7 +404,18 @@ class BastionConfig(_Model):
         return self.zones.get(name, self.default_zone)
 
 
+# Profiles: defaults laid under the configuration file (what the file says wins). "single" is the
+# embedded default (one process of each engine); "cluster" runs the engines the way a city runs them:
+# losing any one node loses nothing.
+PROFILES: dict[str, dict[str, Any]] = {
+    "single": {},
+    "cluster": {"services": {"elasticsearch": {"nodes": 3, "heap_min_mb": 256, "heap_max_mb": 512}, "postgres": {"ha": {"members": 2}}}},
+}
+ENV_PROFILE = "GOVCTL_PROFILE"
+
+
 class Settings(_Model):
+    profile: Literal["single", "cluster"] = Field(default="single", description="single: one process per engine; cluster: three Elasticsearch nodes …")
     var_dir: Path = Path("var")
     services: ServicesConfig = ServicesConfig()
     api: ApiConfig = ApiConfig()
@@ -431,9 +465,11 @@ class Settings(_Model):
         return self.path(self.audit.anchor_file) if self.audit.anchor_file else self.var / "audit" / "checkpoints.jsonl"
 
     def state_url(self) -> str:
-        """The SQLAlchemy URL of the state database."""
+        """The SQLAlchemy URL of the state database (with Patroni members: all of them, whichever is the leader now)."""
         if self.state.url is not None:
             return self.state.url.get_secret_value()
+        if self.services.postgres.ha.members > 1:
+            return self.postgres_url()
         return f"sqlite:///{self.var / 'state' / 'govctl.db'}"
 
     def es_credentials_path(self) -> Path:
@@ -462,7 +498,12 @@ class Settings(_Model):
         from urllib.parse import quote
 
         pg = self.services.postgres
-        return f"postgresql+psycopg://{pg.user}:{quote(self.pg_password('app'), safe='')}@{pg.host}:{port or pg.port}/{database or pg.database}"
+        auth = f"{pg.user}:{quote(self.pg_password('app'), safe='')}"
+        if pg.ha.members > 1 and port is None:
+            # libpq tries each member and keeps the one that accepts writes: the leader, wherever it is now
+            hosts = "&".join(f"host={pg.host}:{pg.port + i}" for i in range(pg.ha.members))  # SQLAlchemy's form of libpq's host list
+            return f"postgresql+psycopg://{auth}@/{database or pg.database}?{hosts}&target_session_attrs=read-write&connect_timeout=3"
+        return f"postgresql+psycopg://{auth}@{pg.host}:{port or pg.port}/{database or pg.database}"
 
 
 def load(path: str | os.PathLike[str] | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
@@ -488,6 +529,9 @@ def load(path: str | os.PathLike[str] | None = None, *, overrides: dict[str, Any
         source = str(p.resolve())
     if overrides:
         data = _deep_merge(data, overrides)
+    profile = data.get("profile") or os.environ.get(ENV_PROFILE) or "single"
+    if profile in PROFILES:  # an unknown name is left for validation to refuse with the allowed ones
+        data = {**_deep_merge(PROFILES[profile], data), "profile": profile}
     try:
         return Settings.model_validate({**data, "base_dir": base, "source": source})
     except ValidationError as exc:

@@ -107,3 +107,4 @@ class LocalBackend:
                     os.unlink(os.path.join(dirpath, f))
                     n += 1
         return n
+

@@ -214,18 +214,18 @@ class Repository:
 
     @classmethod
     def init(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, iterations: int = 200_000, pack_size: int = PACK_TARGET,
-             copy_of: Repository | None = None) -> Repository:  # fmt: skip
+             copy_of: Repository | None = None, backend: Backend | None = None) -> Repository:  # fmt: skip
         """Create an empty repository; refuse a directory that already holds one.
 
         ``copy_of``: a copy target for that repository — the same master key (wrapped under this
         repository's own passphrase and id) and chunker, so packs can be copied byte for byte.
         """
         root = Path(root)
-        if (root / "config").exists():
+        backend = backend or LocalBackend(root)
+        if backend.exists("config"):
             raise RepoError(f"{root} already holds a repository", hint="open it, or choose an empty directory")
-        for d in ("data", "index", "snapshots", "keys", "state"):
+        for d in ("data", "index", "snapshots", "keys", "state") if isinstance(backend, LocalBackend) else ("state",):
             (root / d).mkdir(parents=True, exist_ok=True)
-        backend = LocalBackend(root)
         rid = uuid.uuid4().hex
         master = copy_of.keys.enc + copy_of.keys.ident if copy_of else secrets.token_bytes(48)
         salt = secrets.token_bytes(16)
@@ -241,15 +241,17 @@ class Repository:
                    "pack_size": pack_size, "signer_key_id": signer.public_key.key_id}  # fmt: skip
         backend.write_once("config", json.dumps(cfg, indent=1).encode())
         trusted = copy_of.trusted if copy_of else signer.public_key  # type: ignore[union-attr]
-        return cls.open(root, passphrase, signer=signer, trusted=trusted)
+        return cls.open(root, passphrase, signer=signer, trusted=trusted, backend=backend)
 
     @classmethod
-    def open(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, trusted: SM2PublicKey) -> Repository:
-        """Open with the passphrase; a wrong one is a clear error."""
+    def open(cls, root: Path, passphrase: str, *, signer: SM2PrivateKey | None, trusted: SM2PublicKey,
+             backend: Backend | None = None) -> Repository:  # fmt: skip
+        """Open with the passphrase; a wrong one is a clear error. Objects come from ``backend`` (default: files under ``root``)."""
         root = Path(root)
+        backend = backend or LocalBackend(root)
         try:
-            cfg = json.loads((root / "config").read_text())
-            mk = json.loads((root / "keys" / "master.json").read_text())
+            cfg = json.loads(backend.read("config"))
+            mk = json.loads(backend.read("keys/master.json"))
         except FileNotFoundError:
             raise RepoError(f"no repository at {root}", hint="create one: govctl dr init") from None
         except ValueError as exc:
@@ -262,7 +264,9 @@ class Repository:
         except IntegrityError:
             raise WrongKey(f"wrong passphrase for the repository at {root} (the master key does not unwrap)",
                            hint="use the passphrase the repository was created with (dr.passphrase_file)") from None  # fmt: skip
-        return cls(root, Keys(master[:16], master[16:48]), cfg, signer, trusted)
+        if not isinstance(backend, LocalBackend):
+            (root / "state").mkdir(parents=True, exist_ok=True)  # the lock and local bookkeeping stay on this host
+        return cls(root, Keys(master[:16], master[16:48]), cfg, signer, trusted, backend)
 
     # -- objects --------------------------------------------------------------------------------
 

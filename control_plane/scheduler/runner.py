@@ -107,6 +107,18 @@ def claim(rt: Context, job_id: str, slot: str, trigger: str) -> str | None:
     return key if took == 1 else None
 
 
+def reap_dead_runs(rt: Context) -> list[str]:
+    """Runs left 'running' by a process on this host that died (a killed control plane): marked failed, so they show and can run again."""
+    with rt.engine.connect() as conn:
+        rows = conn.execute(job_runs.select().where(job_runs.c.status == "running")).all()
+    dead = [r.run_key for r in rows if _pid_dead_here(r.host, r.pid)]
+    for key in dead:
+        with rt.engine.begin() as conn:
+            conn.execute(update(job_runs).where(and_(job_runs.c.run_key == key, job_runs.c.status == "running"))
+                         .values(status="failed", finished=utc_now_iso(), detail="abnormal: the process running it died"))  # fmt: skip
+    return dead
+
+
 def _finish(rt: Context, key: str, status: str, detail: str) -> None:
     with rt.engine.begin() as conn:
         conn.execute(update(job_runs).where(job_runs.c.run_key == key)

@@ -147,6 +147,10 @@ class SchedulerService:
         while not self._stop.is_set():
             try:
                 if self.sched is None and self.lock.try_acquire():
+                    from control_plane.scheduler.runner import reap_dead_runs
+
+                    for key in reap_dead_runs(self.rt):  # what a dead leader on this host left half-done
+                        log.warning("scheduler: run %s was left running by a process that died; marked failed", key)
                     sched = build(self.rt)
                     sched.start(paused=True)
                     sync_jobs(self.rt, sched)

@@ -9,23 +9,35 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from control_plane.errors import GovctlError
 from control_plane.clikit import (JsonOpt, changes, context, emit_json, err, gated, out, pending_note, reads)  # fmt: skip
 
 services_app = typer.Typer(help="The local services: Elasticsearch, Prometheus, node_exporter, PostgreSQL.", no_args_is_help=True)
 
 def status_table(rows: list[Any]) -> Table:
-    t = Table("service", "address", "pid", "health", "log")
+    t = Table("service", "address", "pid", "role", "health", "log")
     colours = {"healthy": "green", "stopped": "dim", "disabled": "dim"}
     for s in rows:
+        role = getattr(s, "role", "")
         c = colours.get(s.health, "red")
-        t.add_row(s.name, s.address, str(s.pid or "-"), f"[{c}]{s.health}[/{c}]" + (f" ({s.detail})" if s.detail else ""), s.log)
+        t.add_row(s.name, s.address, str(s.pid or "-"), role or "-", f"[{c}]{s.health}[/{c}]" + (f" ({s.detail})" if s.detail else ""), s.log)
     return t
 
 
 @services_app.command("up")
 @changes("services.up")
-def services_up(names: Optional[list[str]] = typer.Argument(None, help="Services to start (default: all enabled)."), as_json: bool = JsonOpt) -> None:
+def services_up(names: Optional[list[str]] = typer.Argument(None, help="Services to start (default: all enabled)."),
+                profile: Optional[str] = typer.Option(None, "--profile", help="single or cluster (the same as govctl --profile)."),
+                as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Start the services (idempotent) and wait until each is ready."""
+    if profile:
+        import os
+
+        from control_plane.clikit import state
+
+        if state.get("ctx") is not None:
+            raise GovctlError("--profile must come before anything reads the configuration", hint="use govctl --profile cluster services up")
+        os.environ["GOVCTL_PROFILE"] = profile
     with err.status("starting services…", spinner="dots") if not as_json else contextlib.nullcontext():
         view = gated("services.up", ",".join(names or []) or "all")
     rows = view.result["status"]
@@ -34,9 +46,9 @@ def services_up(names: Optional[list[str]] = typer.Argument(None, help="Services
         return
     if view.result["started"]:
         err.print(f"started: {', '.join(view.result['started'])}")
-    t = Table("service", "address", "pid", "health", "log")
+    t = Table("service", "address", "pid", "role", "health", "log")
     for r in rows:
-        t.add_row(r["name"], r["address"], str(r["pid"] or "-"), r["health"], r["log"])
+        t.add_row(r["name"], r["address"], str(r["pid"] or "-"), r.get("role") or "-", r["health"], r["log"])
     out.print(t)
 
 

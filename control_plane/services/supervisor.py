@@ -54,6 +54,7 @@ class ServiceStatus:
     health: str  # healthy | starting | unhealthy | stopped | disabled
     log: str
     detail: str = ""
+    role: str = ""  # in a cluster: master / data (Elasticsearch), leader / replica (PostgreSQL)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -147,6 +148,23 @@ class Supervisor:
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
         self.user = self._service_user()
+        es_nodes = ["elasticsearch"] + [f"elasticsearch-{i}" for i in range(2, self.cfg.elasticsearch.nodes + 1)]
+        ha = self.cfg.postgres.ha.members
+        pg = ["etcd", "postgres", *(f"postgres-{i}" for i in range(2, ha + 1))] if ha > 1 else ["postgres"]
+        self.ORDER = (*pg, *es_nodes, "node_exporter", "alertmanager", "prometheus")
+
+    def _svc_cfg(self, name: str) -> Any:
+        """The configuration section of a service (every Elasticsearch node shares one; etcd and the Patroni members are PostgreSQL's)."""
+        if name.startswith("elasticsearch"):
+            return self.cfg.elasticsearch
+        if name == "etcd" or name.startswith("postgres"):
+            return self.cfg.postgres
+        return getattr(self.cfg, name)
+
+    def _default_port(self, name: str) -> int:
+        if name == "etcd":
+            return self.cfg.postgres.ha.etcd_port
+        return int(self._svc_cfg(name).port) + (_es_index(name) - 1 if name.startswith(("elasticsearch", "postgres")) else 0)
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -239,16 +257,33 @@ class Supervisor:
 
     def enabled(self) -> list[str]:
         """Names of the services switched on in the configuration."""
-        return [n for n in self.ORDER if getattr(self.cfg, n).enabled]
+        return [n for n in self.ORDER if self._svc_cfg(n).enabled]
 
     def spec(self, name: str) -> Spec:
         """The run specification of one service."""
-        return {"postgres": self._pg_spec, "elasticsearch": self._es_spec,
-                "node_exporter": self._node_spec, "prometheus": self._prom_spec, "alertmanager": self._am_spec}[name]()  # fmt: skip
+        if name.startswith("elasticsearch"):
+            return self._es_spec(_es_index(name))
+        if name == "etcd":
+            return self._etcd_spec()
+        if name.startswith("postgres") and self.cfg.postgres.ha.members > 1:
+            return self._patroni_spec(_es_index(name))
+        return {"postgres": self._pg_spec, "node_exporter": self._node_spec, "prometheus": self._prom_spec, "alertmanager": self._am_spec}[name]()
 
-    def _es_spec(self) -> Spec:
+    def _es_spec(self, i: int = 1) -> Spec:
         c = self.cfg.elasticsearch
-        base = self.root / "elasticsearch"
+        cluster = c.nodes > 1
+        # a cluster's nodes keep their data apart from the single node's: one never starts on the other's cluster state
+        base = self.root / "elasticsearch-cluster" / f"node-{i}" if cluster else self.root / "elasticsearch"
+        http_port = c.port + i - 1
+        node = f"govctl-{i}" if cluster else "govctl-local"
+        if cluster:
+            peers = ", ".join(f"{c.host}:{c.port + 100 + k}" for k in range(c.nodes))
+            masters = ", ".join(f"govctl-{k + 1}" for k in range(c.nodes))
+            topology = (f"transport.port: {c.port + 100 + i - 1}\n"
+                        f"discovery.seed_hosts: [{peers}]\n"
+                        f"cluster.initial_master_nodes: [{masters}]\n")  # fmt: skip
+        else:
+            topology = f"transport.port: {c.port + 100}-{c.port + 199}\ndiscovery.type: single-node\n"
         home = self.root / "opt" / f"elasticsearch-{c.version}"
         conf, data, logs, tmp = base / "config", base / "data", base / "logs", base / "tmp"
         java = self._java_home(c.java_home)
@@ -278,13 +313,12 @@ class Supervisor:
             (conf / "elasticsearch.yml").write_text(
                 "# written by govctl services; edit govctl.yaml instead\n"
                 "cluster.name: govctl\n"
-                "node.name: govctl-local\n"
+                f"node.name: {node}\n"
                 f"path.data: {data}\n"
                 f"path.logs: {logs}\n"
                 f"network.host: {c.host}\n"
-                f"http.port: {c.port}\n"
-                f"transport.port: {c.port + 100}-{c.port + 199}\n"
-                "discovery.type: single-node\n"
+                f"http.port: {http_port}\n"
+                + topology
                 + es_security.yml_settings("certs") +
                 "action.destructive_requires_name: true\n"
                 "# a local single node on a shared disk: do not flip indices read-only when the disk fills\n"
@@ -296,9 +330,9 @@ class Supervisor:
                     os.lchown(sub, self.user.pw_uid, self.user.pw_gid)
 
         return Spec(
-            name="elasticsearch",
+            name="elasticsearch" if i == 1 else f"elasticsearch-{i}",
             host=c.host,
-            port=c.port,
+            port=http_port,
             argv=[str(home / "bin" / "elasticsearch")],
             env={
                 "ES_JAVA_HOME": str(java),
@@ -306,7 +340,7 @@ class Supervisor:
                 "ES_TMPDIR": str(tmp),
                 "ES_JAVA_OPTS": f"-Xms{c.heap_min_mb}m -Xmx{c.heap_max_mb}m",
             },
-            marker="org.elasticsearch",
+            marker=f"-Des.path.conf={conf}" if cluster else "org.elasticsearch",
             ready=lambda port: _http_ok(
                 f"https://{c.host}:{port}/_cluster/health?wait_for_status=yellow&timeout=1s",
                 header=("x-elastic-product", "Elasticsearch"),
@@ -338,13 +372,129 @@ class Supervisor:
             raise ServiceError("postgres: no PostgreSQL server found under /usr/lib/postgresql", hint="run `make setup` (installs the Debian package postgresql)")
         return found[-1].parent
 
+    def _pg_roles(self, port: int) -> tuple[bool, str]:
+        """Connect as the superuser; create the application and replication roles and the database where missing."""
+        import psycopg
+        from psycopg import sql
+
+        from control_plane.credentials import REPLICATION_ROLE, pg_credentials
+
+        c = self.cfg.postgres
+        creds = pg_credentials(self.settings.pg_credentials_path())
+        try:
+            with psycopg.connect(host=c.host, port=port, user=c.superuser, password=creds["superuser"], dbname="postgres",
+                                 connect_timeout=2, autocommit=True) as conn:  # fmt: skip
+                # the application role owns its database and is no superuser; replication has nothing but REPLICATION
+                for role, attrs, key in ((c.user, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", "app"),
+                                         (REPLICATION_ROLE, "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE", "replication")):  # fmt: skip
+                    verifier = conn.pgconn.encrypt_password(creds[key].encode(), role.encode(), b"scram-sha-256").decode()
+                    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                        conn.execute(sql.SQL(f"CREATE ROLE {{}} {attrs} PASSWORD {{}}").format(sql.Identifier(role), sql.Literal(verifier)))
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (c.database,)).fetchone():
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(c.database), sql.Identifier(c.user)))
+            return True, ""
+        except psycopg.OperationalError as exc:
+            return False, str(exc).strip().splitlines()[0] if str(exc).strip() else "not accepting connections"
+
+    def _etcd_spec(self) -> Spec:
+        """One etcd member (the DCS the Patroni members elect their leader in), loopback only."""
+        ha, host = self.cfg.postgres.ha, self.cfg.postgres.host
+        base = self.root / "etcd"
+        data = base / "data"
+
+        def prepare() -> None:
+            self._own(base, data)
+            data.chmod(0o700)
+
+        peer = f"http://{host}:{ha.etcd_port + 1}"
+        return Spec(
+            name="etcd",
+            host=host,
+            port=ha.etcd_port,
+            argv=["etcd", "--name=govctl-etcd", f"--data-dir={data}", f"--listen-client-urls=http://{host}:{{port}}",
+                  f"--advertise-client-urls=http://{host}:{{port}}", f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                  f"--initial-cluster=govctl-etcd={peer}", "--initial-cluster-state=new", "--logger=zap", "--log-level=warn"],  # fmt: skip
+            env={},
+            marker=f"--data-dir={data}",
+            ready=lambda port: _http_ok(f"http://{host}:{port}/health"),
+            timeout=30,
+            prepare=prepare,
+            data_dirs=[data],
+        )
+
+    def _patroni_spec(self, i: int) -> Spec:
+        """Patroni member ``i``: it bootstraps (or clones) its PostgreSQL, holds or follows the leader key in etcd, promotes on failover."""
+        import yaml
+
+        from control_plane.credentials import REPLICATION_ROLE, pg_credentials, write_private
+
+        c, ha = self.cfg.postgres, self.cfg.postgres.ha
+        base = self.root / "postgres-ha" / f"member-{i}"
+        data, sock, cfgfile = base / "data", base / "socket", base / "patroni.yml"
+        port, rest = c.port + i - 1, ha.rest_port + i - 1
+        nets = ["127.0.0.1/32", "::1/128"] + ([] if c.host in ("127.0.0.1", "::1", "localhost") else [f"{c.host}/32"])
+        hba = ["local all all scram-sha-256"] + [f"host {db} all {n} scram-sha-256" for n in nets for db in ("all", "replication")]
+
+        def prepare() -> None:
+            self._own(base, sock)
+            creds = pg_credentials(self.settings.pg_credentials_path())
+            conf = {
+                "scope": "govctl", "name": f"pg-{i}",
+                "restapi": {"listen": f"{c.host}:{rest}", "connect_address": f"{c.host}:{rest}",
+                            "authentication": {"username": "patroni", "password": creds["superuser"]}},
+                "etcd3": {"hosts": [f"{c.host}:{ha.etcd_port}"]},
+                "bootstrap": {
+                    # synchronous: a commit waits for the replica, so the replica that takes over has every committed record
+                    # (with the replica down the leader goes on alone: synchronous_mode_strict stays off)
+                    "dcs": {"ttl": ha.ttl_s, "loop_wait": ha.loop_wait_s, "retry_timeout": ha.retry_timeout_s, "maximum_lag_on_failover": 16 * 1024 * 1024,
+                            "synchronous_mode": True,
+                            "postgresql": {"use_pg_rewind": True, "use_slots": True,
+                                           "parameters": {"wal_level": "replica", "max_wal_senders": 10, "max_replication_slots": 10,
+                                                          "wal_log_hints": "on", "hot_standby": "on"}}},
+                    "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, {"auth": "scram-sha-256"}],
+                    "pg_hba": hba,
+                },
+                "postgresql": {
+                    "listen": f"{c.host}:{port}", "connect_address": f"{c.host}:{port}", "data_dir": str(data), "bin_dir": str(self._pg_bin()),
+                    "pgpass": str(base / "pgpass"), "pg_hba": hba,
+                    "authentication": {"superuser": {"username": c.superuser, "password": creds["superuser"]},
+                                       "replication": {"username": REPLICATION_ROLE, "password": creds["replication"]},
+                                       "rewind": {"username": c.superuser, "password": creds["superuser"]}},
+                    "parameters": {"unix_socket_directories": str(sock), "logging_collector": "off", "password_encryption": "scram-sha-256"},
+                },
+                "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+            }  # fmt: skip
+            cfgfile.unlink(missing_ok=True)
+            write_private(cfgfile, ("# written by govctl services (0600: it holds the cluster's passwords)\n" + yaml.safe_dump(conf)).encode())
+            if self.user is not None:
+                os.chown(cfgfile, self.user.pw_uid, self.user.pw_gid)
+
+        def ready(_port: int) -> tuple[bool, str]:
+            ok, why = _http_ok(f"http://{c.host}:{rest}/health")  # PostgreSQL up and running, as leader or streaming replica
+            if not ok:
+                return ok, why
+            leader, _ = _http_ok(f"http://{c.host}:{rest}/leader")
+            return self._pg_roles(port) if leader else (True, "")
+
+        return Spec(
+            name="postgres" if i == 1 else f"postgres-{i}",
+            host=c.host,
+            port=port,
+            argv=["patroni", str(cfgfile)],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(base)},
+            marker=str(cfgfile),
+            ready=ready,
+            timeout=max(c.start_timeout_s, 90),
+            prepare=prepare,
+            data_dirs=[data],
+        )
+
     def _pg_spec(self) -> Spec:
         c = self.cfg.postgres
         base = self.root / "postgres"
         data, sock = base / "data", base / "socket"
         bindir = self._pg_bin()
-        from control_plane.credentials import REPLICATION_ROLE, pg_credentials
-        from control_plane.credentials import write_private
+        from control_plane.credentials import pg_credentials, write_private
 
         creds_path = self.settings.pg_credentials_path()
 
@@ -382,24 +532,7 @@ class Supervisor:
             (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
 
         def ready(port: int) -> tuple[bool, str]:
-            import psycopg
-            from psycopg import sql
-
-            creds = pg_credentials(creds_path)
-            try:
-                with psycopg.connect(host=c.host, port=port, user=c.superuser, password=creds["superuser"], dbname="postgres",
-                                     connect_timeout=2, autocommit=True) as conn:  # fmt: skip
-                    # the application role owns its database and is no superuser; replication has nothing but REPLICATION
-                    for role, attrs, key in ((c.user, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", "app"),
-                                             (REPLICATION_ROLE, "LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE", "replication")):  # fmt: skip
-                        verifier = conn.pgconn.encrypt_password(creds[key].encode(), role.encode(), b"scram-sha-256").decode()
-                        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                            conn.execute(sql.SQL(f"CREATE ROLE {{}} {attrs} PASSWORD {{}}").format(sql.Identifier(role), sql.Literal(verifier)))
-                    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (c.database,)).fetchone():
-                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(c.database), sql.Identifier(c.user)))
-                return True, ""
-            except psycopg.OperationalError as exc:
-                return False, str(exc).strip().splitlines()[0] if str(exc).strip() else "not accepting connections"
+            return self._pg_roles(port)
 
         return Spec(
             name="postgres",
@@ -604,7 +737,7 @@ class Supervisor:
             if st is not None:
                 self._clear_state(name)
             return False
-        sig = signal.SIGINT if name == "postgres" else signal.SIGTERM
+        sig = signal.SIGINT if name == "postgres" and self.cfg.postgres.ha.members == 1 else signal.SIGTERM  # Patroni stops its PostgreSQL on TERM
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -635,10 +768,10 @@ class Supervisor:
         """Each service's address, pid and health."""
         out = []
         for name in self._select(names) if names else list(self.ORDER):
-            enabled = getattr(self.cfg, name).enabled
-            spec_host = getattr(self.cfg, name).host
+            enabled = self._svc_cfg(name).enabled
+            spec_host = self._svc_cfg(name).host
             pid, st = self._owned_pid(name)
-            port = int(st["port"]) if st else getattr(self.cfg, name).port
+            port = int(st["port"]) if st else self._default_port(name)
             address = f"{spec_host}:{port}"
             log = str(self.log_path(name))
             if not enabled:
@@ -648,7 +781,38 @@ class Supervisor:
             else:
                 ok, why = self.spec(name).ready(port)
                 out.append(ServiceStatus(name, address, pid, "healthy" if ok else "unhealthy", log, why))
+        if self.cfg.postgres.ha.members > 1:
+            roles = self._patroni_roles()
+            for st in out:
+                if st.name.startswith("postgres") and st.pid is not None:
+                    st.role = roles.get(f"pg-{_es_index(st.name)}", "")
+        if self.cfg.elasticsearch.nodes > 1:
+            master = self._es_master()
+            for st in out:
+                if st.name.startswith("elasticsearch") and st.pid is not None:
+                    st.role = "master" if master == f"govctl-{_es_index(st.name)}" else "data"
         return out
+
+    def _patroni_roles(self) -> dict[str, str]:
+        """Each Patroni member's role (leader, replica) as the members themselves report it."""
+        ha, host = self.cfg.postgres.ha, self.cfg.postgres.host
+        for i in range(ha.members):
+            try:
+                members = httpx.get(f"http://{host}:{ha.rest_port + i}/cluster", timeout=2).json()["members"]
+                return {m["name"]: str(m["role"]) for m in members}
+            except (httpx.HTTPError, ValueError, KeyError):
+                continue
+        return {}
+
+    def _es_master(self) -> str | None:
+        """The elected master's node name, from any node that answers."""
+        from control_plane.es import client_for
+
+        try:
+            rows = client_for(self.settings, timeout=3).cat.master(format="json")
+            return str(rows[0]["node"]) if rows else None
+        except Exception:  # noqa: BLE001 - no quorum or nothing running: no master to report
+            return None
 
     def signal(self, name: str, sig: int) -> bool:
         """Send a signal to a service we started (SIGHUP reloads Prometheus); False if it is not running."""
@@ -661,11 +825,16 @@ class Supervisor:
     def port(self, name: str) -> int:
         """The port a service actually listens on (PostgreSQL may have moved to the next free one)."""
         st = self._read_state(name)
-        return int(st["port"]) if st else getattr(self.cfg, name).port
+        return int(st["port"]) if st else self._default_port(name)
 
     def postgres_url(self, database: str | None = None) -> str:
         """SQLAlchemy URL of our PostgreSQL cluster, on the port it really uses."""
         return self.settings.postgres_url(self.port("postgres"), database)
+
+
+def _es_index(name: str) -> int:
+    """1 for ``elasticsearch`` or ``postgres``, N for ``elasticsearch-N`` or ``postgres-N``."""
+    return int(name.rsplit("-", 1)[1]) if "-" in name else 1
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

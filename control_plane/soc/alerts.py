@@ -13,7 +13,7 @@ from control_plane import clock
 from control_plane.crypto import sm3_hex
 from control_plane.errors import GovctlError
 from control_plane.soc.schema import ALERTS_INDEX
-from control_plane.es import UNREACHABLE, ApiError
+from control_plane.es import REPLICAS, UNREACHABLE, ApiError
 from control_plane.gate.decision import AlertRef
 
 MAX_EVENT_IDS = 1000
@@ -53,7 +53,7 @@ def ensure_index(es: Elasticsearch) -> None:
     if id(es) in _ensured:
         return
     es.indices.put_index_template(name="soc-alerts", index_patterns=[ALERTS_INDEX], priority=200,
-                                  template={"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": ALERT_MAPPINGS})  # fmt: skip
+                                  template={"settings": {"number_of_shards": 1, **REPLICAS}, "mappings": ALERT_MAPPINGS})  # fmt: skip
     if es.indices.exists(index=ALERTS_INDEX):
         try:
             es.indices.put_mapping(index=ALERTS_INDEX, properties=ALERT_MAPPINGS["properties"])

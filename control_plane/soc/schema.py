@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from control_plane.es import REPLICAS
+
 EVENTS_PREFIX = "soc-events-"
 DEADLETTER_INDEX = "soc-deadletter"
 ALERTS_INDEX = "soc-alerts"
@@ -79,11 +81,11 @@ def ensure_templates(es: Any) -> None:
     """Create or update the event and dead-letter templates (one shard, no replicas locally)."""
     es.indices.put_index_template(
         name="soc-events", index_patterns=[f"{EVENTS_PREFIX}*"], priority=200,
-        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0, **INDEX_SETTINGS}, "mappings": EVENT_MAPPINGS},
+        template={"settings": {"number_of_shards": 1, **REPLICAS, **INDEX_SETTINGS}, "mappings": EVENT_MAPPINGS},
     )  # fmt: skip
     es.indices.put_index_template(
         name="soc-deadletter", index_patterns=[DEADLETTER_INDEX], priority=200,
-        template={"settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        template={"settings": {"number_of_shards": 1, **REPLICAS},
                   "mappings": {"properties": {"@timestamp": {"type": "date"}, "reason": {"type": "text"},
                                               "source": {"type": "keyword"}, "original": {"type": "keyword", "index": False}}}},
     )  # fmt: skip
