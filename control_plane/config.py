@@ -124,12 +124,32 @@ class PostgresConfig(_Model):
     ha: PostgresHaConfig = Field(default_factory=PostgresHaConfig, description="Patroni members on etcd (the cluster profile: two), the state DB on them")
 
 
+class ObjectStoreConfig(_Model):
+    enabled: bool = Field(default=False, description="SeaweedFS as S3 storage (the cluster profile): a master, volume servers, a filer with the S3 gateway")
+    host: str = "127.0.0.1"
+    port: Port = Field(default=8333, ge=1, le=65535, description="the S3 endpoint")
+    master_port: Port = Field(default=9333, ge=1, le=65535)
+    filer_port: Port = Field(default=8888, ge=1, le=65535)
+    volume_ports: list[Port] = Field(default_factory=lambda: [8080, 8081], min_length=1, max_length=5, description="one volume server per port")
+    replication: str = Field(default="001", pattern=r"^[0-9]{3}$", description="SeaweedFS replication: 001 keeps a second copy on another volume server")
+    binary: Path | None = Field(default=None, description="the weed binary; default: <cache>/seaweedfs-<version>/bin/weed (built by make)")
+    credentials: Path | None = Field(default=None, description="the S3 identity's generated keys (0600); default <key_dir>/s3.json")
+    buckets: list[str] = Field(default_factory=lambda: ["govctl-backup", "govctl-backup-copy"], description="created at first start")
+    start_timeout_s: float = Field(default=90, gt=0)
+
+    @property
+    def url(self) -> str:
+        """The S3 endpoint."""
+        return f"http://{self.host}:{self.port}"
+
+
 class ServicesConfig(_Model):
     run_as: str = Field(default="govctl", description="the unprivileged user services run as when govctl runs as root")
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     node_exporter: NodeExporterConfig = NodeExporterConfig()
     postgres: PostgresConfig = PostgresConfig()
+    objectstore: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig, description="S3 object storage (SeaweedFS) for the backup repository")
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig,
                                              description="routes Prometheus' alerts to notify.webhook.url (the same webhook as govctl's notifications)")
 
@@ -350,6 +370,10 @@ def _default_dr_sources() -> dict[str, DrSource]:
 class DrConfig(_Model):
     repository: Path | None = Field(default=None, description="the backup repository (mount it from the backup pool); default: <var_dir>/dr/repo")
     copies: list[Path] = Field(default_factory=list, description="further repositories every snapshot is copied to (多副本)")
+    objects: Literal["local", "s3"] = Field(default="local", description="local: the repository's objects are files under dr.repository (which then "
+                                                                         "holds only the lock and bookkeeping for s3); s3: objects in dr.bucket on services.objectstore")
+    bucket: str = Field(default="govctl-backup", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$", description="the repository's bucket when dr.objects is s3")
+    copy_buckets: list[str] = Field(default_factory=list, description="further buckets every snapshot is copied to (多副本), on the same object store")
     copy_bandwidth_mib_s: float | None = Field(default=None, gt=0, description="limit for copies between pools")
     passphrase_file: Path | None = Field(default=None, description="the repository passphrase; default: a random one, 0600, in the key directory")
     kdf_iterations: int = Field(default=200_000, ge=100_000)
@@ -409,7 +433,9 @@ class BastionConfig(_Model):
 # losing any one node loses nothing.
 PROFILES: dict[str, dict[str, Any]] = {
     "single": {},
-    "cluster": {"services": {"elasticsearch": {"nodes": 3, "heap_min_mb": 256, "heap_max_mb": 512}, "postgres": {"ha": {"members": 2}}}},
+    "cluster": {"services": {"elasticsearch": {"nodes": 3, "heap_min_mb": 256, "heap_max_mb": 512}, "postgres": {"ha": {"members": 2}},
+                             "objectstore": {"enabled": True}},
+                "dr": {"objects": "s3", "copy_buckets": ["govctl-backup-copy"]}},
 }
 ENV_PROFILE = "GOVCTL_PROFILE"
 
@@ -471,6 +497,17 @@ class Settings(_Model):
         if self.services.postgres.ha.members > 1:
             return self.postgres_url()
         return f"sqlite:///{self.var / 'state' / 'govctl.db'}"
+
+    def s3_credentials_path(self) -> Path:
+        """The object store's S3 identity (generated, 0600)."""
+        c = self.services.objectstore
+        return self.path(c.credentials) if c.credentials else self.key_dir / "s3.json"
+
+    def s3_credentials(self) -> dict[str, str]:
+        """The S3 access and secret key (generated on first use, 0600)."""
+        from control_plane.credentials import load_generated
+
+        return load_generated(self.s3_credentials_path(), ("access_key", "secret_key"))
 
     def es_credentials_path(self) -> Path:
         """The Elasticsearch components' passwords (0600)."""

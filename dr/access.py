@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dr.backend import Backend, LocalBackend
 from dr.repo import RepoError, Repository
 
 if TYPE_CHECKING:
@@ -21,9 +22,18 @@ def passphrase(rt: Context) -> str:
         if p:
             raise RepoError(f"the DR passphrase file {path} does not exist", hint="create it, or unset dr.passphrase_file")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # whole or not at all; if another thread or process made it first, theirs is the one
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 
@@ -33,12 +43,35 @@ def repo_path(rt: Context) -> Path:
     return rt.settings.path(r) if r else rt.settings.var / "dr" / "repo"
 
 
-def open_repo(rt: Context, path: Path | None = None, *, create: bool = True) -> Repository:
-    """Open (creating it on first use) a repository with the platform key as signer and trust anchor."""
+def s3_backend(rt: Context, bucket: str) -> Backend:
+    """A bucket of the object store (services.objectstore) as a repository's object backend."""
+    from dr.backend import S3Backend
+
+    creds = rt.settings.s3_credentials()
+    return S3Backend(rt.settings.services.objectstore.url, bucket, creds["access_key"], creds["secret_key"])
+
+
+def open_repo(rt: Context, path: Path | None = None, *, create: bool = True, backend: Backend | None = None) -> Repository:
+    """Open (creating it on first use) a repository with the platform key as signer and trust anchor.
+
+    The primary repository's objects are files under ``path``, or, with ``dr.objects: s3``, objects
+    in ``dr.bucket`` (``path`` then holds only the lock and this host's bookkeeping).
+    """
+    primary = path is None
     path = path or repo_path(rt)
+    if backend is None:
+        backend = s3_backend(rt, rt.settings.dr.bucket) if primary and rt.settings.dr.objects == "s3" else LocalBackend(path)
     pw = passphrase(rt)
-    if not (path / "config").exists():
+    if not backend.exists("config"):
         if not create:
             raise RepoError(f"no repository at {path}", hint="run a backup first (it creates the repository)")
-        return Repository.init(path, pw, signer=rt.signer, iterations=rt.settings.dr.kdf_iterations)
-    return Repository.open(path, pw, signer=rt.signer, trusted=rt.signer.public_key)
+        try:
+            return Repository.init(path, pw, signer=rt.signer, iterations=rt.settings.dr.kdf_iterations, backend=backend)
+        except (FileExistsError, RepoError):
+            # another thread or process created it at the same moment (objects are written once: its key won): open theirs
+            import time
+
+            deadline = time.monotonic() + 30
+            while not backend.exists("config") and time.monotonic() < deadline:
+                time.sleep(0.2)
+    return Repository.open(path, pw, signer=rt.signer, trusted=rt.signer.public_key, backend=backend)

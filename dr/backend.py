@@ -108,3 +108,78 @@ class LocalBackend:
                     n += 1
         return n
 
+
+
+class S3Backend:
+    """Objects in an S3-compatible bucket (SeaweedFS in the cluster profile), under ``prefix``.
+
+    Written once with ``If-None-Match: *`` (the store refuses to replace an object); a retried
+    write of the same bytes is accepted, different bytes under an existing name are an error.
+    Reads by byte range use ``Range``; the official AWS SDK (boto3) does the signing and retries.
+    """
+
+    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, *, prefix: str = "", timeout_s: float = 30.0) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.prefix = bucket, prefix
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1",
+                               config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 6, "mode": "standard"},
+                                             connect_timeout=5, read_timeout=timeout_s, request_checksum_calculation="when_required",
+                                             response_checksum_validation="when_required"))  # fmt: skip
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def _get(self, name: str, rng: str | None = None) -> bytes:
+        kw = {"Range": rng} if rng else {}
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=self._key(name), **kw)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            raise FileNotFoundError(name) from None
+
+    def read(self, name: str) -> bytes:
+        return self._get(name)
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        return self._get(name, f"bytes={offset}-{offset + length - 1}")
+
+    def read_tail(self, name: str, length: int) -> bytes:
+        return self._get(name, f"bytes=-{length}")
+
+    def write_once(self, name: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            if self._get(name) != data:  # a retry of the same write is fine; anything else would replace history
+                raise FileExistsError(f"{name} exists with other content; objects are written once") from None
+
+    def list(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+        return sorted(out)
+
+    def delete(self, name: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.size(name)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def size(self, name: str) -> int:
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.s3.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(name) from None
+            raise

@@ -16,9 +16,9 @@ from control_plane.crypto import sm3_hex
 from dr.repo import RepoError, Repository
 
 
-def init_copy(src: Repository, dest: Path, passphrase: str, *, iterations: int = 200_000) -> Repository:
-    """Create a repository at ``dest`` holding the same master key as ``src``."""
-    return Repository.init(dest, passphrase, signer=src.signer, iterations=iterations, copy_of=src)
+def init_copy(src: Repository, dest: Path, passphrase: str, *, iterations: int = 200_000, backend: Any = None) -> Repository:
+    """Create a repository at ``dest`` (its objects in ``backend`` when given) holding the same master key as ``src``."""
+    return Repository.init(dest, passphrase, signer=src.signer, iterations=iterations, copy_of=src, backend=backend)
 
 
 def _copy_pack(src: Repository, dst: Repository, pid: str, bandwidth_mib_s: float | None) -> int:

@@ -87,6 +87,15 @@ def copy_to_all(rt: Context, repo: Repository, sids: list[str]) -> list[dict[str
         target = open_repo(rt, path, create=False) if (path / "config").exists() else init_copy(repo, path, passphrase(rt), iterations=rt.settings.dr.kdf_iterations)
         res = copy_snapshots(repo, target, sids, bandwidth_mib_s=rt.settings.dr.copy_bandwidth_mib_s)
         out.append({"repository": str(path), **res})
+    for bucket in rt.settings.dr.copy_buckets:  # the same object store, another bucket (the backup pool's, in production)
+        from dr.access import s3_backend
+
+        backend = s3_backend(rt, bucket)
+        path = repo_path(rt).parent / f"copy-{bucket}"  # this host's bookkeeping for that copy
+        target = (open_repo(rt, path, create=False, backend=backend) if backend.exists("config")
+                  else init_copy(repo, path, passphrase(rt), iterations=rt.settings.dr.kdf_iterations, backend=backend))  # fmt: skip
+        res = copy_snapshots(repo, target, sids, bandwidth_mib_s=rt.settings.dr.copy_bandwidth_mib_s)
+        out.append({"repository": f"s3://{bucket}", **res})
     return out
 
 

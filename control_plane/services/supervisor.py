@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from control_plane.services import es_security
-from control_plane.config import Settings
+from control_plane.config import Settings, cache_dir
 from control_plane.errors import GovctlError
 from control_plane.resources import project_root
 
@@ -151,7 +151,9 @@ class Supervisor:
         es_nodes = ["elasticsearch"] + [f"elasticsearch-{i}" for i in range(2, self.cfg.elasticsearch.nodes + 1)]
         ha = self.cfg.postgres.ha.members
         pg = ["etcd", "postgres", *(f"postgres-{i}" for i in range(2, ha + 1))] if ha > 1 else ["postgres"]
-        self.ORDER = (*pg, *es_nodes, "node_exporter", "alertmanager", "prometheus")
+        ob = self.cfg.objectstore
+        sw = ["seaweed-master", *(f"seaweed-volume-{i}" for i in range(1, len(ob.volume_ports) + 1)), "seaweed-filer"] if ob.enabled else []
+        self.ORDER = (*pg, *es_nodes, *sw, "node_exporter", "alertmanager", "prometheus")
 
     def _svc_cfg(self, name: str) -> Any:
         """The configuration section of a service (every Elasticsearch node shares one; etcd and the Patroni members are PostgreSQL's)."""
@@ -159,11 +161,16 @@ class Supervisor:
             return self.cfg.elasticsearch
         if name == "etcd" or name.startswith("postgres"):
             return self.cfg.postgres
+        if name.startswith("seaweed"):
+            return self.cfg.objectstore
         return getattr(self.cfg, name)
 
     def _default_port(self, name: str) -> int:
         if name == "etcd":
             return self.cfg.postgres.ha.etcd_port
+        if name.startswith("seaweed"):
+            ob = self.cfg.objectstore
+            return {"seaweed-master": ob.master_port, "seaweed-filer": ob.port}.get(name) or ob.volume_ports[int(name.rsplit("-", 1)[1]) - 1]
         return int(self._svc_cfg(name).port) + (_es_index(name) - 1 if name.startswith(("elasticsearch", "postgres")) else 0)
 
     # -- layout --------------------------------------------------------------------------------
@@ -265,6 +272,8 @@ class Supervisor:
             return self._es_spec(_es_index(name))
         if name == "etcd":
             return self._etcd_spec()
+        if name.startswith("seaweed"):
+            return self._seaweed_spec(name)
         if name.startswith("postgres") and self.cfg.postgres.ha.members > 1:
             return self._patroni_spec(_es_index(name))
         return {"postgres": self._pg_spec, "node_exporter": self._node_spec, "prometheus": self._prom_spec, "alertmanager": self._am_spec}[name]()
@@ -421,6 +430,89 @@ class Supervisor:
             prepare=prepare,
             data_dirs=[data],
         )
+
+    def _weed(self) -> str:
+        """The weed binary, copied once beside the services' data (the service user cannot reach a cache under /root)."""
+        ob = self.cfg.objectstore
+        built = Path(ob.binary or cache_dir() / f"seaweedfs-{SEAWEED_VERSION}" / "bin" / "weed")
+        here = self.root / "opt" / f"seaweedfs-{SEAWEED_VERSION}" / "weed"
+        if not here.exists():
+            if not built.exists():
+                raise ServiceError(f"objectstore: the weed binary {built} is missing", hint="run `make setup` (builds SeaweedFS once, into the cache)")
+            here.parent.mkdir(parents=True, exist_ok=True)
+            tmp = here.with_suffix(".tmp")
+            shutil.copy2(built, tmp)
+            tmp.chmod(0o755)
+            os.replace(tmp, here)
+        return str(here)
+
+    def s3_credentials(self) -> dict[str, str]:
+        """The S3 identity's keys (generated once, 0600)."""
+        return self.settings.s3_credentials()
+
+    def _seaweed_spec(self, name: str) -> Spec:
+        """SeaweedFS: a master, volume servers, a filer serving S3 with one identity (without an identities file anyone could read and write)."""
+        import json as _json
+
+        ob, host = self.cfg.objectstore, self.cfg.objectstore.host
+        base = self.root / "seaweedfs"
+        master = f"{host}:{ob.master_port}"
+        if name == "seaweed-master":
+            d = base / "master"
+            argv = [self._weed(), "master", f"-ip={host}", f"-ip.bind={host}", "-port={port}", f"-mdir={d}", f"-defaultReplication={ob.replication}",
+                    "-volumeSizeLimitMB=64", "-telemetry=false"]  # fmt: skip
+            ready = lambda port: _http_ok(f"http://{host}:{port}/cluster/status")  # noqa: E731
+            prep_dirs = [d]
+        elif name.startswith("seaweed-volume-"):
+            d = base / name.removeprefix("seaweed-")
+            argv = [self._weed(), "volume", f"-ip={host}", f"-ip.bind={host}", "-port={port}", f"-dir={d}", f"-master={master}", "-max=50",
+                    "-dataCenter=dc1", "-rack=rack1"]  # fmt: skip
+            ready = lambda port: _http_ok(f"http://{host}:{port}/status")  # noqa: E731
+            prep_dirs = [d]
+        else:
+            d = base / "filer"
+            ident = base / "s3.json"
+            argv = [self._weed(), "filer", f"-ip={host}", f"-ip.bind={host}", f"-port={ob.filer_port}", f"-master={master}", "-s3", "-s3.port={port}",
+                    f"-s3.config={ident}", f"-defaultReplicaPlacement={ob.replication}", f"-defaultStoreDir={d}"]  # fmt: skip
+            prep_dirs = [d]
+
+            def ready(port: int) -> tuple[bool, str]:  # a write, not an open port: after a restart writes stall while the master elects itself
+                return self._s3_ready(port)
+
+        def prepare() -> None:
+            self._own(base, *prep_dirs)
+            if name == "seaweed-filer":
+                from control_plane.credentials import write_private
+
+                creds = self.s3_credentials()
+                body = {"identities": [{"name": "govctl", "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+                                        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}  # fmt: skip
+                ident.unlink(missing_ok=True)
+                write_private(ident, _json.dumps(body).encode())
+                if self.user is not None:
+                    os.chown(ident, self.user.pw_uid, self.user.pw_gid)
+
+        return Spec(name=name, host=host, port=self._default_port(name), argv=argv, env={"HOME": str(base)}, marker=f"{d}", ready=ready,
+                    timeout=ob.start_timeout_s, prepare=prepare, data_dirs=[d])  # fmt: skip
+
+    def _s3_ready(self, port: int) -> tuple[bool, str]:
+        """The buckets exist and an object can be written and read back."""
+        try:
+            import boto3
+            from botocore.config import Config
+
+            creds = self.s3_credentials()
+            s3 = boto3.client("s3", endpoint_url=f"http://{self.cfg.objectstore.host}:{port}", aws_access_key_id=creds["access_key"],
+                              aws_secret_access_key=creds["secret_key"], region_name="us-east-1",
+                              config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))  # fmt: skip
+            have = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+            for b in self.cfg.objectstore.buckets:
+                if b not in have:
+                    s3.create_bucket(Bucket=b)
+            s3.put_object(Bucket=self.cfg.objectstore.buckets[0], Key=".govctl-ready", Body=b"ok")
+            return True, ""
+        except Exception as exc:  # noqa: BLE001 - not ready yet, whatever the reason
+            return False, f"{type(exc).__name__}: {str(exc)[:120]}"
 
     def _patroni_spec(self, i: int) -> Spec:
         """Patroni member ``i``: it bootstraps (or clones) its PostgreSQL, holds or follows the leader key in etcd, promotes on failover."""
@@ -830,6 +922,9 @@ class Supervisor:
     def postgres_url(self, database: str | None = None) -> str:
         """SQLAlchemy URL of our PostgreSQL cluster, on the port it really uses."""
         return self.settings.postgres_url(self.port("postgres"), database)
+
+
+SEAWEED_VERSION = "7506e5f91cd6"  # the commit of github.com/seaweedfs/seaweedfs that infra/objectstore pins
 
 
 def _es_index(name: str) -> int:

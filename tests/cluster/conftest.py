@@ -25,6 +25,8 @@ from tests.conftest import PROJECT, make_test_config, write_config
 
 CLUSTER_VAR = PROJECT / "var" / "test-cluster"
 ES_PORT, PG_PORT, REST_PORT, ETCD_PORT = 29200, 25432, 28008, 22379
+S3_PORT, WEED_MASTER, FILER_PORT, VOLUME_PORTS = 28333, 29333, 28888, [28080, 28081]
+SOURCE = CLUSTER_VAR / "source"  # the files the object-store test backs up
 
 
 def cluster_config(var_dir: Path = CLUSTER_VAR) -> dict[str, Any]:
@@ -35,8 +37,10 @@ def cluster_config(var_dir: Path = CLUSTER_VAR) -> dict[str, Any]:
         "elasticsearch": {"port": ES_PORT, "credentials": str(CLUSTER_VAR / "keys" / "elasticsearch.json"), "ca_cert": str(CLUSTER_VAR / "keys" / "elasticsearch-ca.pem")},
         "postgres": {"port": PG_PORT, "credentials": str(CLUSTER_VAR / "keys" / "postgres.json"),
                      "ha": {"members": 2, "rest_port": REST_PORT, "etcd_port": ETCD_PORT}},
+        "objectstore": {"port": S3_PORT, "master_port": WEED_MASTER, "filer_port": FILER_PORT, "volume_ports": VOLUME_PORTS},
         "prometheus": {"enabled": False}, "node_exporter": {"enabled": False}, "alertmanager": {"enabled": False},
     }  # fmt: skip
+    data["dr"] = {**data["dr"], "sources": {"docs": {"type": "files", "path": str(SOURCE), "every_s": 86400, "rpo_s": 86400}}}
     return data
 
 
@@ -73,7 +77,20 @@ class Cluster:
             except ProcessLookupError:
                 pass
 
+        def gone() -> bool:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # our child: reap it
+            except ChildProcessError:
+                pass
+            return not Path(f"/proc/{pid}").exists()
+
+        wait_for(gone, f"{name} (pid {pid}) to be gone", within=30)
+
     def start(self, name: str) -> None:
+        from control_plane.services.supervisor import _port_free
+
+        port = self.sup._default_port(name)
+        wait_for(lambda: _port_free("127.0.0.1", port), f"port {port} of {name} to be free again", within=60)
         self.sup.up([name])
 
     def es_master(self) -> str:
@@ -112,10 +129,10 @@ def cluster() -> Iterator[Cluster]:
     sup = Supervisor(settings)
     sup.down()
     # a fresh cluster each session: its data, and everything of the last session's runtime (keys, the ledger's anchors)
-    for d in ("elasticsearch-cluster", "postgres-ha", "etcd"):
+    for d in ("elasticsearch-cluster", "postgres-ha", "etcd", "seaweedfs"):
         shutil.rmtree(sup.root / d, ignore_errors=True)
     for p in CLUSTER_VAR.iterdir():
-        if p.name not in ("govctl.yaml", "svc"):
+        if p.name not in ("govctl.yaml", "svc", "source"):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     settings = load(write_config(CLUSTER_VAR / "govctl.yaml", cluster_config()))
     sup = Supervisor(settings)

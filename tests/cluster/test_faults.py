@@ -178,6 +178,7 @@ def test_a_control_plane_killed_while_it_leads_the_scheduler(cluster: Cluster, c
         other = 1 - leader
         t0 = time.monotonic()
         os.killpg(procs[leader].pid, signal.SIGKILL)
+        procs[leader].wait(30)  # reaped at once, as init reaps a dead daemon (a zombie would still look alive to the new leader)
         wait_for(lambda: scheduler(ports[other]) == "leader", "the other control plane to lead the scheduler", within=60)
         takeover = time.monotonic() - t0
         pid_other = procs[other].pid
@@ -202,3 +203,44 @@ def test_a_control_plane_killed_while_it_leads_the_scheduler(cluster: Cluster, c
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_a_seaweedfs_volume_server_killed_during_a_backup(cluster: Cluster, cluster_rt: Context) -> None:
+    """The backup to S3 fails cleanly or completes; after the server is back a backup completes, its copy bucket too, and check --read-data passes."""
+    import os
+
+    from dr.check import check
+    from dr.service import backup_source, open_repo
+    from tests.cluster.conftest import SOURCE
+
+    rt = cluster_rt
+    SOURCE.mkdir(parents=True, exist_ok=True)
+    for i in range(24):  # 48 MiB that does not compress: many packs, so the kill lands mid-upload
+        (SOURCE / f"f{i:02d}.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = backup_source(rt, "docs")
+        except Exception as exc:  # noqa: BLE001 - a clean failure is one of the two allowed outcomes
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+    t = threading.Thread(target=run)
+    t.start()
+    from dr.access import s3_backend
+
+    bucket = s3_backend(rt, rt.settings.dr.bucket)
+    wait_for(lambda: bucket.list("data/") or not t.is_alive(), "the first packs in the bucket", within=120)
+    cluster.kill("seaweed-volume-2")
+    t.join(600)
+    assert not t.is_alive()
+    assert ("result" in outcome) != ("error" in outcome), outcome
+    cluster.start("seaweed-volume-2")
+    done = backup_source(rt, "docs")
+    assert done.get("snapshot") or done.get("id"), done
+    repo = open_repo(rt)
+    res = check(repo, read_data=True)
+    assert res.ok, res
+    copies = done.get("copies") or []
+    assert any(c["repository"] == "s3://govctl-backup-copy" for c in copies), done
+    print(f"backup while a volume server died: {'completed' if 'result' in outcome else 'failed cleanly: ' + outcome['error'][:120]}")
