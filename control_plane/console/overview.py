@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from control_plane.console.web import may_read
+from control_plane.console.web import roles_may_read
 from control_plane.errors import GovctlError
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def _safely(what: str, fn: Any, *args: Any) -> Any:
     """``fn(*args)``, or ``{"error": …}`` when a dependency is down (the page still shows the rest)."""
     try:
         return fn(*args)
-    except (GovctlError, OSError, Exception) as exc:  # noqa: BLE001 - one broken panel must not take the overview down
+    except Exception as exc:  # noqa: BLE001 - one broken panel must not take the overview down
         log.warning("console: %s unavailable: %s", what, exc)
         return {"error": f"{type(exc).__name__}: {getattr(exc, 'message', str(exc))[:200]}"}
 
@@ -124,10 +124,7 @@ def reports(ctx: Context) -> dict[str, Any]:
 
 def gather(ctx: Context, s: WebSession) -> dict[str, Any]:
     """Everything the overview shows that this person's roles may read (panels they may not read are left out, not emptied)."""
-    from types import SimpleNamespace
-
-    req = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(ctx=ctx)))
-    can = {r: may_read(req, s, r) for r in ("deploy.read", "services.read", "soc.read", "ops.read", "dr.read", "report.read")}  # type: ignore[arg-type]
+    can = {r: roles_may_read(ctx.gate.policy, s.roles, r) for r in ("deploy.read", "services.read", "soc.read", "ops.read", "dr.read", "report.read")}
     o: dict[str, Any] = {"can": can}
     if can["deploy.read"]:
         o["pools"] = _safely("pools", pools, ctx)

@@ -45,6 +45,13 @@ class SocketAccess(Access):
         return s
 
 
+async def _close_quietly(websocket: WebSocket) -> None:
+    try:
+        await websocket.close()
+    except Exception:  # noqa: BLE001 - already closed by the browser
+        pass
+
+
 class _Stdin:
     def __init__(self) -> None:
         self.q: asyncio.Queue[bytes | tuple[int, int] | None] = asyncio.Queue()
@@ -177,10 +184,7 @@ async def terminal_socket(websocket: WebSocket, host: str = "", account: str = "
         for t in tasks[1:]:
             t.cancel()
         up.close()
-        try:
-            await websocket.close()
-        except Exception:  # noqa: BLE001 - already closed by the browser
-            pass
+        await _close_quietly(websocket)
 
 
 @router.websocket("/sessions/{session_id}/watch")
@@ -237,7 +241,4 @@ async def watch_socket(websocket: WebSocket, session_id: str, s: Any = Depends(S
     finally:
         gone.set()
         drain.cancel()
-        try:
-            await websocket.close()
-        except Exception:  # noqa: BLE001 - already closed by the browser
-            pass
+        await _close_quietly(websocket)

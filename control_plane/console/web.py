@@ -95,10 +95,15 @@ NAV = (  # (path, 中文, English, the read it needs)
 )
 
 
+def roles_may_read(policy: Any, roles: tuple[str, ...], read: str) -> bool:
+    """Whether ``roles`` are admitted to ``read`` (no audit record: this only decides what to show)."""
+    rd = policy.reads.get(read)
+    return rd is not None and bool(set(roles) & set(rd.roles))
+
+
 def may_read(request: Request, s: WebSession, read: str) -> bool:
-    """Whether the person's roles are admitted to ``read`` (no audit record: this only decides what to show)."""
-    rd = context(request).gate.policy.reads.get(read)
-    return rd is not None and bool(set(s.roles) & set(rd.roles))
+    """Whether the signed-in person may ``read``."""
+    return roles_may_read(context(request).gate.policy, s.roles, read)
 
 
 def may_change(request: Request, s: WebSession, operation: str) -> bool:

@@ -21,6 +21,7 @@ from control_plane.config import load
 from control_plane.context import Context
 from control_plane.services import Supervisor
 from control_plane.wiring import context_for
+from tests.bastion.conftest import wait_until as wait_for  # noqa: F401 - the fault tests import it from here
 from tests.conftest import PROJECT, make_test_config, write_config
 
 CLUSTER_VAR = PROJECT / "var" / "test-cluster"
@@ -42,16 +43,6 @@ def cluster_config(var_dir: Path = CLUSTER_VAR) -> dict[str, Any]:
     }  # fmt: skip
     data["dr"] = {**data["dr"], "sources": {"docs": {"type": "files", "path": str(SOURCE), "every_s": 86400, "rpo_s": 86400}}}
     return data
-
-
-def wait_for(pred: Any, what: str, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"not within {within}s: {what}")
 
 
 class Cluster:
