@@ -95,12 +95,14 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
     """Start everything: services, the HTTP API and console, the scheduler and the bastion. Ctrl-C stops all of it.
 
     Several control planes may run on one state database: one of them leads the scheduler at a
-    time (the others take over within the leader poll when it dies).
+    time (the others take over within the leader poll when it dies). Without --api-port, one more
+    is started on each of api.standby_ports (the cluster profile: 8701).
     """
     import uvicorn
 
     from control_plane.api.app import create_app, server_config
     from control_plane.scheduler import SchedulerService
+    from control_plane.services import control_planes
     from control_plane.services.cli import status_table
     from control_plane.services.supervisor import _port_free
 
@@ -134,12 +136,20 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
         gated("bastion.serve", "gateway")
         gw = Gateway(rt)
         gw.serve_in_thread()
-    out.print(status_table(rt.supervisor.status()))
+    standbys, kept = control_planes.start_standbys(s) if api_port is None else ([], [])
+    pidf = control_planes.mark_running(s, port)
+    if standbys:
+        with err.status(f"starting {len(standbys)} standby control plane(s)…", spinner="dots"):
+            control_planes.wait_serving(s, standbys)
+    out.print(status_table(rt.supervisor.status() + control_planes.status(s, exclude=port)))  # this one serves once the table is out
     url = f"http://{s.api.host}:{port}"
     out.print(f"console    {url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
     out.print(f"API        {url}/api/v1  (OpenAPI {url}/docs, health {url}/healthz, metrics {url}/metrics)")
     out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
     out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
+    for sp in s.api.standby_ports if api_port is None else []:
+        out.print(f"standby    http://{s.api.host}:{sp}/  (another control plane on the same state DB: console, API, scheduler standby"
+                  f"{'; already running, left as it is' if f'{s.api.host}:{sp}' in kept else ''})")  # fmt: skip
     if gw:
         out.print(f"bastion    ssh -p {s.bastion.port} USER@{s.bastion.host}  (USER%HOST straight to a host; sessions recorded, commands checked)")
     if not s.report.endpoint or not s.report.province_public_key:
@@ -148,13 +158,16 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
     try:
         server.run()
     finally:
+        control_planes.stop_standbys(standbys)
+        pidf.unlink(missing_ok=True)
         if sched:
             sched.stop()
         if gw:
             gw.shutdown()
         stopped = rt.supervisor.down(started) if started else []
         rt.gate.record(principal(), "control_plane.down", details={"stopped": stopped, "reason": "Ctrl-C on govctl up"})
-        err.print(f"stopped: API, scheduler{', ' + ', '.join(stopped) if stopped else ''}")
+        err.print(f"stopped: API, scheduler{', ' + str(len(standbys)) + ' standby control plane(s)' if standbys else ''}"
+                  f"{', ' + ', '.join(stopped) if stopped else ''}")  # fmt: skip
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -31,6 +31,7 @@ class _Model(BaseModel):
 
 
 Port = int
+PortNumber = Annotated[int, Field(ge=1, le=65535)]  # a port inside a list
 
 
 class ElasticsearchConfig(_Model):
@@ -130,11 +131,11 @@ class ObjectStoreConfig(_Model):
     port: Port = Field(default=8333, ge=1, le=65535, description="the S3 endpoint")
     master_port: Port = Field(default=9333, ge=1, le=65535)
     filer_port: Port = Field(default=8888, ge=1, le=65535)
-    volume_ports: list[Port] = Field(default_factory=lambda: [8080, 8081], min_length=1, max_length=5, description="one volume server per port")
+    volume_ports: list[PortNumber] = Field(default_factory=lambda: [8080, 8081], min_length=1, max_length=5, description="one volume server per port")
     replication: str = Field(default="001", pattern=r"^[0-9]{3}$", description="SeaweedFS replication: 001 keeps a second copy on another volume server")
     binary: Path | None = Field(default=None, description="the weed binary; default: <cache>/seaweedfs-<version>/bin/weed (built by make)")
     credentials: Path | None = Field(default=None, description="the S3 identity's generated keys (0600); default <key_dir>/s3.json")
-    buckets: list[str] = Field(default_factory=lambda: ["govctl-backup", "govctl-backup-copy"], description="created at first start")
+    buckets: list[str] = Field(default_factory=list, description="further buckets created at first start (those dr, audit and report name are created anyway)")
     start_timeout_s: float = Field(default=90, gt=0)
 
     @property
@@ -157,6 +158,9 @@ class ServicesConfig(_Model):
 class ApiConfig(_Model):
     host: str = "127.0.0.1"
     port: Port = Field(default=8700, ge=1, le=65535)
+    standby_ports: list[PortNumber] = Field(default_factory=list, max_length=4,
+                                      description="`govctl up` also starts one more control plane (API, console, scheduler standby) on each port, "
+                                                  "so one can die (the cluster profile: 8701)")
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="addresses of reverse proxies whose X-Forwarded-For is believed; default none: the peer address is the source",
@@ -233,6 +237,10 @@ class AuditConfig(_Model):
         default=None,
         description="signed checkpoints are also appended here, off the state DB (put it on the backup pool); default: <var_dir>/audit/checkpoints.jsonl",
     )
+    anchor_bucket: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$",
+        description="each signed checkpoint is also written once to this bucket of services.objectstore (the cluster profile: govctl-audit)",
+    )
     pinned_key_id: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{16,64}$",
         description="the platform key id the ledger must start from (printed at first start and in every monthly report)",
@@ -300,6 +308,10 @@ class ReportConfig(_Model):
     retry_initial_s: float = Field(default=30, gt=0, description="first retry delay of a failed delivery (doubles each time)")
     retry_max_s: float = Field(default=3600, gt=0, description="longest delay between delivery attempts")
     timeout_s: float = Field(default=30, gt=0, description="HTTP timeout for Prometheus queries and deliveries")
+    archive_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$",
+                                       description="every built revision's files are also written once to this bucket of services.objectstore "
+                                                   "(the cluster profile: govctl-reports); verify compares them, and a control plane without "
+                                                   "the files reads them from there")
 
     @property
     def endpoint_url(self) -> str:
@@ -435,7 +447,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "single": {},
     "cluster": {"services": {"elasticsearch": {"nodes": 3, "heap_min_mb": 256, "heap_max_mb": 512}, "postgres": {"ha": {"members": 2}},
                              "objectstore": {"enabled": True}},
-                "dr": {"objects": "s3", "copy_buckets": ["govctl-backup-copy"]}},
+                "dr": {"objects": "s3", "copy_buckets": ["govctl-backup-copy"]}, "audit": {"anchor_bucket": "govctl-audit"},
+                "report": {"archive_bucket": "govctl-reports"}, "api": {"standby_ports": [8701]}},
 }
 ENV_PROFILE = "GOVCTL_PROFILE"
 
@@ -497,6 +510,12 @@ class Settings(_Model):
         if self.services.postgres.ha.members > 1:
             return self.postgres_url()
         return f"sqlite:///{self.var / 'state' / 'govctl.db'}"
+
+    def buckets(self) -> list[str]:
+        """Every bucket the object store must hold: the repository's, its copies, the audit anchors', the report archive's."""
+        named = [*self.services.objectstore.buckets, *([self.dr.bucket] if self.dr.objects == "s3" else []), *self.dr.copy_buckets,
+                 self.audit.anchor_bucket, self.report.archive_bucket]  # fmt: skip
+        return list(dict.fromkeys(b for b in named if b))
 
     def s3_credentials_path(self) -> Path:
         """The object store's S3 identity (generated, 0600)."""

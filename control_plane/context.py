@@ -10,6 +10,7 @@ and each test build their own and pass it on. Nothing can be set on it after con
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from control_plane.config import Settings
+
+_STORES_LOCK = threading.Lock()
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -142,6 +145,25 @@ class Context:
     def write_once_anchors(self) -> list[Path]:
         """Where each checkpoint is also kept write-once."""
         return self._write_once_anchors()
+
+    def anchor_stores(self) -> list[Any]:
+        """Write-once object stores holding each checkpoint (``audit.anchor_bucket`` on the object store)."""
+        b = self.settings.audit.anchor_bucket
+        return [self.object_store(b, attempts=2, timeout_s=10)] if b else []  # a checkpoint is written on the gate's path: fail fast
+
+    def object_store(self, bucket: str, *, attempts: int = 6, timeout_s: float = 30.0) -> Any:
+        """A bucket of ``services.objectstore`` (one client per bucket and retry policy per process)."""
+        from control_plane.objects import store
+
+        with _STORES_LOCK:
+            key = f"{bucket}/{attempts}/{timeout_s}"
+            if key not in self._object_stores:
+                self._object_stores[key] = store(self.settings, bucket, attempts=attempts, timeout_s=timeout_s)
+            return self._object_stores[key]
+
+    @cached_property
+    def _object_stores(self) -> dict[str, Any]:
+        return {}
 
     def anchor_copies(self) -> list[Path]:
         """Where each checkpoint is also copied."""

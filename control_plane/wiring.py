@@ -85,7 +85,8 @@ def _ledger(ctx: Context) -> Any:
 
     a = ctx.settings.audit
     ledger = Ledger(ctx.engine, ctx.platform_key(), anchor_file=ctx.settings.anchor_file, checkpoint_every=a.checkpoint_every_records,
-                    extra_anchors=ctx.anchor_copies, write_once=ctx.write_once_anchors)  # fmt: skip
+                    extra_anchors=ctx.anchor_copies, write_once=ctx.write_once_anchors,
+                    stores=ctx.anchor_stores)  # fmt: skip
     atexit.register(ledger.close)  # the head is signed on the way out, not only every N records / T seconds
     return ledger
 

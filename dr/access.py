@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dr.backend import Backend, LocalBackend
+from control_plane.objects import Backend, LocalBackend
 from dr.repo import RepoError, Repository
 
 if TYPE_CHECKING:
@@ -45,10 +45,9 @@ def repo_path(rt: Context) -> Path:
 
 def s3_backend(rt: Context, bucket: str) -> Backend:
     """A bucket of the object store (services.objectstore) as a repository's object backend."""
-    from dr.backend import S3Backend
+    from control_plane.objects import store
 
-    creds = rt.settings.s3_credentials()
-    return S3Backend(rt.settings.services.objectstore.url, bucket, creds["access_key"], creds["secret_key"])
+    return store(rt.settings, bucket)
 
 
 def open_repo(rt: Context, path: Path | None = None, *, create: bool = True, backend: Backend | None = None) -> Repository:

@@ -27,7 +27,7 @@ from control_plane.crypto import IntegrityError, InvalidSignature, SM2PrivateKey
 from control_plane.crypto import sm4
 from control_plane.crypto.keys import derive_key, unwrap_key, wrap_key
 from control_plane.errors import GovctlError
-from dr.backend import Backend, LocalBackend
+from control_plane.objects import Backend, LocalBackend
 
 FORMAT = "govctl-repo/1"
 PACK_TARGET = 16 * 1024 * 1024

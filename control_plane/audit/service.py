@@ -16,9 +16,10 @@ import threading
 import time
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import Engine, and_, func, insert, select, text
@@ -50,6 +51,26 @@ _HEAD = select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).lim
 _INSERT_RECORD = insert(records)
 _INSERT_CHECKPOINT = insert(checkpoints)
 _PG_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(%d)" % _APPEND_LOCK_KEY)
+
+
+ANCHOR_PREFIX = "checkpoints/"
+
+
+class AnchorStore(Protocol):
+    """Write-once object storage (``control_plane.objects``): an S3 bucket in the cluster profile."""
+
+    def write_once(self, name: str, data: bytes) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def read(self, name: str) -> bytes: ...
+
+
+def _anchor_name(seq: int) -> str:
+    return f"{ANCHOR_PREFIX}{seq:012d}.json"
+
+
+def _store_name(store: AnchorStore) -> str:
+    bucket = getattr(store, "bucket", None)
+    return f"s3://{bucket}" if bucket else str(getattr(store, "root", store))
 
 
 class AuditError(GovctlError):
@@ -99,9 +120,12 @@ class Ledger:
         checkpoint_every: int = 100,
         extra_anchors: Callable[[], list[Path]] | None = None,
         write_once: Callable[[], list[Path]] | None = None,
+        stores: Callable[[], list[AnchorStore]] | None = None,
     ) -> None:
         self.engine = engine
         self.write_once = write_once or (lambda: [])
+        # write-once object stores (an S3 bucket in the cluster profile): one object per checkpoint, read back by verify
+        self.stores = stores or (lambda: [])
         self.signer = signer
         self.anchor_file = Path(anchor_file) if anchor_file else None
         # further copies off the state DB, e.g. on the backup pool; looked up at each checkpoint
@@ -232,6 +256,11 @@ class Ledger:
                 pass
             except OSError as exc:
                 log.warning("could not write checkpoint %s once into %s: %s", cp["seq"], d, exc)
+        for store in self.stores():
+            try:
+                store.write_once(_anchor_name(cp["seq"]), line.encode())
+            except Exception as exc:  # noqa: BLE001 - an unreachable store must not stop the others; verify counts what it holds
+                log.warning("could not write checkpoint %s once to %s: %s", cp["seq"], _store_name(store), exc)
         for path in self.anchors():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -312,7 +341,8 @@ class Ledger:
             rotations = [(r.seq, json.loads(r.details)) for r in conn.execute(
                 select(records.c.seq, records.c.details).where(records.c.operation == "keys.rotated").order_by(records.c.seq))]  # fmt: skip
             ext = conn.execute(select(external_anchors).order_by(external_anchors.c.seq.desc())).all()
-        anchors = self._read_anchors()
+        notes: list[str] = []
+        anchors = self._read_anchors(notes)
         first_cp = (db_cps.get(min(db_cps)) if db_cps else None) or (anchors.get(min(anchors)) if anchors else None)
         pinned = bool(pin or trusted)
         root = trusted or (SM2PublicKey.from_hex(first_cp["public_key"]) if first_cp else self.signer.public_key)
@@ -370,7 +400,6 @@ class Ledger:
                 break
 
         head_seq, head_hash = expected - 1, prev
-        notes: list[str] = []
         cp_problem = self._check_checkpoints(db_cps, anchors, at_cp, head_seq, timeline, first_bad, notes)
         for extra in (key_problem, cp_problem):
             if extra and (first_bad is None or extra[0] <= first_bad):
@@ -413,24 +442,40 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(select(records.c.hash).where(records.c.seq == seq)).scalar()
 
-    def _read_anchors(self) -> dict[int, dict[str, Any]]:
-        """Checkpoints from every anchor copy; copies that disagree on a checkpoint are an error."""
+    def _read_anchors(self, notes: list[str]) -> dict[int, dict[str, Any]]:
+        """Checkpoints from every anchor copy and store; copies that disagree on a checkpoint are an error."""
         out: dict[int, dict[str, Any]] = {}
-        where: dict[int, Path] = {}
+        where: dict[int, str] = {}
+
+        def take(cp_line: str, place: str) -> int:
+            try:
+                cp = json.loads(cp_line)
+                seq = int(cp["seq"])
+            except (ValueError, KeyError, TypeError):
+                raise AuditError(f"{place}: not a checkpoint record", hint="the anchor copy was altered") from None
+            if seq in out and _cp_core(out[seq]) != _cp_core(cp):
+                raise AuditError(f"checkpoint {seq} differs between {where[seq]} and {place}", hint="one anchor copy was altered")
+            out[seq], where[seq] = cp, place
+            return seq
+
         for path in self.anchors():
             if not path.exists():
                 continue
             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    cp = json.loads(line)
-                    seq = int(cp["seq"])
-                except (ValueError, KeyError, TypeError):
-                    raise AuditError(f"{path}:{i}: not a checkpoint record", hint="the anchor file was altered") from None
-                if seq in out and _cp_core(out[seq]) != _cp_core(cp):
-                    raise AuditError(f"checkpoint {seq} differs between {where[seq]} and {path}", hint="one anchor copy was altered")
-                out[seq], where[seq] = cp, path
+                if line.strip():
+                    take(line, f"{path}:{i}")
+        for store in self.stores():
+            name = _store_name(store)
+            try:
+                names = [n for n in store.list(ANCHOR_PREFIX) if n.endswith(".json")]
+                with ThreadPoolExecutor(max_workers=8) as pool:  # one GET per checkpoint: a year is thousands of them
+                    bodies = list(pool.map(store.read, names))
+            except Exception as exc:  # noqa: BLE001 - say so; the other copies still count
+                notes.append(f"the anchor store {name} could not be read ({type(exc).__name__}: {str(exc)[:120]}); its checkpoints were not compared")
+                continue
+            for n, body in zip(names, bodies):
+                if n != _anchor_name(take(body.decode("utf-8", "replace"), f"{name}/{n}")):
+                    raise AuditError(f"{name}/{n} holds another checkpoint than its name says", hint="an anchor object was copied over another")
         return out
 
     def _check_checkpoints(

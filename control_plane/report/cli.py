@@ -75,7 +75,9 @@ def report_verify(month: str = MonthOpt, revision: Optional[int] = None, as_json
     principal()
     rt = context()
     res = store.verify_revision(rt, store.get(rt, month, revision))
-    emit_json(res) if as_json else out.print(f"{month} r{res['revision']}: signature valid (key {res['key_id']}), SM3 {res['digest_sm3'][:16]}… matches, schema valid")
+    archived = f"; the archived copy in {res['archived']} matches" if res.get("archived") else ""
+    emit_json(res) if as_json else out.print(f"{month} r{res['revision']}: signature valid (key {res['key_id']}), SM3 {res['digest_sm3'][:16]}… matches, "
+                                             f"schema valid{archived}")  # fmt: skip
 
 
 @report_app.command("submit")

@@ -84,15 +84,64 @@ def validate(doc: dict[str, Any]) -> None:
         raise ReportError(f"report does not match monitors/report.schema.json at {'/'.join(str(p) for p in e.path) or '(root)'}: {e.message[:300]}")
 
 
-def _row(r: Any) -> Built:
-    return Built(r.month, r.revision, Path(r.path), r.digest_sm3, r.created, r.built_by, r.reason, json.loads(r.signoff or "[]"), r.coverage_pct)
+def _row(rt: Context, r: Any) -> Built:
+    b = Built(r.month, r.revision, Path(r.path), r.digest_sm3, r.created, r.built_by, r.reason, json.loads(r.signoff or "[]"), r.coverage_pct)
+    if not (b.path / "report.json").exists() and rt.settings.report.archive_bucket:
+        b.path = fetch_archived(rt, b)  # built by a control plane on another host: its files come from the archive
+    return b
+
+
+def _archive_prefix(b: Built) -> str:
+    """Where a revision's files are archived: the digest is in the name, so an attempt that never reached the DB cannot block a retry."""
+    return f"{b.month}/r{b.revision}/{b.digest_sm3}/"
+
+
+def archive(rt: Context, b: Built) -> int:
+    """Write every file of a revision once to ``report.archive_bucket``; returns how many."""
+    st = rt.object_store(rt.settings.report.archive_bucket)
+    files = sorted(f for f in b.path.iterdir() if f.is_file())
+    for f in files:
+        st.write_once(_archive_prefix(b) + f.name, f.read_bytes())
+    return len(files)
+
+
+def fetch_archived(rt: Context, b: Built) -> Path:
+    """This host's copy of an archived revision (downloaded once and checked against the recorded SM3)."""
+    local = rt.settings.var / "reports" / b.month / f"r{b.revision}"
+    if (local / "report.json").exists():
+        return local
+    st = rt.object_store(rt.settings.report.archive_bucket)
+    prefix = _archive_prefix(b)
+    try:
+        names = st.list(prefix)
+        blobs = {n[len(prefix):]: st.read(n) for n in names}
+    except Exception as exc:  # noqa: BLE001 - whatever the store says, the report is not here
+        raise ReportError(f"{b.month} r{b.revision}: its files are not on this host and the archive could not be read ({type(exc).__name__})",
+                          hint="start the object store (govctl services up) and try again") from None  # fmt: skip
+    if sm3_hex(blobs.get("report.json", b"")) != b.digest_sm3:
+        raise ReportError(f"{b.month} r{b.revision}: the archived report.json is missing or does not match the recorded SM3",
+                          hint="the archive was altered; restore the revision from the backup repository")  # fmt: skip
+    tmp = local.parent / f".fetch-r{b.revision}-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, data in blobs.items():
+        if "/" in name or name.startswith("."):
+            raise ReportError(f"{b.month} r{b.revision}: unexpected archived object {name!r}", hint="the archive was altered")
+        (tmp / name).write_bytes(data)
+        os.chmod(tmp / name, 0o444)
+    try:
+        tmp.rename(local)
+    except OSError:  # another thread fetched it at the same moment
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    return local
 
 
 def latest(rt: Context, month: str) -> Built | None:
     """The newest revision of a month."""
     with rt.engine.connect() as c:
         r = c.execute(select(revisions).where(revisions.c.month == month).order_by(revisions.c.revision.desc()).limit(1)).first()
-    return _row(r) if r else None
+    return _row(rt, r) if r else None
 
 
 def get(rt: Context, month: str, revision: int | None = None) -> Built:
@@ -102,7 +151,7 @@ def get(rt: Context, month: str, revision: int | None = None) -> Built:
     else:
         with rt.engine.connect() as c:
             r = c.execute(select(revisions).where(and_(revisions.c.month == month, revisions.c.revision == revision))).first()
-        b = _row(r) if r else None
+        b = _row(rt, r) if r else None
     if b is None:
         raise ReportError(f"no report for {month}" + (f" revision {revision}" if revision else ""), hint="build it: govctl report build --month " + month)
     return b
@@ -111,7 +160,7 @@ def get(rt: Context, month: str, revision: int | None = None) -> Built:
 def all_revisions(rt: Context) -> list[Built]:
     """Every stored revision, newest month first."""
     with rt.engine.connect() as c:
-        return [_row(r) for r in c.execute(select(revisions).order_by(revisions.c.month.desc(), revisions.c.revision.desc()))]
+        return [_row(rt, r) for r in c.execute(select(revisions).order_by(revisions.c.month.desc(), revisions.c.revision.desc()))]
 
 
 def load(b: Built) -> dict[str, Any]:
@@ -166,6 +215,8 @@ def build(rt: Context, month: str, *, actor: str, reason: str | None = None, sig
         os.chmod(f, 0o444)
     b = Built(month, revision, out, sig["digest_sm3"], datetime.now(timezone.utc).isoformat(), actor, reason, signoff or [],
               doc["coverage"]["prometheus_pct"])  # fmt: skip
+    if s.report.archive_bucket:  # written once before the revision exists: a store that refuses fails the build, to be retried
+        archive(rt, b)
     with rt.engine.begin() as c:
         c.execute(revisions.insert().values(month=month, revision=revision, created=b.created, built_by=actor, digest_sm3=b.digest_sm3,
                                             key_id=sig["key_id"], path=str(out), reason=reason, signoff=json.dumps(signoff or []),
@@ -182,7 +233,19 @@ def verify_revision(rt: Context, b: Built, trusted: SM2PublicKey | None = None) 
                           hint="restore it from the backup pool; a correction must be a new revision")  # fmt: skip
     verify(data, block, trusted or rt.signer.public_key)
     validate(json.loads(data))
-    return {"month": b.month, "revision": b.revision, "digest_sm3": b.digest_sm3, "key_id": block["key_id"], "ok": True}
+    out = {"month": b.month, "revision": b.revision, "digest_sm3": b.digest_sm3, "key_id": block["key_id"], "ok": True}
+    if rt.settings.report.archive_bucket:
+        st = rt.object_store(rt.settings.report.archive_bucket)
+        try:
+            archived = st.read(_archive_prefix(b) + "report.json")
+        except FileNotFoundError:
+            raise ReportError(f"{b.month} r{b.revision}: no archived copy in {rt.settings.report.archive_bucket}",
+                              hint="the archived copy was deleted (the bucket refuses rewrites, not deletes); the files here still verify: "
+                                   "put them back from the backup repository") from None  # fmt: skip
+        if sm3_hex(archived) != b.digest_sm3:
+            raise ReportError(f"{b.month} r{b.revision}: the archived report.json differs from the recorded SM3", hint="the archive was altered")
+        out["archived"] = f"s3://{rt.settings.report.archive_bucket}/{_archive_prefix(b)}"
+    return out
 
 
 def count(rt: Context) -> int:
@@ -191,4 +254,4 @@ def count(rt: Context) -> int:
         return int(c.execute(select(func.count()).select_from(revisions)).scalar() or 0)
 
 
-__all__ = ["Built", "ReportError", "ReportExists", "build", "get", "latest", "load", "verify_revision", "all_revisions", "validate"]
+__all__ = ["archive", "fetch_archived", "Built", "ReportError", "ReportExists", "build", "get", "latest", "load", "verify_revision", "all_revisions", "validate"]

@@ -68,12 +68,16 @@ def services_down(names: Optional[list[str]] = typer.Argument(None, help="Servic
 @services_app.command("status")
 @reads("services.read")
 def services_status(as_json: bool = JsonOpt) -> None:
-    """Each service's address, pid and health; exit 1 if an enabled service is not healthy."""
-    rows = context().supervisor.status()
+    """Each service's address, pid, role and health, then the control planes; exit 1 if an enabled service is not healthy."""
+    from control_plane.services import control_planes
+
+    rt = context()
+    rows = rt.supervisor.status()
+    planes = control_planes.status(rt.settings)  # `govctl up` runs them: their state is shown, not counted in the exit code
     if as_json:
-        emit_json([r.as_dict() for r in rows])
+        emit_json([r.as_dict() for r in rows + planes])
     else:
-        out.print(status_table(rows))
+        out.print(status_table(rows + planes))
     if any(r.health not in ("healthy", "disabled") for r in rows):
         raise typer.Exit(1)
 

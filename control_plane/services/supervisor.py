@@ -506,10 +506,11 @@ class Supervisor:
                               aws_secret_access_key=creds["secret_key"], region_name="us-east-1",
                               config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))  # fmt: skip
             have = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-            for b in self.cfg.objectstore.buckets:
+            buckets = self.settings.buckets() or ["govctl-ready"]
+            for b in buckets:
                 if b not in have:
                     s3.create_bucket(Bucket=b)
-            s3.put_object(Bucket=self.cfg.objectstore.buckets[0], Key=".govctl-ready", Body=b"ok")
+            s3.put_object(Bucket=buckets[0], Key=".govctl-ready", Body=b"ok")
             return True, ""
         except Exception as exc:  # noqa: BLE001 - not ready yet, whatever the reason
             return False, f"{type(exc).__name__}: {str(exc)[:120]}"

@@ -160,3 +160,58 @@ def test_anchor_copies_that_disagree(tmp_path: Path) -> None:
     copy.write_text(copy.read_text().replace('"seq":5,"head_hash":"', '"seq":5,"head_hash":"00'))
     with pytest.raises(AuditError, match="differs between"):
         led.verify()
+
+
+def test_a_write_once_store_catches_deletion_of_db_rows_and_every_anchor_file(tmp_path: Path) -> None:
+    """Checkpoints kept as one object each in a store (S3 in the cluster profile): with the DB tail, its checkpoints and the anchor file gone, verify still tells."""
+    from control_plane.objects import LocalBackend
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(eng)
+    st = LocalBackend(tmp_path / "bucket")
+    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, stores=lambda: [st])
+    for i in range(12):
+        led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
+    assert st.list("checkpoints/") == ["checkpoints/000000000005.json", "checkpoints/000000000010.json"]
+    assert led.verify().anchors == 2
+    with led.engine.begin() as c:
+        c.execute(text("DELETE FROM audit_records WHERE seq > 7"))
+        c.execute(text("DELETE FROM audit_checkpoints WHERE seq > 7"))
+    (tmp_path / "anchor.jsonl").unlink()
+    rep = led.verify()
+    assert not rep.ok and rep.first_bad == 8 and "truncated" in rep.problem
+
+
+def test_a_store_object_altered_or_renamed_is_an_error_and_an_unreachable_store_a_note(tmp_path: Path) -> None:
+    """An object whose checkpoint differs from the DB's, or that sits under another checkpoint's name, fails verify; a store that cannot be read is said, not fatal."""
+    from control_plane.audit import AuditError
+    from control_plane.objects import LocalBackend
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    upgrade(eng)
+    st = LocalBackend(tmp_path / "bucket")
+    stores = [st]
+    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, stores=lambda: stores)
+    for i in range(10):
+        led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
+    five, ten = st.path("checkpoints/000000000005.json"), st.path("checkpoints/000000000010.json")
+    original = ten.read_bytes()
+    ten.write_bytes(five.read_bytes())  # checkpoint 5 copied over checkpoint 10's object
+    with pytest.raises(AuditError, match="another checkpoint than its name"):
+        led.verify()
+    ten.write_bytes(original.replace(b'"head_hash":"', b'"head_hash":"00'))
+    with pytest.raises(AuditError, match="differs between"):
+        led.verify()
+    ten.write_bytes(original)
+    assert led.verify().ok
+
+    import socket
+
+    from control_plane.objects import S3Backend
+
+    with socket.socket() as sock:  # a port nothing listens on: the object store is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stores.append(S3Backend(f"http://127.0.0.1:{port}", "govctl-audit", "key", "secret", attempts=1, timeout_s=2))  # type: ignore[arg-type]
+    rep = led.verify()
+    assert rep.ok and any("s3://govctl-audit could not be read" in n for n in rep.notes), rep.notes

@@ -1,14 +1,16 @@
-"""Where a repository's objects are stored.
+"""Write-once object storage: the backup repository's objects, audit checkpoints, report archives.
 
-Every object is addressed by a name like ``data/ab/<pack id>``, ``index/<id>``,
-``snapshots/<id>``, ``config`` or ``keys/master.json``; objects are written once and never
-modified, read whole or by byte range, listed by prefix and deleted (prune, forget). That is
-exactly what S3-compatible object storage offers (PUT, ranged GET, LIST, DELETE), so a
-``S3Backend`` can implement this protocol without the repository changing. The repository
-lock and the local bookkeeping (``state/``) stay on the host that writes.
+Every object is addressed by a name like ``data/ab/<pack id>``, ``snapshots/<id>``,
+``checkpoints/<seq>.json`` or ``2026-11/r1/report.json``; objects are written once and never
+modified, read whole or by byte range, listed by prefix and deleted (only the repository's
+prune and forget delete). That is what S3-compatible object storage offers (PUT, ranged GET,
+LIST, DELETE), so ``S3Backend`` implements the same protocol as ``LocalBackend`` and nothing
+above them changes. A repository's lock and local bookkeeping (``state/``) stay on the host
+that writes.
 
 ``LocalBackend`` stores objects as files under a directory (local, or mounted from the backup
 pool): written to a temporary name, fsynced, renamed into place, the directory fsynced.
+``store(settings, bucket)`` is a bucket of the configured object store (``services.objectstore``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from control_plane.config import Settings
 
 
 class Backend(Protocol):
@@ -118,13 +123,14 @@ class S3Backend:
     Reads by byte range use ``Range``; the official AWS SDK (boto3) does the signing and retries.
     """
 
-    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, *, prefix: str = "", timeout_s: float = 30.0) -> None:
+    def __init__(self, endpoint: str, bucket: str, access_key: str, secret_key: str, *, prefix: str = "", timeout_s: float = 30.0,
+                 attempts: int = 6) -> None:  # fmt: skip
         import boto3
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix
         self.s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name="us-east-1",
-                               config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 6, "mode": "standard"},
+                               config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": attempts, "mode": "standard"},
                                              connect_timeout=5, read_timeout=timeout_s, request_checksum_calculation="when_required",
                                              response_checksum_validation="when_required"))  # fmt: skip
 
@@ -183,3 +189,9 @@ class S3Backend:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(name) from None
             raise
+
+
+def store(settings: Settings, bucket: str, *, attempts: int = 6, timeout_s: float = 30.0) -> S3Backend:
+    """A bucket of the object store (``services.objectstore``) with the generated S3 identity."""
+    creds = settings.s3_credentials()
+    return S3Backend(settings.services.objectstore.url, bucket, creds["access_key"], creds["secret_key"], attempts=attempts, timeout_s=timeout_s)
