@@ -59,6 +59,8 @@ def _main(
     state["token"] = read_token(token_file) if token_file else (os.environ.get("GOVCTL_TOKEN") or None)
     state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # the client's own retry chatter (a node not up yet, retrying the next): our code says what failed in the end
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 
 
 @app.command()
@@ -112,11 +114,12 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
     if not _port_free(s.api.host, port):
         raise GovctlError(f"api: port {port} on {s.api.host} is already in use", hint="stop the other process, set api.port, or give --api-port")
     boot: list[str] = []
+    booted: list[str] = []  # what of the state database this command started (stopped last, after the final record)
     if s.services.postgres.ha.members > 1 and s.state.url is None:
         # the state database is the Patroni cluster: it must run before anything can be recorded in it
         boot = [n for n in rt.supervisor.ORDER if n == "etcd" or n.startswith("postgres")]
         with err.status("starting the state database (etcd, Patroni)…", spinner="dots"):
-            rt.supervisor.up(boot)
+            rt.supervisor.up(boot, on_event=lambda n, m: booted.append(n) if m.startswith("starting") else None)
     with err.status("starting services…", spinner="dots"):
         if boot:
             rt.gate.record(principal(), "services.up", target=",".join(boot),
@@ -164,8 +167,11 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
             sched.stop()
         if gw:
             gw.shutdown()
+        # recorded and checkpointed while the state DB and the object store still run; then the services, the state DB last
+        rt.gate.record(principal(), "control_plane.down", details={"stopping": [*started, *booted], "reason": "Ctrl-C on govctl up"})
+        rt.ledger.close()
         stopped = rt.supervisor.down(started) if started else []
-        rt.gate.record(principal(), "control_plane.down", details={"stopped": stopped, "reason": "Ctrl-C on govctl up"})
+        stopped += rt.supervisor.down(booted) if booted else []
         err.print(f"stopped: API, scheduler{', ' + str(len(standbys)) + ' standby control plane(s)' if standbys else ''}"
                   f"{', ' + ', '.join(stopped) if stopped else ''}")  # fmt: skip
 
