@@ -21,7 +21,10 @@ CONSOLE_ASSETS := control_plane/console/assets
 # so it is built once per version (about 13 minutes on 2 cores the first time), cached outside the clone.
 SEAWEED_COMMIT := 7506e5f91cd6
 SEAWEED_BIN  := $(CACHE)/seaweedfs-$(SEAWEED_COMMIT)/bin/weed
-.PHONY: run test setup system-packages service-user elasticsearch pulumi venv console-assets objectstore bench corpus clean-var
+# Our SM4-GCM/CTR extension (Rust, pyo3, built by maturin from crates.io; GFNI and AVX-512 at run time, OpenSSL otherwise).
+SM4_NATIVE   := control_plane/crypto/native
+SM4_STAMP    := $(VENV)/.govctl-sm4-installed
+.PHONY: run test setup system-packages service-user elasticsearch pulumi venv sm4-native console-assets objectstore bench corpus clean-var
 
 PROFILE      ?= single
 run: setup
@@ -31,7 +34,7 @@ test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
-setup: system-packages service-user elasticsearch pulumi objectstore venv console-assets
+setup: system-packages service-user elasticsearch pulumi objectstore venv sm4-native console-assets
 
 # Debian packages: Prometheus, node_exporter, Alertmanager, PostgreSQL with Patroni and etcd (the cluster profile),
 # Chromium (the console's browser tests), the openssl CLI (interop tests),
@@ -106,6 +109,13 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 	printf '#!/bin/sh\n# Hosts Python dynamic providers for the Pulumi engine with this virtualenv.\nexec "%s" -u -m pulumi.dynamic "$$@"\n' \
 	  "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pulumi-resource-pulumi-python
 	chmod +x $(VENV)/bin/pulumi-resource-pulumi-python
+	@touch $@
+
+# Rebuilt when its sources change; cargo's build directory is kept outside the clone, so a rebuild compiles only our crate.
+sm4-native: $(SM4_STAMP)
+$(SM4_STAMP): $(STAMP) $(SM4_NATIVE)/Cargo.toml $(SM4_NATIVE)/Cargo.lock $(SM4_NATIVE)/pyproject.toml $(SM4_NATIVE)/src/lib.rs
+	@PATH="$(HOME)/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "the SM4 extension needs Rust's cargo (rustup or Debian's cargo)"; exit 1; }
+	PATH="$(HOME)/.cargo/bin:$$PATH" CARGO_TARGET_DIR=$(CACHE)/cargo/sm4 $(VENV)/bin/python -m pip install -q --disable-pip-version-check ./$(SM4_NATIVE)
 	@touch $@
 
 # The console's browser assets (htmx, ECharts, asciinema-player, xterm.js, axe-core) from npm, exactly as the

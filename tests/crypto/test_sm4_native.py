@@ -1,0 +1,153 @@
+"""Our native SM4 (control_plane/crypto/native): the standards' vectors, OpenSSL both ways, and differential fuzzing against `cryptography`."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from control_plane.crypto import sm4
+
+NATIVE_SRC = Path(__file__).resolve().parents[2] / "control_plane" / "crypto" / "native" / "src" / "lib.rs"
+KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
+
+
+def _cpu_has_fast_path() -> bool:
+    flags = set(next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split(":", 1)[1].split())
+    return {"gfni", "avx512f", "avx512bw"} <= flags
+
+
+native = pytest.importorskip("govctl_sm4") if not _cpu_has_fast_path() else __import__("govctl_sm4")  # built by `make` (sm4-native)
+pytestmark = pytest.mark.skipif(not native.available(), reason="this CPU lacks GFNI or AVX-512: OpenSSL runs instead")
+
+
+def test_the_fast_path_runs_where_the_cpu_has_it() -> None:
+    """On a CPU with GFNI and AVX-512 the extension is built and chosen: a missing build step fails here, not silently slower."""
+    assert _cpu_has_fast_path() == native.available()
+    assert sm4.BACKEND == ("gfni-avx512" if native.available() else "openssl")
+
+
+def test_the_gfni_constants_compute_the_standard_sbox() -> None:
+    """The two affine maps in lib.rs around the AES-field inversion give GB/T 32907's S-box for all 256 inputs (emulating the instructions' definition)."""
+    import gmssl.sm4
+
+    src = NATIVE_SRC.read_text()
+
+    def const(name: str) -> int:
+        return int(re.search(rf"const {name}: i(?:64|32) = (0x[0-9a-f_]+)", src).group(1).replace("_", ""), 16)  # type: ignore[union-attr]
+
+    def gmul(a: int, b: int) -> int:
+        r = 0
+        while b:
+            r, a, b = r ^ (a if b & 1 else 0), (a << 1) ^ (0x11B if a & 0x80 else 0), b >> 1
+        return r
+
+    inv = [0] + [next(b for b in range(1, 256) if gmul(a, b) == 1) for a in range(1, 256)]
+
+    def affine(x: int, matrix: int, c: int) -> int:  # Intel SDM: bit i = parity(matrix.byte[7 - i] & x) ^ c.bit[i]
+        return sum((bin((matrix >> (8 * (7 - i))) & 0xFF & x).count("1") & 1) << i for i in range(8)) ^ c
+
+    box = [affine(inv[affine(x, const("SBOX_IN"), const("SBOX_IN_C"))], const("SBOX_OUT"), const("SBOX_OUT_C")) for x in range(256)]
+    assert box == list(gmssl.sm4.SM4_BOXES_TABLE)
+
+
+def test_gbt_32907_examples() -> None:
+    """Example 1 (one block) and example 2 (the block encrypted 1,000,000 times), one block at a time through CTR's keystream."""
+    zero = bytes(16)
+    assert native.ctr(KEY, KEY, zero).hex() == "681edf34d206965e86b3e94f536e4246"
+    block = KEY
+    for _ in range(1_000_000):
+        block = native.ctr(KEY, block, zero)
+    assert block.hex() == "595298c7c6fd271f0402f804c33d3f66"
+
+
+def test_rfc_8998_gcm_vector() -> None:
+    """RFC 8998 appendix A.1, straight through the extension (encrypt and decrypt)."""
+    iv = bytes.fromhex("00001234567800000000ABCD")
+    aad = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
+    pt = bytes.fromhex("AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
+                       "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA")  # fmt: skip
+    out = native.gcm_encrypt(KEY, iv, pt, aad)
+    assert out.hex().upper() == ("17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
+                                 "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+                                 "83DE3541E4C2B58177E065A9BF7B62EC")  # fmt: skip
+    assert native.gcm_decrypt(KEY, iv, out, aad) == pt
+    assert native.gcm_open(KEY, native.gcm_seal(KEY, iv, pt, aad), aad) == pt
+
+
+@pytest.mark.parametrize("iv", ["ffffffffffffffffffffffffffffffff", "000000000000000000000001fffffff0", "0123456789abcdef01234567fffffffe"])
+def test_ctr_counter_carries_like_openssl(iv: str) -> None:
+    """SM4-CTR's 128-bit counter: wrapping its low word carries into the rest, as OpenSSL does."""
+    key, data = os.urandom(16), os.urandom(1000)
+    enc = Cipher(algorithms.SM4(key), modes.CTR(bytes.fromhex(iv))).encryptor()
+    assert native.ctr(key, bytes.fromhex(iv), data) == enc.update(data) + enc.finalize()
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 65536 + 7])
+def test_openssl_command_line_both_ways(tmp_path: Path, size: int) -> None:
+    """`openssl enc -sm4-ctr` decrypts what we encrypt, and we decrypt what it encrypts."""
+    key, iv, data = os.urandom(16), os.urandom(16), os.urandom(size)
+    (tmp_path / "ours").write_bytes(native.ctr(key, iv, data))
+    args = ["openssl", "enc", "-sm4-ctr", "-K", key.hex(), "-iv", iv.hex()]  # a test key, thrown away: fine on a command line
+    back = subprocess.run([*args, "-d", "-in", str(tmp_path / "ours")], capture_output=True, check=True).stdout
+    assert back == data
+    theirs = subprocess.run(args, input=data, capture_output=True, check=True).stdout
+    assert native.ctr(key, iv, theirs) == data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.one_of(st.integers(0, 300), st.integers(0, 1 << 20)), aad_size=st.integers(0, 200), seed=st.integers(0, 2**32))
+def test_gcm_equals_openssl_both_ways(size: int, aad_size: int, seed: int) -> None:
+    """Differential: for lengths 0 to 1 MiB, ours and OpenSSL's SM4-GCM give the same bytes, and each opens the other's."""
+    rnd = random.Random(seed)
+    key, nonce, data, aad = rnd.randbytes(16), rnd.randbytes(12), rnd.randbytes(size), rnd.randbytes(aad_size)
+    enc = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+    enc.authenticate_additional_data(aad)
+    theirs = enc.update(data) + enc.finalize() + enc.tag
+    ours = native.gcm_encrypt(key, nonce, data, aad)
+    assert ours == theirs
+    dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, ours[-16:])).decryptor()
+    dec.authenticate_additional_data(aad)
+    assert dec.update(ours[:-16]) + dec.finalize() == data
+    assert native.gcm_decrypt(key, nonce, theirs, aad) == data
+
+
+def test_every_flipped_tag_bit_and_any_altered_byte_is_refused() -> None:
+    """Each of the 128 tag bits flipped, a ciphertext bit, an AAD bit, the nonce, the key: InvalidTag every time, and no plaintext comes back."""
+    key, nonce, aad, data = os.urandom(16), os.urandom(12), b"repo:snapshot", os.urandom(4097)
+    sealed = native.gcm_encrypt(key, nonce, data, aad)
+    for bit in range(128):
+        bad = bytearray(sealed)
+        bad[len(data) + bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(native.InvalidTag):
+            native.gcm_decrypt(key, nonce, bytes(bad), aad)
+    for i in (0, 255, 256, len(data) - 1):
+        bad = bytearray(sealed)
+        bad[i] ^= 0x80
+        with pytest.raises(native.InvalidTag):
+            native.gcm_decrypt(key, nonce, bytes(bad), aad)
+    with pytest.raises(native.InvalidTag):
+        native.gcm_decrypt(key, nonce, sealed, b"repo:snapshoT")
+    with pytest.raises(native.InvalidTag):
+        native.gcm_decrypt(key, bytes(12), sealed, aad)
+    with pytest.raises(native.InvalidTag):
+        native.gcm_decrypt(bytes(16), nonce, sealed, aad)
+
+
+def test_bad_sizes_are_clear_errors() -> None:
+    """A key that is not 16 bytes, a nonce that is not 12, data shorter than a tag: ValueError saying which."""
+    with pytest.raises(ValueError, match="16 bytes"):
+        native.gcm_encrypt(b"short", bytes(12), b"x")
+    with pytest.raises(ValueError, match="nonce"):
+        native.gcm_encrypt(bytes(16), bytes(8), b"x")
+    with pytest.raises(ValueError, match="shorter"):
+        native.gcm_decrypt(bytes(16), bytes(12), b"tiny")
+    with pytest.raises(ValueError, match="shorter"):
+        native.gcm_open(bytes(16), b"tiny")
