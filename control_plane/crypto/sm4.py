@@ -5,9 +5,10 @@ a 128-bit tag, optional associated data. CBC (PKCS#7 padding) exists for interop
 with peers that only speak it; pair it with HMAC-SM3 (``seal_cbc``) when integrity matters.
 
 GCM runs on our native extension (``govctl_sm4``, built by ``make`` from
-``control_plane/crypto/native``: the S-box computed with GFNI, sixteen blocks per AVX-512
-round, constant time) where the CPU has GFNI and AVX-512, and on OpenSSL through
-``cryptography`` elsewhere; both produce the same bytes. ``BACKEND`` says which one runs.
+``control_plane/crypto/native``, constant time): sixteen blocks per AVX-512 round with the
+S-box computed by GFNI where the CPU has both, else eight blocks per AVX2 round with the S-box
+through AES-NI; on OpenSSL through ``cryptography`` where the CPU has neither. All produce the
+same bytes. ``BACKEND`` says which one runs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ try:
     _NATIVE = _native.available()
 except ImportError:  # not built (no Rust toolchain): OpenSSL everywhere
     _native, _NATIVE = None, False
-BACKEND = "gfni-avx512" if _NATIVE else "openssl"
+BACKEND = _native.path() if _NATIVE else "openssl"  # gfni-avx512 | aesni-avx2 | openssl
 
 
 def _check_key(key: bytes) -> None:

@@ -19,19 +19,32 @@ NATIVE_SRC = Path(__file__).resolve().parents[2] / "control_plane" / "crypto" / 
 KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
 
 
-def _cpu_has_fast_path() -> bool:
-    flags = set(next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split(":", 1)[1].split())
-    return {"gfni", "avx512f", "avx512bw"} <= flags
+def _cpu_flags() -> set[str]:
+    return set(next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")).split(":", 1)[1].split())
 
 
-native = pytest.importorskip("govctl_sm4") if not _cpu_has_fast_path() else __import__("govctl_sm4")  # built by `make` (sm4-native)
-pytestmark = pytest.mark.skipif(not native.available(), reason="this CPU lacks GFNI or AVX-512: OpenSSL runs instead")
+GFNI_512 = {"gfni", "avx512f", "avx512bw", "avx512vl"} <= _cpu_flags()
+AESNI_256 = {"aes", "avx2", "ssse3"} <= _cpu_flags()
+native = __import__("govctl_sm4") if GFNI_512 or AESNI_256 else pytest.importorskip("govctl_sm4")  # built by `make` (sm4-native)
+pytestmark = pytest.mark.skipif(not native.available(), reason="this CPU has neither GFNI with AVX-512 nor AES-NI with AVX2: OpenSSL runs instead")
+PATHS = [p for p, have in (("gfni-avx512", GFNI_512), ("aesni-avx2", AESNI_256 or GFNI_512)) if have]
 
 
-def test_the_fast_path_runs_where_the_cpu_has_it() -> None:
-    """On a CPU with GFNI and AVX-512 the extension is built and chosen: a missing build step fails here, not silently slower."""
-    assert _cpu_has_fast_path() == native.available()
-    assert sm4.BACKEND == ("gfni-avx512" if native.available() else "openssl")
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest):  # noqa: ANN201
+    """Each native path this CPU can run, forced in turn."""
+    native.force_path(request.param)
+    assert native.path() == request.param
+    yield request.param
+    native.force_path("auto")
+
+
+def test_the_best_path_runs_where_the_cpu_has_it() -> None:
+    """On a CPU with GFNI and AVX-512 (or AES-NI and AVX2) the extension is built and chosen: a missing build step fails here, not silently slower."""
+    best = "gfni-avx512" if GFNI_512 else ("aesni-avx2" if AESNI_256 else "openssl")
+    assert sm4.BACKEND == native.path() == best
+    with pytest.raises(ValueError, match="cannot run"):
+        native.force_path("sse-something")
 
 
 def test_the_gfni_constants_compute_the_standard_sbox() -> None:
@@ -58,7 +71,44 @@ def test_the_gfni_constants_compute_the_standard_sbox() -> None:
     assert box == list(gmssl.sm4.SM4_BOXES_TABLE)
 
 
-def test_gbt_32907_examples() -> None:
+def test_the_aesni_nibble_tables_compute_the_standard_sbox() -> None:
+    """POST(AES SubBytes(PRE(x))) with lib.rs's nibble tables gives GB/T 32907's S-box for all 256 inputs."""
+    import gmssl.sm4
+
+    src = NATIVE_SRC.read_text()
+
+    def table(name: str) -> list[int]:
+        return [int(v, 16) for v in re.search(rf"const {name}: \[u8; 16\] = \[([^\]]+)\]", src).group(1).split(",")]  # type: ignore[union-attr]
+
+    pre_lo, pre_hi, post_lo, post_hi = table("PRE_LO"), table("PRE_HI"), table("POST_LO"), table("POST_HI")
+    aes_sbox = _aes_sbox()
+    box = [(lambda z: post_lo[z & 15] ^ post_hi[z >> 4])(aes_sbox[pre_lo[x & 15] ^ pre_hi[x >> 4]]) for x in range(256)]
+    assert box == list(gmssl.sm4.SM4_BOXES_TABLE)
+
+
+def _aes_sbox() -> list[int]:
+    """FIPS 197's S-box, from its definition (inversion in GF(2^8) mod 0x11B, then the affine map with 0x63)."""
+
+    def gmul(a: int, b: int) -> int:
+        r = 0
+        while b:
+            r, a, b = r ^ (a if b & 1 else 0), (a << 1) ^ (0x11B if a & 0x80 else 0), b >> 1
+        return r
+
+    out = []
+    for x in range(256):
+        b = next((y for y in range(1, 256) if gmul(x, y) == 1), 0)
+        out.append(b ^ sum(((((b >> ((i + 4) % 8)) ^ (b >> ((i + 5) % 8)) ^ (b >> ((i + 6) % 8)) ^ (b >> ((i + 7) % 8))) & 1) << i) for i in range(8)) ^ 0x63)
+    return out
+
+
+def test_the_aes_sbox_helper_is_fips_197() -> None:
+    """The helper above against FIPS 197's published S-box corners (so the nibble-table test cannot agree with a wrong helper)."""
+    box = _aes_sbox()
+    assert (box[0x00], box[0x01], box[0x53], box[0xFF]) == (0x63, 0x7C, 0xED, 0x16)
+
+
+def test_gbt_32907_examples(path: str) -> None:
     """Example 1 (one block) and example 2 (the block encrypted 1,000,000 times), one block at a time through CTR's keystream."""
     zero = bytes(16)
     assert native.ctr(KEY, KEY, zero).hex() == "681edf34d206965e86b3e94f536e4246"
@@ -68,7 +118,7 @@ def test_gbt_32907_examples() -> None:
     assert block.hex() == "595298c7c6fd271f0402f804c33d3f66"
 
 
-def test_rfc_8998_gcm_vector() -> None:
+def test_rfc_8998_gcm_vector(path: str) -> None:
     """RFC 8998 appendix A.1, straight through the extension (encrypt and decrypt)."""
     iv = bytes.fromhex("00001234567800000000ABCD")
     aad = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
@@ -83,7 +133,7 @@ def test_rfc_8998_gcm_vector() -> None:
 
 
 @pytest.mark.parametrize("iv", ["ffffffffffffffffffffffffffffffff", "000000000000000000000001fffffff0", "0123456789abcdef01234567fffffffe"])
-def test_ctr_counter_carries_like_openssl(iv: str) -> None:
+def test_ctr_counter_carries_like_openssl(iv: str, path: str) -> None:
     """SM4-CTR's 128-bit counter: wrapping its low word carries into the rest, as OpenSSL does."""
     key, data = os.urandom(16), os.urandom(1000)
     enc = Cipher(algorithms.SM4(key), modes.CTR(bytes.fromhex(iv))).encryptor()
@@ -91,7 +141,7 @@ def test_ctr_counter_carries_like_openssl(iv: str) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 65536 + 7])
-def test_openssl_command_line_both_ways(tmp_path: Path, size: int) -> None:
+def test_openssl_command_line_both_ways(tmp_path: Path, size: int, path: str) -> None:
     """`openssl enc -sm4-ctr` decrypts what we encrypt, and we decrypt what it encrypts."""
     key, iv, data = os.urandom(16), os.urandom(16), os.urandom(size)
     (tmp_path / "ours").write_bytes(native.ctr(key, iv, data))
@@ -102,9 +152,9 @@ def test_openssl_command_line_both_ways(tmp_path: Path, size: int) -> None:
     assert native.ctr(key, iv, theirs) == data
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(size=st.one_of(st.integers(0, 300), st.integers(0, 1 << 20)), aad_size=st.integers(0, 200), seed=st.integers(0, 2**32))
-def test_gcm_equals_openssl_both_ways(size: int, aad_size: int, seed: int) -> None:
+def test_gcm_equals_openssl_both_ways(path: str, size: int, aad_size: int, seed: int) -> None:
     """Differential: for lengths 0 to 1 MiB, ours and OpenSSL's SM4-GCM give the same bytes, and each opens the other's."""
     rnd = random.Random(seed)
     key, nonce, data, aad = rnd.randbytes(16), rnd.randbytes(12), rnd.randbytes(size), rnd.randbytes(aad_size)
@@ -119,7 +169,7 @@ def test_gcm_equals_openssl_both_ways(size: int, aad_size: int, seed: int) -> No
     assert native.gcm_decrypt(key, nonce, theirs, aad) == data
 
 
-def test_every_flipped_tag_bit_and_any_altered_byte_is_refused() -> None:
+def test_every_flipped_tag_bit_and_any_altered_byte_is_refused(path: str) -> None:
     """Each of the 128 tag bits flipped, a ciphertext bit, an AAD bit, the nonce, the key: InvalidTag every time, and no plaintext comes back."""
     key, nonce, aad, data = os.urandom(16), os.urandom(12), b"repo:snapshot", os.urandom(4097)
     sealed = native.gcm_encrypt(key, nonce, data, aad)

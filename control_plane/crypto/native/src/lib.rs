@@ -11,8 +11,10 @@
 //! out so that the final in-lane 4x4 transpose yields blocks in memory order with no lane shuffle.
 //! GHASH is RustCrypto's `ghash` (carry-less multiply where the CPU has it).
 //!
-//! Callers check `available()` first; where the CPU lacks GFNI or AVX-512 the Python side uses
-//! OpenSSL through `cryptography`.
+//! Where the CPU lacks GFNI or AVX-512 but has AES-NI and AVX2, eight blocks per round in AVX2
+//! registers, the S-box through `aesenclast` (AES's inversion) with SM4's affine maps before and
+//! after as nibble lookups in registers (`pshufb`): no memory tables either. Callers check
+//! `available()` first; where neither path runs the Python side uses OpenSSL through `cryptography`.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -40,9 +42,71 @@ const BSWAP32: [u8; 64] = {
     m
 };
 
-/// Whether this CPU runs the fast path.
+// the AES-NI path: SM4's S-box = POST(aes_subbytes(PRE(x))), PRE and POST affine, as low/high nibble tables
+const PRE_LO: [u8; 16] = [0x3e, 0xb2, 0x0e, 0x82, 0xbb, 0x37, 0x8b, 0x07, 0xa1, 0x2d, 0x91, 0x1d, 0x24, 0xa8, 0x14, 0x98];
+const PRE_HI: [u8; 16] = [0x00, 0xdc, 0x2e, 0xf2, 0xc5, 0x19, 0xeb, 0x37, 0x08, 0xd4, 0x26, 0xfa, 0xcd, 0x11, 0xe3, 0x3f];
+const POST_LO: [u8; 16] = [0x6c, 0xd4, 0xa6, 0x1e, 0x52, 0xea, 0x98, 0x20, 0x0b, 0xb3, 0xc1, 0x79, 0x35, 0x8d, 0xff, 0x47];
+const POST_HI: [u8; 16] = [0x00, 0xe0, 0x50, 0xb0, 0x9d, 0x7d, 0xcd, 0x2d, 0xc0, 0x20, 0x90, 0x70, 0x5d, 0xbd, 0x0d, 0xed];
+// aesenclast applies ShiftRows; shuffling by its inverse first leaves every byte where it was
+const INV_SHIFT_ROWS: [u8; 16] = [0, 13, 10, 7, 4, 1, 14, 11, 8, 5, 2, 15, 12, 9, 6, 3];
+// eight blocks: element e of the counter register takes counter + ORDER8[e] (two 128-bit lanes)
+const ORDER8: [u32; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+/// Which implementation runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    Gfni512,
+    Aesni256,
+    None,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Gfni512 => "gfni-avx512",
+            Path::Aesni256 => "aesni-avx2",
+            Path::None => "none",
+        }
+    }
+}
+
+fn detect() -> Path {
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("gfni") {
+        Path::Gfni512
+    } else if is_x86_feature_detected!("aes") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("ssse3") {
+        Path::Aesni256
+    } else {
+        Path::None
+    }
+}
+
+static FORCED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The path in use: the best the CPU has, or the one forced (tests, benchmarks).
+pub fn path() -> Path {
+    match FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Path::Gfni512,
+        2 => Path::Aesni256,
+        _ => detect(),
+    }
+}
+
+/// Use a slower path the CPU also has (tests and benchmarks compare them); refused if the CPU lacks it.
+pub fn force(name: &str) -> Result<(), Error> {
+    let best = detect();
+    let want = match name {
+        "gfni-avx512" if best == Path::Gfni512 => 1,
+        "aesni-avx2" if best != Path::None => 2,
+        "auto" => 0,
+        _ => return Err(Error::Unsupported),
+    };
+    FORCED.store(want, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether this CPU runs a native path.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("gfni")
+    path() != Path::None
 }
 
 /// The 32 round keys.
@@ -59,8 +123,26 @@ unsafe fn tau32(x: u32) -> u32 {
     _mm_cvtsi128_si32(tau128(_mm_set1_epi32(x as i32))) as u32
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,gfni")]
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn sbox128_aesni(x: __m128i) -> __m128i {
+    let nib = _mm_set1_epi8(0x0f);
+    let lo = |t: [u8; 16]| _mm_loadu_si128(t.as_ptr() as *const _);
+    let y = _mm_xor_si128(_mm_shuffle_epi8(lo(PRE_LO), _mm_and_si128(x, nib)), _mm_shuffle_epi8(lo(PRE_HI), _mm_and_si128(_mm_srli_epi16::<4>(x), nib)));
+    let z = _mm_aesenclast_si128(_mm_shuffle_epi8(y, lo(INV_SHIFT_ROWS)), _mm_setzero_si128());
+    _mm_xor_si128(_mm_shuffle_epi8(lo(POST_LO), _mm_and_si128(z, nib)), _mm_shuffle_epi8(lo(POST_HI), _mm_and_si128(_mm_srli_epi16::<4>(z), nib)))
+}
+
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn tau32_aesni(x: u32) -> u32 {
+    _mm_cvtsi128_si32(sbox128_aesni(_mm_set1_epi32(x as i32))) as u32
+}
+
 unsafe fn expand(key: &[u8; 16]) -> Keys {
+    let tau: unsafe fn(u32) -> u32 = if path() == Path::Gfni512 { tau32 } else { tau32_aesni };
+    expand_with(key, tau)
+}
+
+unsafe fn expand_with(key: &[u8; 16], tau: unsafe fn(u32) -> u32) -> Keys {
     let mut k = [0u32; 36];
     for i in 0..4 {
         k[i] = u32::from_be_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]) ^ FK[i];
@@ -68,7 +150,7 @@ unsafe fn expand(key: &[u8; 16]) -> Keys {
     let mut rk = [0u32; 32];
     for i in 0..32 {
         let ck = u32::from_be_bytes([0, 1, 2, 3].map(|j| (((4 * i + j) * 7) % 256) as u8));
-        let b = tau32(k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ ck);
+        let b = tau(k[i + 1] ^ k[i + 2] ^ k[i + 3] ^ ck);
         k[i + 4] = k[i] ^ b ^ b.rotate_left(13) ^ b.rotate_left(23);
         rk[i] = k[i + 4];
     }
@@ -113,9 +195,90 @@ unsafe fn ctr16(rk: &Keys, iv: &[u32; 3], ctr: u32, input: *const u8, out: *mut 
     }
 }
 
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn sbox256_aesni(x: __m256i, t: &[__m256i; 5]) -> __m256i {
+    let nib = _mm256_set1_epi8(0x0f);
+    let y = _mm256_xor_si256(_mm256_shuffle_epi8(t[0], _mm256_and_si256(x, nib)), _mm256_shuffle_epi8(t[1], _mm256_and_si256(_mm256_srli_epi16::<4>(x), nib)));
+    let y = _mm256_shuffle_epi8(y, t[4]);
+    let z = _mm256_set_m128i(
+        _mm_aesenclast_si128(_mm256_extracti128_si256::<1>(y), _mm_setzero_si128()),
+        _mm_aesenclast_si128(_mm256_castsi256_si128(y), _mm_setzero_si128()),
+    );
+    _mm256_xor_si256(_mm256_shuffle_epi8(t[2], _mm256_and_si256(z, nib)), _mm256_shuffle_epi8(t[3], _mm256_and_si256(_mm256_srli_epi16::<4>(z), nib)))
+}
+
+macro_rules! rol256 {
+    ($x:expr, $n:literal) => {
+        _mm256_or_si256(_mm256_slli_epi32::<$n>($x), _mm256_srli_epi32::<{ 32 - $n }>($x))
+    };
+}
+
+/// Eight blocks, transposed, through the 32 rounds (the AES-NI S-box).
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn rounds8(rk: &Keys, mut x0: __m256i, mut x1: __m256i, mut x2: __m256i, mut x3: __m256i, t: &[__m256i; 5]) -> [__m256i; 4] {
+    for r in 0..32 {
+        let v = _mm256_xor_si256(_mm256_xor_si256(x1, x2), _mm256_xor_si256(x3, _mm256_set1_epi32(rk.0[r] as i32)));
+        let v = sbox256_aesni(v, t);
+        let l = _mm256_xor_si256(_mm256_xor_si256(v, rol256!(v, 2)), _mm256_xor_si256(rol256!(v, 10), _mm256_xor_si256(rol256!(v, 18), rol256!(v, 24))));
+        let n = _mm256_xor_si256(x0, l);
+        x0 = x1;
+        x1 = x2;
+        x2 = x3;
+        x3 = n;
+    }
+    [x3, x2, x1, x0]
+}
+
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn ctr8(rk: &Keys, iv: &[u32; 3], ctr: u32, input: *const u8, out: *mut u8, order: __m256i, bswap: __m256i, t: &[__m256i; 5]) {
+    let x3 = _mm256_add_epi32(_mm256_set1_epi32(ctr as i32), order);
+    let [y0, y1, y2, y3] = rounds8(rk, _mm256_set1_epi32(iv[0] as i32), _mm256_set1_epi32(iv[1] as i32), _mm256_set1_epi32(iv[2] as i32), x3, t);
+    let t0 = _mm256_unpacklo_epi32(y0, y1);
+    let t1 = _mm256_unpackhi_epi32(y0, y1);
+    let t2 = _mm256_unpacklo_epi32(y2, y3);
+    let t3 = _mm256_unpackhi_epi32(y2, y3);
+    let o = [_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)];
+    for m in 0..4 {
+        let ks = _mm256_shuffle_epi8(o[m], bswap);
+        let p = _mm256_loadu_si256(input.add(32 * m) as *const _);
+        _mm256_storeu_si256(out.add(32 * m) as *mut _, _mm256_xor_si256(p, ks));
+    }
+}
+
+#[target_feature(enable = "aes,avx2,ssse3")]
+unsafe fn ctr32_xor_aesni(rk: &Keys, iv: &[u32; 3], mut ctr: u32, data: &[u8], out: &mut [u8]) {
+    let twice = |a: [u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(a.as_ptr() as *const _));
+    let t = [twice(PRE_LO), twice(PRE_HI), twice(POST_LO), twice(POST_HI), twice(INV_SHIFT_ROWS)];
+    let order = _mm256_loadu_si256(ORDER8.as_ptr() as *const _);
+    let bswap = _mm256_loadu_si256(BSWAP32.as_ptr() as *const _);
+    let n = data.len();
+    let full = n / 128 * 128;
+    let mut off = 0;
+    while off < full {
+        ctr8(rk, iv, ctr, data.as_ptr().add(off), out.as_mut_ptr().add(off), order, bswap, &t);
+        ctr = ctr.wrapping_add(8);
+        off += 128;
+    }
+    if off < n {
+        let mut buf = [0u8; 128];
+        let mut ks = [0u8; 128];
+        buf[..n - off].copy_from_slice(&data[off..]);
+        ctr8(rk, iv, ctr, buf.as_ptr(), ks.as_mut_ptr(), order, bswap, &t);
+        out[off..].copy_from_slice(&ks[..n - off]);
+    }
+}
+
 /// XOR the CTR keystream (32-bit counter, wrapping as GCM's inc32) starting at `ctr` into `data` -> `out`.
+unsafe fn ctr32_xor(rk: &Keys, iv: &[u32; 3], ctr: u32, data: &[u8], out: &mut [u8]) {
+    if path() == Path::Gfni512 {
+        ctr32_xor_gfni(rk, iv, ctr, data, out)
+    } else {
+        ctr32_xor_aesni(rk, iv, ctr, data, out)
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
-unsafe fn ctr32_xor(rk: &Keys, iv: &[u32; 3], mut ctr: u32, data: &[u8], out: &mut [u8]) {
+unsafe fn ctr32_xor_gfni(rk: &Keys, iv: &[u32; 3], mut ctr: u32, data: &[u8], out: &mut [u8]) {
     let order = _mm512_loadu_si512(ORDER.as_ptr() as *const _);
     let bswap = _mm512_loadu_si512(BSWAP32.as_ptr() as *const _);
     let n = data.len();
@@ -257,7 +420,7 @@ mod python {
 
     fn err(e: Error) -> PyErr {
         match e {
-            Error::Unsupported => PyRuntimeError::new_err("this CPU lacks GFNI or AVX-512: use the cryptography fallback"),
+            Error::Unsupported => PyRuntimeError::new_err("this CPU lacks both GFNI with AVX-512 and AES-NI with AVX2: use the cryptography fallback"),
             Error::BadKey => PyValueError::new_err("an SM4 key is 16 bytes"),
             Error::BadNonce => PyValueError::new_err("the nonce (GCM: 12 bytes) or counter block (CTR: 16 bytes) has the wrong length"),
             Error::TooShort => PyValueError::new_err("SM4-GCM data shorter than its 16-byte tag"),
@@ -265,10 +428,22 @@ mod python {
         }
     }
 
-    /// Whether the CPU runs the fast path (GFNI and AVX-512).
+    /// Whether the CPU runs a native path (GFNI and AVX-512, or AES-NI and AVX2).
     #[pyfunction]
     fn available() -> bool {
         super::available()
+    }
+
+    /// The path in use: "gfni-avx512", "aesni-avx2" or "none".
+    #[pyfunction]
+    fn path() -> &'static str {
+        super::path().name()
+    }
+
+    /// Use "aesni-avx2" (or "gfni-avx512", or "auto" = the best) where the CPU has it: tests and benchmarks compare the paths.
+    #[pyfunction]
+    fn force_path(name: &str) -> PyResult<()> {
+        super::force(name).map_err(|_| PyValueError::new_err(format!("this CPU cannot run the {name} path")))
     }
 
     /// SM4-GCM: ciphertext || 16-byte tag. The GIL is released while it runs.
@@ -349,6 +524,8 @@ mod python {
     #[pymodule]
     fn govctl_sm4(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(available, m)?)?;
+        m.add_function(wrap_pyfunction!(path, m)?)?;
+        m.add_function(wrap_pyfunction!(force_path, m)?)?;
         m.add_function(wrap_pyfunction!(gcm_encrypt, m)?)?;
         m.add_function(wrap_pyfunction!(gcm_decrypt, m)?)?;
         m.add_function(wrap_pyfunction!(ctr, m)?)?;
@@ -365,6 +542,18 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn both_paths_give_the_standard_vector() {
+        let k = hex("0123456789abcdeffedcba9876543210");
+        for p in ["gfni-avx512", "aesni-avx2"] {
+            if force(p).is_ok() {
+                let got = encrypt_block(&k, &k.clone().try_into().unwrap()).unwrap();
+                assert_eq!(got.to_vec(), hex("681edf34d206965e86b3e94f536e4246"), "{p}");
+            }
+        }
+        force("auto").unwrap();
     }
 
     #[test]
