@@ -353,7 +353,9 @@ class NotifyConfig(_Model):
 
 
 class DrSource(_Model):
-    type: Literal["files", "postgres"] = Field(description="files: a directory tree; postgres: base backups + streamed WAL of services.postgres")
+    type: Literal["files", "postgres", "control-plane"] = Field(
+        description="files: a directory tree; postgres: base backups + streamed WAL of services.postgres; control-plane: govctl's own state "
+                    "(a consistent copy of the SQLite state DB, the audit anchors, the keys' public halves, the configuration)")
     path: Path | None = Field(default=None, description="files: the directory to back up")
     every_s: int = Field(default=3600, ge=60, description="periodic backup interval")
     rpo_s: int = Field(default=7200, ge=1, description="RPO target: a verified restore point must never be older than this")
@@ -376,7 +378,8 @@ class Retention(_Model):
 
 def _default_dr_sources() -> dict[str, DrSource]:
     return {"reports": DrSource(type="files", path=Path("var/reports"), every_s=3600, rpo_s=60, realtime=True),
-            "state-db": DrSource(type="postgres", every_s=86400, rpo_s=300)}  # fmt: skip
+            "state-db": DrSource(type="postgres", every_s=86400, rpo_s=300),
+            "control-plane": DrSource(type="control-plane", every_s=3600, rpo_s=7200)}  # fmt: skip
 
 
 class DrConfig(_Model):

@@ -52,13 +52,17 @@ def _backup_source(rt: Context, name: str, *, progress: Any = None) -> dict[str,
     src = source(rt, name)
     repo = open_repo(rt)
     t0 = time.monotonic()
-    kind = "periodic" if src.type == "files" else "base"
+    kind = "base" if src.type == "postgres" else "periodic"
     try:
         if src.type == "files":
             from dr.files import backup
 
             sid, st = backup(repo, source_path(rt, src), name=name, progress=progress)
             stats = st.as_dict()
+        elif src.type == "control-plane":
+            from dr.state import backup_state
+
+            sid, stats = backup_state(rt, repo, name)
         else:
             from dr.pg import base_backup
 
