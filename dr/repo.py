@@ -324,7 +324,7 @@ class Repository:
             parts.append(sealed)
             off += len(sealed)
         header = self._enc(json.dumps(entries).encode(), b"govctl-pack-header")
-        body = b"".join(parts) + header + struct.pack(">I", len(header))
+        body = b"".join([*parts, header, struct.pack(">I", len(header))])  # one copy of the pack, not two
         pid = sm3_hex(body)
         self.backend.write_once(self.pack_name(pid), body)
         return pid, entries

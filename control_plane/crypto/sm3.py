@@ -59,16 +59,19 @@ except ImportError:  # not built: OpenSSL one message at a time
     _native = None
 
 
+MANY_FROM = 4  # fewer messages than this fill too few lanes: one OpenSSL call each is faster
+
+
 def sm3_many(msgs: list[bytes]) -> list[bytes]:
     """The SM3 digest of each message (sixteen at a time in AVX-512 lanes where the CPU has them)."""
-    if _native is not None:
+    if _native is not None and len(msgs) >= MANY_FROM:
         return list(_native.sm3_many([bytes(m) for m in msgs]))
     return [sm3(m) for m in msgs]
 
 
 def hmac_sm3_many(key: bytes, msgs: list[bytes]) -> list[bytes]:
     """HMAC-SM3 of each message under one key (sixteen at a time where the CPU has AVX-512)."""
-    if _native is not None:
+    if _native is not None and len(msgs) >= MANY_FROM:
         return list(_native.hmac_sm3_many(bytes(key), [bytes(m) for m in msgs]))
     return [hmac_sm3(key, m) for m in msgs]
 
