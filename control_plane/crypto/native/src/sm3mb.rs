@@ -20,31 +20,52 @@ fn p1(x: u32) -> u32 {
     x ^ x.rotate_left(15) ^ x.rotate_left(23)
 }
 
+const fn t_rotated() -> [u32; 64] {
+    let mut t = [0u32; 64];
+    let mut j = 0;
+    while j < 64 {
+        let base: u32 = if j < 16 { 0x79cc_4519 } else { 0x7a87_9d8a };
+        t[j] = base.rotate_left((j % 32) as u32);
+        j += 1;
+    }
+    t
+}
+const T: [u32; 64] = t_rotated();
+
+macro_rules! round {
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $w:expr, $w4:expr, $t:expr, $ff:expr, $gg:expr) => {{
+        let a12 = $a.rotate_left(12);
+        let ss1 = a12.wrapping_add($e).wrapping_add($t).rotate_left(7);
+        let ss2 = ss1 ^ a12;
+        let tt1 = $ff.wrapping_add($d).wrapping_add(ss2).wrapping_add($w ^ $w4);
+        let tt2 = $gg.wrapping_add($h).wrapping_add(ss1).wrapping_add($w);
+        $d = $c;
+        $c = $b.rotate_left(9);
+        $b = $a;
+        $a = tt1;
+        $h = $g;
+        $g = $f.rotate_left(19);
+        $f = $e;
+        $e = p0(tt2);
+    }};
+}
+
 /// One compression of a 64-byte block into `v` (scalar).
+#[inline(always)]
 pub fn compress(v: &mut [u32; 8], block: &[u8]) {
     let mut w = [0u32; 68];
     for i in 0..16 {
-        w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
+        w[i] = u32::from_be_bytes(block[4 * i..4 * i + 4].try_into().unwrap());
     }
     for j in 16..68 {
         w[j] = p1(w[j - 16] ^ w[j - 9] ^ w[j - 3].rotate_left(15)) ^ w[j - 13].rotate_left(7) ^ w[j - 6];
     }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *v;
-    for j in 0..64 {
-        let t: u32 = if j < 16 { 0x79cc_4519 } else { 0x7a87_9d8a };
-        let ss1 = a.rotate_left(12).wrapping_add(e).wrapping_add(t.rotate_left((j % 32) as u32)).rotate_left(7);
-        let ss2 = ss1 ^ a.rotate_left(12);
-        let (ff, gg) = if j < 16 { (a ^ b ^ c, e ^ f ^ g) } else { ((a & b) | (a & c) | (b & c), (e & f) | (!e & g)) };
-        let tt1 = ff.wrapping_add(d).wrapping_add(ss2).wrapping_add(w[j] ^ w[j + 4]);
-        let tt2 = gg.wrapping_add(h).wrapping_add(ss1).wrapping_add(w[j]);
-        d = c;
-        c = b.rotate_left(9);
-        b = a;
-        a = tt1;
-        h = g;
-        g = f.rotate_left(19);
-        f = e;
-        e = p0(tt2);
+    for j in 0..16 {
+        round!(a, b, c, d, e, f, g, h, w[j], w[j + 4], T[j], a ^ b ^ c, e ^ f ^ g);
+    }
+    for j in 16..64 {
+        round!(a, b, c, d, e, f, g, h, w[j], w[j + 4], T[j], (a & b) | (c & (a | b)), (e & f) | (!e & g));
     }
     for (x, y) in v.iter_mut().zip([a, b, c, d, e, f, g, h]) {
         *x ^= y;
