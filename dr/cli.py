@@ -121,9 +121,11 @@ def dr_prune(dry_run: bool = typer.Option(False, "--dry-run"), as_json: bool = J
 @dr_app.command("drill")
 @changes("dr.drill")
 def dr_drill(stack: str = StackOpt, canary_seconds: float = typer.Option(5.0, "--canary-seconds", help="How long canaries are written before the loss."),
-             cleanup: Optional[str] = typer.Option(None, "--cleanup", help="Fail back after drill ID instead of running one."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+             cleanup: Optional[str] = typer.Option(None, "--cleanup", help="Fail back after drill ID instead of running one."),
+             system: Optional[str] = typer.Option(None, "--system", help="A registered system (code or name, e.g. 人口库): judge RPO/RTO against its targets."),
+             as_json: bool = JsonOpt) -> None:  # fmt: skip
     """A disaster-recovery drill on the local pools: lose the primary, restore and promote on the backup pool, measure RPO/RTO. High risk."""
-    params: dict[str, Any] = {"cleanup": cleanup} if cleanup else {"canary_s": canary_seconds}
+    params: dict[str, Any] = {"cleanup": cleanup} if cleanup else {"canary_s": canary_seconds, **({"system": system} if system else {})}
     with err.status("drill running…" if not cleanup else "failing back…", spinner="dots"):
         view = gated("dr.drill", stack, params)
 
@@ -133,6 +135,10 @@ def dr_drill(stack: str = StackOpt, canary_seconds: float = typer.Option(5.0, "-
             return
         c = r["canaries"]
         out.print(f"drill {r['drill']}: [bold]{r['status']}[/bold] — RPO {r['rpo_s']} s, RTO {r['rto_s']} s; canaries {c['recovered']}/{c['written']} recovered, SM3 {'match' if c['checksum_sm3_match'] else 'MISMATCH'}")
+        if r.get("system"):
+            t = r["system"]["targets"]
+            out.print(f"  system {r['system']['name']} ({r['system']['code']}): targets RPO ≤ {t['rpo_s']} s, RTO ≤ {t['rto_s']} s — "
+                      + ("met" if not r["targets_missed"] else "missed: " + "; ".join(r["targets_missed"])))  # fmt: skip
         out.print(f"  report: {r['files']['html']} (signed JSON {r['files']['json']}); fail back with: govctl dr drill --cleanup {r['drill']}")
 
     _dr_done(view, as_json, fmt)

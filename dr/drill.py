@@ -80,11 +80,46 @@ def _hosts(rt: Context, stack: str) -> tuple[tuple[str, str, str], tuple[str, st
     return pick("primary"), pick("backup")
 
 
-def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0) -> dict[str, Any]:
-    """Run one drill end to end; returns the report. ``fill_mb`` loads that much pgbench data into the primary first."""
+def system_for(rt: Context, key: str, stack: str) -> dict[str, Any]:
+    """A registered system (by code or name) whose targets a drill on ``stack`` is judged against; a clear error otherwise."""
+    from control_plane.report.registry import RegistryError, load_registry
+
+    s = rt.settings
+    dept, sysm = load_registry(s.path(s.report.registry_file) if s.report.registry_file else None).system(key)
+    if sysm.stacks and stack not in sysm.stacks:
+        raise RegistryError(f"system {sysm.name} ({sysm.code}) runs on {', '.join(sysm.stacks)}, not on stack {stack!r}",
+                            hint=f"drill it there: govctl dr drill --system {sysm.code} --stack {sysm.stacks[0]}")  # fmt: skip
+    return {"code": sysm.code, "name": sysm.name, "department": dept.code, "department_name": dept.name, "level": sysm.level,
+            "targets": {"rpo_s": sysm.rpo_s, "rto_s": sysm.rto_s}}  # fmt: skip
+
+
+def judge(rpo_s: float | None, rto_s: float | None, targets: dict[str, float | None]) -> tuple[dict[str, bool | None], list[str]]:
+    """Each measured figure against its target: True met, False missed (or not measured), None no target; and why it failed, in words."""
+    verdict: dict[str, bool | None] = {}
+    missed: list[str] = []
+    for key, label, measured in (("rpo_s", "RPO", rpo_s), ("rto_s", "RTO", rto_s)):
+        target = targets.get(key)
+        if target is None:
+            verdict[key] = None
+            continue
+        verdict[key] = measured is not None and measured <= target
+        if not verdict[key]:
+            missed.append(f"{label} {measured} s > target {target:g} s" if measured is not None else f"{label} not measured (target {target:g} s)")
+    return verdict, missed
+
+
+def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0,
+        system: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run one drill end to end; returns the report. ``fill_mb`` loads that much pgbench data into the primary first.
+
+    With ``system`` (a registered system's code or name) the measured RPO and RTO are judged
+    against that system's targets: the drill passes only if it recovered everything it should
+    and met both.
+    """
     from control_plane.playbook import service as pb
     from dr.service import open_repo
 
+    target_system = system_for(rt, system, stack) if system else None  # a wrong name fails before anything starts
     say = progress or (lambda msg: None)
     did = _now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
     (pname, pip, pns), (bname, bip, bns) = _hosts(rt, stack)
@@ -202,6 +237,10 @@ def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "
     recovered_files = [f for f in files_written if f[0] in got_files]
     rpo_files = (datetime.fromisoformat(files_written[-1][1]) - datetime.fromisoformat(recovered_files[-1][1])).total_seconds() if recovered_files else None
     ok = same and files_ok and bool(recovered_files) and fo.status == "successful"
+    if target_system is not None:
+        met, missed = judge(round(rpo, 3) if rpo is not None else None, round(rto, 3), target_system["targets"])
+        report.update({"system": target_system, "targets_met": met, "targets_missed": missed})
+        ok = ok and not missed
     step("verified through the backup pool's address", canaries_recovered=n, canaries_written=len(written), identical_prefix=same)
     report.update({
         "status": "passed" if ok else "failed", "loss_at": t_loss.isoformat(), "verified_at": t_ok.isoformat(),
@@ -271,11 +310,34 @@ def html(r: dict[str, Any]) -> str:
 <h1>容灾切换演练报告</h1>
 <p>演练编号：{escape(r['drill'])}　资源池：{escape(r['stack'])}　发起人：{escape(r['by'])}　开始时间：{escape(r['started'][:19])}（UTC）</p>
 <p>结论：<b>{'通过' if r['status'] == 'passed' else '未通过'}</b>　恢复点目标实测（RPO）：<b>{r['rpo_s']} 秒</b>　恢复时间实测（RTO）：<b>{r['rto_s']} 秒</b></p>
+{_system_html(r)}
 <p>主资源池主机 {escape(r['primary']['host'])}（{escape(r['primary']['address'])}）模拟失效；备资源池主机 {escape(r['backup']['host'])}（{escape(r['backup']['address'])}）接管服务。</p>
 <p>写入数据库校验记录 {c['written']} 条，恢复 {c['recovered']} 条；已恢复部分逐条 SM3 校验{'一致' if c['checksum_sm3_match'] else '不一致'}。最后写入：{escape(c['last_written'][:23])}；最后恢复：{escape((c['last_recovered'] or '—')[:23])}。</p>
 <p>写入校验文件 {r['file_canaries']['written']} 个，恢复 {r['file_canaries']['recovered']} 个，SM3 校验{'一致' if r['file_canaries']['checksum_sm3_match'] else '不一致'}；文件恢复点目标实测 {r['rpo_files_s']} 秒（实时监测每秒传送一次）。</p>
 <table><tr><th>时间（UTC）</th><th>步骤</th></tr>{rows}</table>
 <p>本报告 JSON 已以平台 SM2 密钥签名（report.sig.json）。</p></body></html>"""
+
+
+LEVEL_ZH = {1: "一级", 2: "二级", 3: "三级", 4: "四级", 5: "五级"}
+
+
+def _system_html(r: dict[str, Any]) -> str:
+    """The system drilled and its targets, met or missed (nothing when the drill named no system)."""
+    from html import escape
+
+    sm = r.get("system")
+    if not sm:
+        return ""
+    t, met = sm["targets"], r.get("targets_met", {})
+
+    def one(key: str, label: str) -> str:
+        if t.get(key) is None:
+            return f"{label}未设目标"
+        return f"{label}目标 ≤ {t[key]:g} 秒：{'达标' if met.get(key) else '未达标'}"
+
+    level = f"，等保{LEVEL_ZH[sm['level']]}" if sm.get("level") else ""
+    return (f"<p>演练系统：<b>{escape(sm['name'])}</b>（{escape(sm['code'])}，{escape(sm['department_name'])}{level}）　"
+            f"{one('rpo_s', 'RPO')}　{one('rto_s', 'RTO')}</p>")
 
 
 STEP_ZH = {

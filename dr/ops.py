@@ -32,6 +32,12 @@ class DryRun(Params):
 class Drill(Params):
     cleanup: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
     canary_s: float = Field(default=5.0, gt=0, le=600)
+    system: Annotated[str, StringConstraints(pattern=r"^[\w.-]{1,64}$")] | None = None  # a registered system's code or name (人口库)
+
+
+def _validate_drill(call: Call) -> None:
+    if call.params.get("system"):
+        drill.system_for(call.ctx, call.params["system"], call.target)
 
 
 def _validate_backup(call: Call) -> None:
@@ -62,7 +68,7 @@ def _forget(call: Call) -> dict[str, Any]:
 def _drill(call: Call) -> dict[str, Any]:
     if call.params.get("cleanup"):
         return drill.cleanup(call.ctx, call.params["cleanup"], by=call.by)
-    return drill.run(call.ctx, stack=call.target, canary_s=float(call.params.get("canary_s", 5.0)), by=call.by)
+    return drill.run(call.ctx, stack=call.target, canary_s=float(call.params.get("canary_s", 5.0)), by=call.by, system=call.params.get("system"))
 
 
 OPERATIONS = (
@@ -74,5 +80,6 @@ OPERATIONS = (
               description="forget snapshots past the retention policy"),  # fmt: skip
     Operation("backup.prune", r"^repository$", "repository", lambda c: prune(open_repo(c.ctx, create=False), dry_run=bool(c.params.get("dry_run"))),
               DryRun, description="delete data no snapshot references"),  # fmt: skip
-    Operation("dr.drill", STACK_T, TARGETS[STACK_T], _drill, Drill, description="a failover drill on a stack (or clean one up)"),
+    Operation("dr.drill", STACK_T, TARGETS[STACK_T], _drill, Drill, validate=_validate_drill,
+              description="a failover drill on a stack, judged against a registered system's RPO/RTO targets when one is named (or clean one up)"),  # fmt: skip
 )

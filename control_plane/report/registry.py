@@ -38,12 +38,15 @@ class Pool(_M):
 
 
 class System(_M):
-    code: str
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
     pools: list[str] = []
     cloud_projects: list[str] = []
     stacks: list[str] = []
     labels: dict[str, str] = {}
+    level: int | None = Field(default=None, ge=1, le=5, description="网络安全等级保护 level (等保 1-5)")
+    rpo_s: float | None = Field(default=None, ge=0, description="recovery point objective: data a disaster may lose, in seconds")
+    rto_s: float | None = Field(default=None, gt=0, description="recovery time objective: how long until the system serves again, in seconds")
 
 
 class Department(_M):
@@ -65,6 +68,10 @@ class Registry(_M):
         codes = [d.code for d in self.departments]
         if len(codes) != len(set(codes)):
             raise ValueError("departments: codes must be unique")
+        keys = [k for d in self.departments for s in d.systems for k in (s.code, s.name)]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"systems: codes and names must be unique across departments (a drill names one): {', '.join(dup)}")
         for d in self.departments:
             for s in d.systems:
                 for p in s.pools:
@@ -75,6 +82,15 @@ class Registry(_M):
     def department(self, code: str | None) -> Department | None:
         """The department with this code, if registered."""
         return next((d for d in self.departments if d.code == code), None)
+
+    def system(self, key: str) -> tuple[Department, System]:
+        """A system by its code or its name (人口库 or population-db), with its department; RegistryError says what exists."""
+        for d in self.departments:
+            for s in d.systems:
+                if key in (s.code, s.name):
+                    return d, s
+        known = ", ".join(f"{s.code} ({s.name})" for d in self.departments for s in d.systems)
+        raise RegistryError(f"no system {key!r} in the registry", hint=f"registered: {known or 'none'} (monitors/registry.yaml, report.registry_file)")
 
 
 def load_registry(path: Path | None = None) -> Registry:

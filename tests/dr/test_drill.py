@@ -18,14 +18,30 @@ from tests.conftest import make_test_config, write_config
 from tests.deploy.test_local_stack import TEST_STACK, _ssh
 
 
+REGISTRY = """
+network_zones: {egov: 政务外网}
+pools:
+  primary: {name: 主资源池, network_zone: egov, capacity: {vcpu: 8, memory_gib: 32, storage_gib: 500, physical_cores: 4}}
+  backup: {name: 备资源池, network_zone: egov, capacity: {vcpu: 8, memory_gib: 32, storage_gib: 500, physical_cores: 4}}
+departments:
+  - code: city-big-data-bureau
+    name: 市政务服务和数据管理局
+    systems:
+      - {code: population-db, name: 人口库, pools: [primary, backup], stacks: [local], level: 3, rpo_s: 60, rto_s: 1800}
+      - {code: one-stop-portal, name: 一网通办, pools: [primary, backup], stacks: [local], level: 3, rpo_s: 60, rto_s: 1}
+"""
+
+
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
-    """The test stack, deployed for this module."""
+    """The test stack, deployed for this module; a registry with two systems on it, one whose RTO target no drill here can meet."""
     from control_plane.deploy import service as deploy
 
     tmp = tmp_path_factory.mktemp("drill")
+    (tmp / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
     data = make_test_config(var_dir=tmp / "var")
     data["deploy"] = {"stacks": {"local": TEST_STACK}}
+    data["report"] = {"registry_file": str(tmp / "registry.yaml")}
     rt = context_for(load(write_config(tmp / "govctl.yaml", data)))
     deploy.up(rt, "local")
     try:
@@ -41,12 +57,14 @@ def test_drill_measures_rpo_and_rto_and_fails_back(pools: Context, services) -> 
 
     rt = pools
     people = make_people(rt)
-    view = rt.gate.submit(people["ops_engineer"], OperationRequest("dr.drill", "local", {"canary_s": 4.0}))
+    view = rt.gate.submit(people["ops_engineer"], OperationRequest("dr.drill", "local", {"canary_s": 4.0, "system": "人口库"}))
     assert (view.status, view.risk) == ("pending_approval", "high")
     rt.gate.approve(people["approver"], view.id, "drill window agreed")
     rep = rt.gate.run(people["ops_engineer"], view.id).result
     print(f"drill: RPO {rep['rpo_s']} s, RTO {rep['rto_s']} s, canaries {rep['canaries']}")
     assert rep["status"] == "passed", json.dumps(rep, indent=1, ensure_ascii=False)
+    assert rep["system"]["code"] == "population-db" and rep["system"]["targets"] == {"rpo_s": 60, "rto_s": 1800}
+    assert rep["targets_met"] == {"rpo_s": True, "rto_s": True} and rep["targets_missed"] == []
     c = rep["canaries"]
     assert c["written"] >= 20 and 0 < c["recovered"] <= c["written"] and c["checksum_sm3_match"]
     # synchronous WAL streaming shipped every second: little is lost, and what is lost is measured, not assumed
@@ -60,7 +78,8 @@ def test_drill_measures_rpo_and_rto_and_fails_back(pools: Context, services) -> 
     files = rep["files"]
     data = Path(files["json"]).read_bytes()
     verify(data, json.loads(Path(files["signature"]).read_text()), SM2PublicKey.from_pem(rt.signer.public_key.to_pem()))
-    assert "容灾切换演练报告" in Path(files["html"]).read_text(encoding="utf-8")
+    page = Path(files["html"]).read_text(encoding="utf-8")
+    assert "容灾切换演练报告" in page and "演练系统：<b>人口库</b>" in page and "RTO目标 ≤ 1800 秒：达标" in page
     listed = drill.list_drills(rt)
     assert listed[0]["id"] == rep["drill"] and listed[0]["rpo_s"] == rep["rpo_s"]
     # the backup host now says it serves; failback undoes it and brings the primary back
@@ -70,3 +89,33 @@ def test_drill_measures_rpo_and_rto_and_fails_back(pools: Context, services) -> 
     assert out["failback"] == "successful"
     assert _ssh(rt, bip, "cat /etc/govctl/pool-role").stdout.strip() == "standby"
     assert _ssh(rt, rep["primary"]["address"], "true").returncode == 0
+
+
+def test_a_drill_that_misses_its_systems_rto_target_fails(pools: Context, services) -> None:  # noqa: ANN001
+    """Everything recovered, but 一网通办 must be back within 1 s: the drill fails and says which target it missed, in the signed report too."""
+    rt = pools
+    rep = drill.run(rt, stack="local", canary_s=2.0, by="ops_engineer", system="一网通办")
+    try:
+        assert rep["canaries"]["checksum_sm3_match"] and rep["file_canaries"]["checksum_sm3_match"]  # the recovery itself worked
+        assert rep["status"] == "failed", json.dumps(rep, indent=1, ensure_ascii=False)
+        assert rep["targets_met"] == {"rpo_s": True, "rto_s": False}
+        assert rep["targets_missed"] == [f"RTO {rep['rto_s']} s > target 1 s"]
+        signed = json.loads(Path(rep["files"]["json"]).read_bytes())
+        assert signed["status"] == "failed" and signed["targets_missed"] == rep["targets_missed"]
+        assert "RTO目标 ≤ 1 秒：未达标" in Path(rep["files"]["html"]).read_text(encoding="utf-8")
+    finally:
+        drill.cleanup(rt, rep["drill"], by="ops_engineer")
+
+
+def test_an_unknown_system_or_one_on_another_stack_is_refused_before_anything_starts(pools: Context) -> None:
+    """The gate validates the name against the registry and says what is registered."""
+    from control_plane.gate import OperationRequest
+    from control_plane.report.registry import RegistryError
+    from tests.gate.conftest import make_people
+
+    people = make_people(pools)
+    with pytest.raises(RegistryError, match="no system '户籍库'.*") as e:
+        pools.gate.submit(people["ops_engineer"], OperationRequest("dr.drill", "local", {"system": "户籍库"}))
+    assert "人口库" in (e.value.hint or "")
+    with pytest.raises(RegistryError, match="runs on local, not on stack 'other'"):
+        drill.system_for(pools, "population-db", "other")
