@@ -130,15 +130,25 @@ def test_anchor_file_disagreeing_with_db(tmp_path: Path) -> None:
     assert not rep.ok and "anchored copy" in rep.problem
 
 
-def test_backup_pool_copy_catches_deletion_of_db_rows_and_local_anchor(tmp_path: Path) -> None:
-    """With the newest records, their checkpoint rows and the local anchor file all deleted, the backup pool's copy still tells."""
+@pytest.mark.parametrize("kind", ["backup-pool file", "write-once store"])
+def test_an_off_host_copy_catches_deletion_of_db_rows_and_local_anchor(tmp_path: Path, kind: str) -> None:
+    """With the newest records, their checkpoint rows and the local anchor file all deleted, the backup pool's copy (or the S3-style store,
+    one object per checkpoint) still tells."""
+    from control_plane.objects import LocalBackend
+
     eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
     upgrade(eng)
     backup_copy = tmp_path / "backup-pool" / "bucket" / "audit" / "checkpoints.jsonl"
-    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, extra_anchors=lambda: [backup_copy])
+    st = LocalBackend(tmp_path / "bucket")
+    extra = {"extra_anchors": lambda: [backup_copy]} if kind == "backup-pool file" else {"stores": lambda: [st]}
+    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, **extra)  # type: ignore[arg-type]
     for i in range(12):
         led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
-    assert [l.split(",")[0] for l in backup_copy.read_text().splitlines()] == ['{"seq":5', '{"seq":10']
+    if kind == "backup-pool file":
+        assert [l.split(",")[0] for l in backup_copy.read_text().splitlines()] == ['{"seq":5', '{"seq":10']
+    else:
+        assert st.list("checkpoints/") == ["checkpoints/000000000005.json", "checkpoints/000000000010.json"]
+    assert led.verify().anchors == 2
     with led.engine.begin() as c:
         c.execute(text("DELETE FROM audit_records WHERE seq > 7"))
         c.execute(text("DELETE FROM audit_checkpoints WHERE seq > 7"))
@@ -160,26 +170,6 @@ def test_anchor_copies_that_disagree(tmp_path: Path) -> None:
     copy.write_text(copy.read_text().replace('"seq":5,"head_hash":"', '"seq":5,"head_hash":"00'))
     with pytest.raises(AuditError, match="differs between"):
         led.verify()
-
-
-def test_a_write_once_store_catches_deletion_of_db_rows_and_every_anchor_file(tmp_path: Path) -> None:
-    """Checkpoints kept as one object each in a store (S3 in the cluster profile): with the DB tail, its checkpoints and the anchor file gone, verify still tells."""
-    from control_plane.objects import LocalBackend
-
-    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    upgrade(eng)
-    st = LocalBackend(tmp_path / "bucket")
-    led = Ledger(eng, SIGNER, anchor_file=tmp_path / "anchor.jsonl", checkpoint_every=5, stores=lambda: [st])
-    for i in range(12):
-        led.append(AuditEvent(actor="a", operation="op", params={"i": i}))
-    assert st.list("checkpoints/") == ["checkpoints/000000000005.json", "checkpoints/000000000010.json"]
-    assert led.verify().anchors == 2
-    with led.engine.begin() as c:
-        c.execute(text("DELETE FROM audit_records WHERE seq > 7"))
-        c.execute(text("DELETE FROM audit_checkpoints WHERE seq > 7"))
-    (tmp_path / "anchor.jsonl").unlink()
-    rep = led.verify()
-    assert not rep.ok and rep.first_bad == 8 and "truncated" in rep.problem
 
 
 def test_a_store_object_altered_or_renamed_is_an_error_and_an_unreachable_store_a_note(tmp_path: Path) -> None:

@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from tests.cluster.conftest import CLUSTER_VAR, Cluster, cluster_config, wait_for
 from tests.conftest import write_config
-from tests.console.kit import free_port
+from tests.console.kit import free_port, read_until_up
 from tests.test_cli import GOVCTL
 
 pytestmark = [pytest.mark.cluster, pytest.mark.services]
@@ -37,15 +36,8 @@ def test_govctl_up_on_the_cluster_profile_starts_a_standby_control_plane(cluster
     env.pop("GOVCTL_CONFIG", None)
     proc = subprocess.Popen([*GOVCTL, "--config", str(cfg), "--profile", "cluster", "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)  # fmt: skip
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            assert line, "govctl up ended early:\n" + "".join(lines)
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
+        lines = read_until_up(proc, 300)
         printed = "".join(lines)
         assert f"http://127.0.0.1:{standby}/" in next(ln for ln in lines if ln.startswith("standby")), printed
         wait_for(lambda: sorted(filter(None, (_scheduler(p) for p in (api, standby)))) == ["leader", "standby"],

@@ -31,6 +31,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def read_until_up(proc: Any, within: float) -> list[str]:
+    """The lines `govctl up` prints, up to its closing "Ctrl-C stops …" line (it is serving then); fails if it ends first or takes longer."""
+    lines: list[str] = []
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "govctl up ended early:\n" + "".join(lines)
+        lines.append(line)
+        if line.startswith("Ctrl-C"):
+            return lines
+    raise AssertionError(f"govctl up did not finish starting within {within:.0f} s:\n" + "".join(lines))
+
+
 class Server:
     """The control plane's FastAPI app (API and console) under uvicorn, in a thread."""
 

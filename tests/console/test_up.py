@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import make_test_config, write_config
-from tests.console.kit import free_port
+from tests.console.kit import free_port, read_until_up
 from tests.test_cli import GOVCTL
 
 pytestmark = pytest.mark.services
@@ -28,15 +27,8 @@ def test_govctl_up_prints_the_console_address(tmp_path: Path, services: object) 
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("GOVCTL_CONFIG", None)
     proc = subprocess.Popen([*GOVCTL, "--config", str(cfg), "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            assert line, "govctl up ended early:\n" + "".join(lines)
-            lines.append(line)
-            if line.startswith("Ctrl-C"):
-                break
+        lines = read_until_up(proc, 120)
         console = next(ln for ln in lines if ln.startswith("console"))
         assert f"http://127.0.0.1:{api}/" in console and "控制台" in console
         r = httpx.get(f"http://127.0.0.1:{api}/", follow_redirects=True, timeout=10)
