@@ -101,8 +101,7 @@ def start_standbys(settings: Settings) -> tuple[list[subprocess.Popen[bytes]], l
                               hint="stop it, or change api.standby_ports")  # fmt: skip
         log = log_file(settings, port)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as fh:  # the child keeps its own descriptor
-            os.chmod(log, 0o600)
+        with os.fdopen(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600), "ab") as fh:  # the child keeps its own descriptor
             procs.append(subprocess.Popen([*argv, "up", "--api-port", str(port), "--no-bastion"], stdin=subprocess.DEVNULL, stdout=fh,
                                           stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "200"}))  # fmt: skip
     return procs, kept
