@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,11 +122,12 @@ def fetch_archived(rt: Context, b: Built) -> Path:
     if sm3_hex(blobs.get("report.json", b"")) != b.digest_sm3:
         raise ReportError(f"{b.month} r{b.revision}: the archived report.json is missing or does not match the recorded SM3",
                           hint="the archive was altered; restore the revision from the backup repository")  # fmt: skip
-    tmp = local.parent / f".fetch-r{b.revision}-{os.getpid()}"
+    for name in blobs:  # every name checked before anything is written
+        if "/" in name or name.startswith(".") or not name:
+            raise ReportError(f"{b.month} r{b.revision}: unexpected archived object {name!r}", hint="the archive was altered")
+    tmp = local.parent / f".fetch-r{b.revision}-{os.getpid()}-{threading.get_ident()}"
     tmp.mkdir(parents=True, exist_ok=True)
     for name, data in blobs.items():
-        if "/" in name or name.startswith("."):
-            raise ReportError(f"{b.month} r{b.revision}: unexpected archived object {name!r}", hint="the archive was altered")
         (tmp / name).write_bytes(data)
         os.chmod(tmp / name, 0o444)
     try:

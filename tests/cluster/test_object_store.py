@@ -78,6 +78,14 @@ def test_a_report_is_archived_once_and_another_host_reads_it_from_the_archive(cl
     assert sm3_hex((again.path / "report.json").read_bytes()) == b.digest_sm3
     assert store.verify_revision(rt, again)["ok"]
 
+    shutil.rmtree(again.path)  # an object planted beside the revision's files, named to climb out of the folder it is fetched into
+    arch.write_once(prefix + "x/../../../escaped.txt", b"planted")
+    with pytest.raises(store.ReportError, match="unexpected archived object"):
+        store.get(rt, month, b.revision)
+    assert not (rt.settings.var / "escaped.txt").exists() and not (rt.settings.var / "reports" / "escaped.txt").exists()
+    arch.delete(prefix + "x/../../../escaped.txt")
+    again = store.get(rt, month, b.revision)
+
     arch.delete(prefix + "report.json")  # whoever holds the S3 key may delete (the bucket refuses rewrites, not deletes) and write anew
     arch.write_once(prefix + "report.json", b'{"month": "forged"}')
     with pytest.raises(store.ReportError, match="archived report.json differs"):
