@@ -78,12 +78,13 @@ def test_a_report_is_archived_once_and_another_host_reads_it_from_the_archive(cl
     assert sm3_hex((again.path / "report.json").read_bytes()) == b.digest_sm3
     assert store.verify_revision(rt, again)["ok"]
 
-    shutil.rmtree(again.path)  # an object planted beside the revision's files, named to climb out of the folder it is fetched into
-    arch.write_once(prefix + "x/../../../escaped.txt", b"planted")
-    with pytest.raises(store.ReportError, match="unexpected archived object"):
-        store.get(rt, month, b.revision)
-    assert not (rt.settings.var / "escaped.txt").exists() and not (rt.settings.var / "reports" / "escaped.txt").exists()
-    arch.delete(prefix + "x/../../../escaped.txt")
+    shutil.rmtree(again.path)  # objects planted beside the revision's files: one in a sub-folder, one hidden (SeaweedFS itself refuses `..` in a key)
+    for planted in ("nested/planted.txt", ".planted"):
+        arch.write_once(prefix + planted, b"planted")
+        with pytest.raises(store.ReportError, match="unexpected archived object"):
+            store.get(rt, month, b.revision)
+        assert not again.path.exists() and not list(again.path.parent.glob(".fetch-*"))  # refused before anything was written
+        arch.delete(prefix + planted)
     again = store.get(rt, month, b.revision)
 
     arch.delete(prefix + "report.json")  # whoever holds the S3 key may delete (the bucket refuses rewrites, not deletes) and write anew

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_test_config, write_config
+from tests.bastion.conftest import wait_until as wait_for
 from tests.console.kit import free_port, read_until_up
 from tests.test_cli import GOVCTL
 
@@ -31,8 +32,19 @@ def test_govctl_up_prints_the_console_address(tmp_path: Path, services: object) 
         lines = read_until_up(proc, 120)
         console = next(ln for ln in lines if ln.startswith("console"))
         assert f"http://127.0.0.1:{api}/" in console and "控制台" in console
+        # the lines are printed as uvicorn starts binding: wait for the socket, not for a guess at how long that takes
+        wait_for(lambda: _answers(proc, f"http://127.0.0.1:{api}/healthz"), "the console to answer", within=60)
         r = httpx.get(f"http://127.0.0.1:{api}/", follow_redirects=True, timeout=10)
         assert r.status_code == 200 and "动态口令" in r.text and str(r.url).endswith("/login?next=/")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+def _answers(proc: subprocess.Popen[str], url: str) -> bool:
+    assert proc.poll() is None, "govctl up ended:\n" + (proc.stdout.read() if proc.stdout else "")
+    try:
+        httpx.get(url, timeout=2)
+        return True
+    except httpx.ConnectError:
+        return False
