@@ -100,6 +100,9 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
     time (the others take over within the leader poll when it dies). Without --api-port, one more
     is started on each of api.standby_ports (the cluster profile: 8701).
     """
+    import threading
+    import time
+
     import uvicorn
 
     from control_plane.api.app import create_app, server_config
@@ -144,20 +147,29 @@ def up(api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=655
     if standbys:
         with err.status(f"starting {len(standbys)} standby control plane(s)…", spinner="dots"):
             control_planes.wait_serving(s, standbys)
-    out.print(status_table(rt.supervisor.status() + control_planes.status(s, exclude=port)))  # this one serves once the table is out
     url = f"http://{s.api.host}:{port}"
-    out.print(f"console    {url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
-    out.print(f"API        {url}/api/v1  (OpenAPI {url}/docs, health {url}/healthz, metrics {url}/metrics)")
-    out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
-    out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
-    for sp in s.api.standby_ports if api_port is None else []:
-        out.print(f"standby    http://{s.api.host}:{sp}/  (another control plane on the same state DB: console, API, scheduler standby"
-                  f"{'; already running, left as it is' if f'{s.api.host}:{sp}' in kept else ''})")  # fmt: skip
-    if gw:
-        out.print(f"bastion    ssh -p {s.bastion.port} USER@{s.bastion.host}  (USER%HOST straight to a host; sessions recorded, commands checked)")
-    if not s.report.endpoint or not s.report.province_public_key:
-        out.print("province   no endpoint configured: monthly reports are built and signed, not submitted (set report.endpoint and report.province_public_key)")
-    out.print("Ctrl-C stops the API, the scheduler and the services this command started.")
+
+    def announce() -> None:
+        """Where everything is, printed once the API answers (not before: an address printed early is refused when followed)."""
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        out.print(status_table(rt.supervisor.status() + control_planes.status(s)))
+        out.print(f"console    {url}/  (控制台, Chinese by default; sign in with your password and TOTP: govctl iam password sets it)")
+        out.print(f"API        {url}/api/v1  (OpenAPI {url}/docs, health {url}/healthz, metrics {url}/metrics)")
+        out.print(f"audit key  {rt.signer.public_key.key_id}  (write it down: `govctl audit verify --pin {rt.signer.public_key.key_id}` proves the history against it)")
+        out.print(f"scheduler  {'on, ' + s.scheduler.timezone if sched else 'off'}; state DB {s.state_url().split('://')[0]}; var {s.var}")
+        for sp in s.api.standby_ports if api_port is None else []:
+            out.print(f"standby    http://{s.api.host}:{sp}/  (another control plane on the same state DB: console, API, scheduler standby"
+                      f"{'; already running, left as it is' if f'{s.api.host}:{sp}' in kept else ''})")  # fmt: skip
+        if gw:
+            out.print(f"bastion    ssh -p {s.bastion.port} USER@{s.bastion.host}  (USER%HOST straight to a host; sessions recorded, commands checked)")
+        if not s.report.endpoint or not s.report.province_public_key:
+            out.print("province   no endpoint configured: monthly reports are built and signed, not submitted (set report.endpoint and report.province_public_key)")
+        out.print("Ctrl-C stops the API, the scheduler and the services this command started.")
+
+    threading.Thread(target=announce, name="govctl-up-announce", daemon=True).start()
     try:
         server.run()
     finally:

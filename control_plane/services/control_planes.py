@@ -61,13 +61,11 @@ def _health(settings: Settings, port: int) -> tuple[str, str, str]:
     return "healthy", f"scheduler {role}" if role else "", ""
 
 
-def status(settings: Settings, *, exclude: int | None = None) -> list[ServiceStatus]:
+def status(settings: Settings) -> list[ServiceStatus]:
     """A row per control plane: the configured ones (``api.port`` and the standbys) when standbys are configured, else the running one."""
     ports = [settings.api.port, *settings.api.standby_ports]
     rows = []
     for i, port in enumerate(ports, 1):
-        if port == exclude:
-            continue
         pid = _pid(settings, port)
         if pid is None and not settings.api.standby_ports:
             continue

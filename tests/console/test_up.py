@@ -30,6 +30,8 @@ def test_govctl_up_prints_the_console_address(tmp_path: Path, services: object) 
     proc = subprocess.Popen([*GOVCTL, "--config", str(cfg), "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         lines = read_until_up(proc, 120)
+        # printed once the API answers: the table already shows this control plane serving, with its scheduler's role
+        assert any("control-plane" in ln and "healthy" in ln and "scheduler off" in ln for ln in lines), "".join(lines)
         console = next(ln for ln in lines if ln.startswith("console"))
         assert f"http://127.0.0.1:{api}/" in console and "控制台" in console
         # the lines are printed as uvicorn starts binding: wait for the socket, not for a guess at how long that takes
