@@ -1,8 +1,8 @@
 """SM3 hash and HMAC-SM3 (GB/T 32905), through OpenSSL via ``cryptography``.
 
 Many independent messages at once (a backup's chunks) go through our native extension's
-sixteen-lane AVX-512 SM3 where the CPU has it (``sm3_many``, ``hmac_sm3_many``): about 3.5× one
-OpenSSL thread here; the same bytes either way.
+sixteen-lane AVX-512 SM3 where the CPU has it (``hmac_sm3_many``): about 3.5× one OpenSSL
+thread here; the same bytes either way.
 """
 
 from __future__ import annotations
@@ -55,23 +55,19 @@ def hmac_sm3(key: bytes, data: bytes) -> bytes:
 
 try:
     import govctl_sm4 as _native
+
+    # the lanes need AVX-512 (the GFNI path implies it); without it the extension's scalar SM3 is slower than OpenSSL's
+    _LANES = _native.path() == "gfni-avx512"
 except ImportError:  # not built: OpenSSL one message at a time
-    _native = None
+    _native, _LANES = None, False
 
 
 MANY_FROM = 4  # fewer messages than this fill too few lanes: one OpenSSL call each is faster
 
 
-def sm3_many(msgs: list[bytes]) -> list[bytes]:
-    """The SM3 digest of each message (sixteen at a time in AVX-512 lanes where the CPU has them)."""
-    if _native is not None and len(msgs) >= MANY_FROM:
-        return list(_native.sm3_many([bytes(m) for m in msgs]))
-    return [sm3(m) for m in msgs]
-
-
 def hmac_sm3_many(key: bytes, msgs: list[bytes]) -> list[bytes]:
     """HMAC-SM3 of each message under one key (sixteen at a time where the CPU has AVX-512)."""
-    if _native is not None and len(msgs) >= MANY_FROM:
+    if _LANES and len(msgs) >= MANY_FROM:
         return list(_native.hmac_sm3_many(bytes(key), [bytes(m) for m in msgs]))
     return [hmac_sm3(key, m) for m in msgs]
 
