@@ -125,11 +125,20 @@ def fetch_archived(rt: Context, b: Built) -> Path:
     for name in blobs:  # every name checked before anything is written
         if "/" in name or name.startswith(".") or not name:
             raise ReportError(f"{b.month} r{b.revision}: unexpected archived object {name!r}", hint="the archive was altered")
+    if json.loads(blobs.get("report.sig.json", b"{}")).get("digest_sm3") != b.digest_sm3:
+        raise ReportError(f"{b.month} r{b.revision}: the archived signature block is missing or signs other bytes", hint="the archive was altered")
     tmp = local.parent / f".fetch-r{b.revision}-{os.getpid()}-{threading.get_ident()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    for name, data in blobs.items():
-        (tmp / name).write_bytes(data)
-        os.chmod(tmp / name, 0o444)
+    # only what the recorded SM3 vouches for is taken (the JSON and its signature block); the readable forms are rendered
+    # here again from that JSON rather than trusted from the bucket
+    for name in ("report.json", "report.sig.json"):
+        (tmp / name).write_bytes(blobs[name])
+    if set(blobs) - {"report.json", "report.sig.json"}:
+        from control_plane.report.render import render_all
+
+        render_all(json.loads(blobs["report.json"]), tmp)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o444)
     try:
         tmp.rename(local)
     except OSError:  # another thread fetched it at the same moment

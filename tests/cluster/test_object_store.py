@@ -85,7 +85,12 @@ def test_a_report_is_archived_once_and_another_host_reads_it_from_the_archive(cl
             store.get(rt, month, b.revision)
         assert not again.path.exists() and not list(again.path.parent.glob(".fetch-*"))  # refused before anything was written
         arch.delete(prefix + planted)
+    arch.write_once(prefix + "report.pdf", b"%PDF- a forged page nobody signed")  # a readable form the recorded SM3 does not cover
     again = store.get(rt, month, b.revision)
+    pdf = (again.path / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and b"forged" not in pdf  # rendered here from the verified JSON, not taken from the bucket
+    assert (again.path / "report.html").exists() and (again.path / "report.xlsx").exists()
+    arch.delete(prefix + "report.pdf")
 
     arch.delete(prefix + "report.json")  # whoever holds the S3 key may delete (the bucket refuses rewrites, not deletes) and write anew
     arch.write_once(prefix + "report.json", b'{"month": "forged"}')
