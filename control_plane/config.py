@@ -360,12 +360,36 @@ class DrSource(_Model):
     every_s: int = Field(default=3600, ge=60, description="periodic backup interval")
     rpo_s: int = Field(default=7200, ge=1, description="RPO target: a verified restore point must never be older than this")
     realtime: bool = Field(default=False, description="files: also watch the tree (inotify) and ship changes continuously")
+    host: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,62}$",
+                             description="a pool host (a deployed stack's) the data lives on: postgres is reached there over TLS as a replication-only "
+                                         "role, files over SSH with the bastion's key for that host; none: this host (services.postgres, a local path)")
+    port: int = Field(default=5432, ge=1, le=65535, description="postgres on a pool host: its port")
+    role: str = Field(default="govctl_replication", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="postgres on a pool host: the replication-only role")
+    tls_ca: Path | None = Field(default=None, description="postgres on a pool host: the CA certificate its server certificate is checked against "
+                                                          "(sslmode=verify-full; required)")
+    credential: Path | None = Field(default=None, description="postgres on a pool host: a 0600 file holding the role's password; "
+                                                              "default <key_dir>/dr/<source>.pw")
+    account: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="files on a pool host: the account the bastion's key logs in as")
+    system: str | None = Field(default=None, description="the registered system this data belongs to (sources from the registry)")
 
     @model_validator(mode="after")
     def _path(self) -> DrSource:
         if self.type == "files" and self.path is None:
             raise ValueError("a files source needs path")
+        if self.host is not None and self.type == "control-plane":
+            raise ValueError("the control-plane source is this host's own state; it has no host")
+        if self.host is not None and self.type == "postgres" and self.tls_ca is None:
+            raise ValueError("postgres on a pool host needs tls_ca: the certificate of the CA that signed its server certificate (replication runs over TLS only)")
+        if self.host is not None and self.type == "files":
+            _remote_path(self.path)
         return self
+
+
+def _remote_path(p: Path | None) -> None:
+    """A path on a pool host: absolute, normalised, printable."""
+    s = str(p)
+    if not s.startswith("/") or any(part in ("..", ".") for part in s.split("/")) or any(ord(ch) < 32 or ch == "\x7f" for ch in s) or s == "/":
+        raise ValueError(f"path on a pool host must be an absolute directory below / without '.', '..' or control characters, got {s!r}")
 
 
 class Retention(_Model):

@@ -74,3 +74,59 @@ def open_repo(rt: Context, path: Path | None = None, *, create: bool = True, bac
             while not backend.exists("config") and time.monotonic() < deadline:
                 time.sleep(0.2)
     return Repository.open(path, pw, signer=rt.signer, trusted=rt.signer.public_key, backend=backend)
+
+
+def credential_path(rt: Context, name: str, configured: Path | None = None) -> Path:
+    """Where a source's password lives: the configured file, or <key_dir>/dr/<source>.pw."""
+    return rt.settings.path(configured) if configured else rt.settings.key_dir / "dr" / f"{name}.pw"
+
+
+def read_credential(rt: Context, name: str, configured: Path | None = None) -> str:
+    """A source's password from its file, which must be 0600 (or stricter) and owned by this user: a readable secret is refused, not used."""
+    import stat
+
+    path = credential_path(rt, name, configured)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise RepoError(f"source {name}: no credential file {path}",
+                        hint=f"put the replication role's password there, mode 0600: govctl dr credential {name} (reads it from standard input)") from None
+    if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.getuid():
+        raise RepoError(f"source {name}: credential file {path} is mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}; refusing a secret others may read",
+                        hint=f"chmod 600 {path} (and chown it to the user govctl runs as)")  # fmt: skip
+    text = path.read_text(encoding="utf-8").strip()
+    if not text or "\n" in text:
+        raise RepoError(f"source {name}: credential file {path} must hold the password alone, on one line")
+    return text
+
+
+def stage_credential(rt: Context, secret: str) -> str:
+    """Keep a password a person typed, 0600, until the gated dr.credential operation installs it; returns its token.
+
+    The password never becomes an operation parameter (those are audited), only the token does.
+    """
+    from control_plane.credentials import write_private
+
+    secret = secret.strip()
+    if not secret or "\n" in secret or len(secret) > 1024:
+        raise RepoError("a password is one line of at most 1024 characters")
+    token = secrets.token_hex(16)
+    d = rt.settings.key_dir / "dr" / "staged"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(d / f"{token}.pw", (secret + "\n").encode())
+    return token
+
+
+def install_credential(rt: Context, name: str, token: str, configured: Path | None = None) -> dict[str, str]:
+    """Move a staged password into the source's credential file (0600, replaced whole)."""
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{32}", token):
+        raise RepoError("staged credential token is not valid")
+    staged = rt.settings.key_dir / "dr" / "staged" / f"{token}.pw"
+    if not staged.is_file():
+        raise RepoError("that staged password is gone (installed already, or never staged here)", hint="run govctl dr credential again")
+    path = credential_path(rt, name, configured)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(staged, path)
+    return {"source": name, "file": str(path)}

@@ -73,11 +73,29 @@ def dr_restore(snapshot: str, target: Path = typer.Option(..., "--target", help=
 @dr_app.command("restore-pg")
 @changes("dr.restore")
 def dr_restore_pg(source: str = typer.Option("state-db", "--source"), to: str = typer.Option("latest", "--to", help="ISO time or latest."),
-                  target: Path = typer.Option(..., "--target", help="An empty directory for the restored cluster."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+                  target: Path = typer.Option(..., "--target", help="An empty directory for the restored cluster."),
+                  host: Optional[str] = typer.Option(None, "--host", help="A department's cluster: bring it up on this backup-pool host."),
+                  as_json: bool = JsonOpt) -> None:  # fmt: skip
     """Bring up a PostgreSQL cluster at a point in time (base backup + streamed WAL). High risk: needs an approver."""
-    view = gated("dr.restore", source, {"kind": "postgres", "target": str(target.resolve()), "to": to})
+    params: dict[str, Any] = {"kind": "postgres", "target": str(target.resolve()), "to": to}
+    if host:
+        params["host"] = host
+    view = gated("dr.restore", source, params)
     _dr_done(view, as_json, lambda r: out.print(f"{source} restored to {r['to']} in {r['target']}; running on {r.get('host')}:{r.get('port')} "
                                                 f"(base {r['base'][:16]} + {r['wal_snapshots']} WAL shipments)"))  # fmt: skip
+
+
+@dr_app.command("credential")
+@changes("dr.credential")
+def dr_credential(source: str = typer.Argument(..., help="A PostgreSQL source on a pool host (<system>.<data>)."), as_json: bool = JsonOpt) -> None:
+    """Store the replication role's password a department gave you, read from standard input (never an argument), in a 0600 file."""
+    import sys
+
+    from dr.access import stage_credential
+
+    secret = typer.prompt("password", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
+    view = gated("dr.credential", source, {"staged": stage_credential(context(), secret)})
+    _dr_done(view, as_json, lambda r: out.print(f"stored {r['source']}'s password in {r['file']} (0600)"))
 
 
 @dr_app.command("check")

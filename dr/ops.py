@@ -10,12 +10,12 @@ from pydantic import Field, StringConstraints
 from control_plane.operation import STACK_T, TARGETS, AbsPath, Call, Operation, Params, RelPath
 from dr import drill
 from dr.files import restore
-from dr.pg import restore_pg
+from dr.pg import backup_pool_target, restore_pg
 from dr.repo import RepoError
 from dr.retention import forget, prune
 from dr.service import backup_source, open_repo, source
 
-SOURCE_T = r"^[a-z][a-z0-9_-]{0,63}$"
+SOURCE_T = r"^[a-z][a-z0-9_-]{0,63}(\.[a-z][a-z0-9-]{0,30})?$"  # dr.sources' names, and a registered system's data as <system>.<data>
 
 
 class Restore(Params):
@@ -23,6 +23,23 @@ class Restore(Params):
     target: AbsPath
     include: list[RelPath] = Field(default_factory=list, max_length=64)
     to: Annotated[str, StringConstraints(pattern=r"^(latest|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d))$")] = "latest"
+    host: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")] | None = None  # postgres: bring it up on this backup-pool host
+
+
+class Credential(Params):
+    staged: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _validate_credential(call: Call) -> None:
+    src = source(call.ctx, call.target)
+    if src.type != "postgres" or src.host is None:
+        raise RepoError(f"source {call.target} is not PostgreSQL on a pool host; only those have a credential to store")
+
+
+def _credential(call: Call) -> dict[str, Any]:
+    from dr.access import install_credential
+
+    return install_credential(call.ctx, call.target, call.params["staged"], source(call.ctx, call.target).credential)
 
 
 class DryRun(Params):
@@ -45,6 +62,10 @@ def _validate_backup(call: Call) -> None:
 
 
 def _validate_restore(call: Call) -> None:
+    if call.params.get("host"):
+        if call.params.get("kind") != "postgres":
+            raise RepoError("--host is for PostgreSQL restores (a cluster brought up on a backup-pool host)", hint="files restore into --target")
+        backup_pool_target(call.ctx, call.target, call.params["host"])
     p = Path(call.params["target"])
     if p.is_symlink():
         raise RepoError(f"restore target {p} is a symbolic link", hint="give a new directory")
@@ -56,7 +77,8 @@ def _restore(call: Call) -> dict[str, Any]:
     repo = open_repo(call.ctx, create=False)
     p = call.params
     if p.get("kind") == "postgres":
-        return restore_pg(call.ctx, repo, call.target, Path(p["target"]), to=p.get("to") or "latest")
+        run_as = backup_pool_target(call.ctx, call.target, p["host"]) if p.get("host") else None
+        return restore_pg(call.ctx, repo, call.target, Path(p["target"]), to=p.get("to") or "latest", run_as=run_as)
     return restore(repo, call.target, Path(p["target"]), include=p.get("include") or None)
 
 
@@ -76,10 +98,12 @@ OPERATIONS = (
               description="back up one source now"),  # fmt: skip
     Operation("dr.restore", r"^[A-Za-z0-9_.-]{1,64}$", "a snapshot id or a source name", _restore, Restore, validate=_validate_restore,
               description="restore a snapshot into a new, empty directory"),  # fmt: skip
-    Operation("backup.delete", r"^(\*|[a-z][a-z0-9_-]{0,63})$", "a source name, or * for every source", _forget, DryRun,
+    Operation("backup.delete", r"^(\*|[a-z][a-z0-9_-]{0,63}(\.[a-z][a-z0-9-]{0,30})?)$", "a source name, or * for every source", _forget, DryRun,
               description="forget snapshots past the retention policy"),  # fmt: skip
     Operation("backup.prune", r"^repository$", "repository", lambda c: prune(open_repo(c.ctx, create=False), dry_run=bool(c.params.get("dry_run"))),
               DryRun, description="delete data no snapshot references"),  # fmt: skip
+    Operation("dr.credential", SOURCE_T, "a PostgreSQL source on a pool host (<system>.<data>)", _credential, Credential, validate=_validate_credential,
+              description="install the password of a department cluster's replication role (typed on standard input, staged 0600; never a parameter)"),  # fmt: skip
     Operation("dr.drill", STACK_T, TARGETS[STACK_T], _drill, Drill, validate=_validate_drill,
               description="a failover drill on a stack, judged against a registered system's RPO/RTO targets when one is named (or clean one up)"),  # fmt: skip
 )

@@ -43,6 +43,14 @@ class PgTarget:
     password: str
     netns: str | None = None  # run the restored server inside this network namespace (a pool host)
     as_user: dict[str, Any] = field(default_factory=dict)  # subprocess kwargs to drop root (PostgreSQL refuses it)
+    sslrootcert: Path | None = None  # a department's cluster: TLS, its certificate checked against this CA and its address (verify-full)
+
+    def env(self) -> dict[str, str]:
+        """The client's environment: the password (never on a command line) and, for a pool host, TLS that checks the server."""
+        env = {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
+        if self.sslrootcert is not None:
+            env.update({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(self.sslrootcert)})
+        return env
 
     def command(self, argv: list[str]) -> tuple[list[str], dict[str, Any]]:
         """(argv, subprocess kwargs) to run a server binary as the service user, inside the target's namespace if it has one.
@@ -65,29 +73,63 @@ def control_plane_pg(rt: Context) -> PgTarget:
     return PgTarget(sup._pg_bin(), c.host, sup.port("postgres"), REPLICATION_ROLE, rt.settings.pg_password("replication"), None, sup._as_user())
 
 
+def target_for(rt: Context, name: str, src: Any) -> PgTarget | None:
+    """A postgres source on a pool host as a client target (its address from the deployed stack, the role's password from its
+    0600 credential file); None for services.postgres."""
+    if src.host is None:
+        return None
+    from control_plane.bastion import store
+    from dr.access import read_credential
+
+    a = store.asset(rt, src.host)
+    if src.tls_ca is None or not Path(src.tls_ca).is_file():
+        raise RepoError(f"source {name}: CA certificate {src.tls_ca} not found", hint="tls_ca: the certificate of the CA that signed the cluster's server certificate")
+    pw = read_credential(rt, name, src.credential)
+    return PgTarget(rt.supervisor._pg_bin(), a.address, src.port, src.role, pw, sslrootcert=Path(src.tls_ca))
+
+
+def refuse_superuser(t: PgTarget) -> None:
+    """Backups of a department's cluster run as a replication-only role: if that role can log in to a database and is a
+    superuser (or may create roles or databases), refuse rather than hold more power than a backup needs."""
+    import psycopg
+
+    try:
+        with psycopg.connect(host=t.host, port=t.port, user=t.user, password=t.password, dbname="postgres", connect_timeout=10,
+                             sslmode="verify-full" if t.sslrootcert else "prefer", sslrootcert=str(t.sslrootcert) if t.sslrootcert else None) as c:  # fmt: skip
+            row = c.execute("SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles WHERE rolname = current_user").fetchone()
+    except psycopg.OperationalError:
+        return  # pg_hba lets the role in for replication only: what it should be
+    if row and (row[0] or row[1] or row[2]):
+        raise RepoError(f"role {t.user} on {t.host}:{t.port} is a superuser or may create roles or databases; backups refuse to run as it",
+                        hint=f"ask the department for a role with REPLICATION only: CREATE ROLE {t.user} LOGIN REPLICATION PASSWORD '…'")  # fmt: skip
+
+
 SHIP_EVERY_S = 1.0
 KEEP_WAL_SHIPMENTS = 3
 
 
-def _pg(rt: Context, t: PgTarget | None = None) -> tuple[Path, str, int, str, str]:
+def _pg(rt: Context, t: PgTarget | None = None) -> tuple[Path, str, int, str, dict[str, str]]:
     t = t or control_plane_pg(rt)
-    return t.bindir, t.host, t.port, t.user, t.password
-
-
-def _env(pw: str) -> dict[str, str]:
-    return {**os.environ, "PGPASSWORD": pw, "PGCONNECT_TIMEOUT": "10"}
+    return t.bindir, t.host, t.port, t.user, t.env()
 
 
 def base_backup(rt: Context, repo: Repository, name: str, target: PgTarget | None = None) -> tuple[str, dict[str, Any]]:
     """One base backup of services.postgres (or ``target``) into the repository."""
-    bindir, host, port, user, pw = _pg(rt, target)
+    bindir, host, port, user, env = _pg(rt, target)
+    if target is not None and target.sslrootcert is not None:
+        refuse_superuser(target)
     work = Path(tempfile.mkdtemp(prefix=f"pgbase-{name}-", dir=_tmp(rt)))
     try:
         out = work / "base"
         p = subprocess.run([str(bindir / "pg_basebackup"), "-h", host, "-p", str(port), "-U", user, "-D", str(out), "-Fp", "-X", "stream",
-                            "--checkpoint=fast", "--no-sync", "-l", f"govctl {name}"], capture_output=True, text=True, env=_env(pw), timeout=3600)  # fmt: skip
+                            "--checkpoint=fast", "--no-sync", "-l", f"govctl {name}"], capture_output=True, text=True, env=env, timeout=3600)  # fmt: skip
         if p.returncode != 0:
-            raise RepoError(f"pg_basebackup of {host}:{port} failed: {(p.stderr or p.stdout).strip()[-300:]}", hint="is services.postgres up? govctl services status")
+            msg = (p.stderr or p.stdout).strip()[-300:]
+            hint = ("the server's certificate did not check out against the source's tls_ca (wrong CA, or issued for another address): "
+                    "ask the department for its CA certificate" if "SSL" in msg or "certificate" in msg else
+                    "is the cluster up and does its pg_hba.conf let the role replicate from here?" if target is not None else
+                    "is services.postgres up? govctl services status")  # fmt: skip
+            raise RepoError(f"pg_basebackup of {host}:{port} failed: {msg}", hint=hint)
         label = (out / "backup_label").read_text() if (out / "backup_label").exists() else ""
         end = datetime.now(timezone.utc).isoformat()
         sid, st = backup(repo, out, name=name, parent=True, tags=["base"], restore_point=end, extra={"pg": {"backup_label": label}})
@@ -127,12 +169,12 @@ class WalStreamer:
 
     def start(self) -> WalStreamer:
         """Create the replication slot (once) and start pg_receivewal."""
-        bindir, host, port, user, pw = _pg(self.rt, self.target)
+        bindir, host, port, user, env = _pg(self.rt, self.target)
         base = [str(bindir / "pg_receivewal"), "-h", host, "-p", str(port), "-U", user, "-D", str(self.dir), "--slot", self.slot]
-        made = subprocess.run([*base, "--create-slot", "--if-not-exists"], capture_output=True, text=True, env=_env(pw), timeout=30, check=False)
+        made = subprocess.run([*base, "--create-slot", "--if-not-exists"], capture_output=True, text=True, env=env, timeout=30, check=False)
         if made.returncode != 0:
             raise RepoError(f"cannot create replication slot {self.slot} on {host}:{port}: {made.stderr.strip()[-300:]}")
-        self.proc = subprocess.Popen([*base, "--synchronous", "--no-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(pw),
+        self.proc = subprocess.Popen([*base, "--synchronous", "--no-loop"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                                      start_new_session=True)  # fmt: skip
         return self
 
@@ -262,16 +304,54 @@ def start_restored(rt: Context, data: Path, *, timeout_s: float = 300, run_as: P
         raise RepoError(f"restored PostgreSQL did not start: {tail.strip()}")
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            with psycopg.connect(host=host, port=port, user=user, password=pw, dbname="postgres", connect_timeout=3, autocommit=True) as c:
-                if not c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    break
-        except psycopg.OperationalError:
-            pass
+        if t.sslrootcert is not None:  # a department's cluster: our role may replicate only, so ask the control file, not SQL
+            if _promoted(bindir, data) and subprocess.run([*t.command([str(bindir / "pg_isready"), "-q", "-h", host, "-p", str(port)])[0]],
+                                                          capture_output=True, timeout=30).returncode == 0:  # fmt: skip
+                break
+        else:
+            try:
+                with psycopg.connect(host=host, port=port, user=user, password=pw, dbname="postgres", connect_timeout=3, autocommit=True) as c:
+                    if not c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        break
+            except psycopg.OperationalError:
+                pass
         if time.monotonic() > deadline:
             raise RepoError(f"restored PostgreSQL still recovering after {timeout_s:.0f} s; see {log}")
         time.sleep(0.3)
     return {"port": port, "host": host, "log": str(log)}
+
+
+def _promoted(bindir: Path, data: Path) -> bool:
+    """Recovery has ended and the cluster serves writes (its control file says 'in production')."""
+    p = subprocess.run([str(bindir / "pg_controldata"), "-D", str(data)], capture_output=True, text=True, timeout=30, env={**os.environ, "LC_ALL": "C"})
+    return p.returncode == 0 and any(line.startswith("Database cluster state:") and line.rstrip().endswith("in production") for line in p.stdout.splitlines())
+
+
+def backup_pool_target(rt: Context, name: str, host: str) -> PgTarget:
+    """Where a department's cluster is restored: a host of the backup pool, in its namespace, on the source's port."""
+    from control_plane.bastion import store
+
+    src = _source(rt, name)
+    a = store.asset(rt, host)
+    if a.pool != "backup":
+        raise RepoError(f"host {host} is in the {a.pool} pool; point-in-time restores go onto a backup-pool host",
+                        hint="pick one: govctl bastion hosts (pool backup)")  # fmt: skip
+    spec = rt.settings.deploy.stacks.get(a.stack, {})
+    if spec.get("target", "local") != "local":
+        raise RepoError(f"restoring onto host {host} of stack {a.stack} ({spec.get('target')}) is not supported here", hint="restore into a directory and copy it")
+    t = target_for(rt, name, src)
+    assert t is not None
+    sup = rt.supervisor
+    return PgTarget(sup._pg_bin(), a.address, src.port, t.user, t.password, f"{spec.get('local_prefix', 'gc')}-{a.name}", sup._as_user(), t.sslrootcert)
+
+
+def _source(rt: Context, name: str) -> Any:
+    from dr.service import source
+
+    src = source(rt, name)
+    if src.type != "postgres" or src.host is None:
+        raise RepoError(f"source {name} is not PostgreSQL on a pool host", hint="restore it into a directory: govctl dr restore-pg --target DIR")
+    return src
 
 
 def stop_restored(rt: Context, data: Path, *, mode: str = "fast") -> None:
@@ -287,7 +367,9 @@ class Streaming:
         import threading
 
         self.rt, self.ship_every_s = rt, ship_every_s
-        self.streamers = {n: WalStreamer(rt, n) for n, s in rt.settings.dr.sources.items() if s.type == "postgres"}
+        from dr.service import deployed, sources
+
+        self.streamers = {n: WalStreamer(rt, n, target=target_for(rt, n, s)) for n, s in sources(rt).items() if s.type == "postgres" and deployed(rt, s)}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="govctl-wal-shipping", daemon=True)
         self.last_error: str | None = None

@@ -56,14 +56,23 @@ class _Journal(FileSystemEventHandler):
             return out, ov, first
 
 
+class _NoObserver:
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
 class Watcher:
     """Watches one source directory and ships its changes into the repository continuously."""
 
-    def __init__(self, repo: Repository, source: Path, name: str, *, interval_s: float = 1.0, on_ship: Any = None) -> None:
+    def __init__(self, repo: Repository, source: Path, name: str, *, interval_s: float = 1.0, on_ship: Any = None, observe: bool = True) -> None:
         self.repo, self.source, self.name, self.interval_s = repo, Path(source).resolve(), name, interval_s
         self.journal = _Journal(self.source)
-        self.observer = Observer()
-        self.observer.schedule(self.journal, str(self.source), recursive=True)
+        self.observer: Any = Observer() if observe else _NoObserver()  # not observing: something else fills the journal
+        if observe:
+            self.observer.schedule(self.journal, str(self.source), recursive=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"govctl-watch-{name}", daemon=True)
         self.parent: dict[str, Any] | None = None

@@ -16,11 +16,41 @@ if TYPE_CHECKING:
     from control_plane.context import Context
 
 
+def sources(rt: Context) -> dict[str, Any]:
+    """Every backup source: dr.sources in govctl.yaml, then each registered system's data as ``<system>.<data>``."""
+    from control_plane.config import DrSource
+    from control_plane.report.registry import load_registry
+
+    out: dict[str, Any] = dict(rt.settings.dr.sources)
+    s = rt.settings
+    reg = load_registry(s.path(s.report.registry_file) if s.report.registry_file else None)
+    for d in reg.departments:
+        for sysm in d.systems:
+            for x in sysm.data:
+                name = f"{sysm.code}.{x.name}"
+                if name in out:
+                    raise RepoError(f"backup source {name!r} is both in dr.sources and in the registry", hint="rename one of them")
+                out[name] = DrSource(type=x.type, host=x.host, port=x.port, path=x.path, realtime=x.realtime, every_s=x.every_s,
+                                     rpo_s=int(sysm.rpo_s) if sysm.rpo_s else 7200, tls_ca=s.path(x.tls_ca) if x.tls_ca else None,
+                                     credential=s.path(x.credential) if x.credential else None, role=x.role, account=x.account, system=sysm.code)  # fmt: skip
+    return out
+
+
+def deployed(rt: Context, src: Any) -> bool:
+    """A source on a pool host has something to back up only while that host is deployed; a local one always does."""
+    if src.host is None:
+        return True
+    from control_plane.bastion import store
+
+    return src.host in store.assets(rt)
+
+
 def source(rt: Context, name: str) -> Any:
     """A configured source, or a clear error."""
-    src = rt.settings.dr.sources.get(name)
+    every = sources(rt)
+    src = every.get(name)
     if src is None:
-        raise RepoError(f"no backup source {name!r}", hint=f"configured: {', '.join(rt.settings.dr.sources) or 'none'} (dr.sources in govctl.yaml)")
+        raise RepoError(f"no backup source {name!r}", hint=f"configured: {', '.join(every) or 'none'} (dr.sources in govctl.yaml, systems' data in the registry)")
     return src
 
 
@@ -54,7 +84,11 @@ def _backup_source(rt: Context, name: str, *, progress: Any = None) -> dict[str,
     t0 = time.monotonic()
     kind = "base" if src.type == "postgres" else "periodic"
     try:
-        if src.type == "files":
+        if src.type == "files" and src.host is not None:
+            from dr.remote import backup_remote
+
+            sid, stats = backup_remote(rt, repo, name, src, progress=progress)
+        elif src.type == "files":
             from dr.files import backup
 
             sid, st = backup(repo, source_path(rt, src), name=name, progress=progress)
@@ -64,9 +98,9 @@ def _backup_source(rt: Context, name: str, *, progress: Any = None) -> dict[str,
 
             sid, stats = backup_state(rt, repo, name)
         else:
-            from dr.pg import base_backup
+            from dr.pg import base_backup, target_for
 
-            sid, stats = base_backup(rt, repo, name)
+            sid, stats = base_backup(rt, repo, name, target_for(rt, name, src))
     except Exception:
         metrics.BACKUP_RUNS.labels(source=name, kind=kind, outcome="failed").inc()
         raise
@@ -113,7 +147,11 @@ def rpo_status(rt: Context, repo: Repository | None = None) -> list[dict[str, An
             newest[s["source"]] = t
     now = datetime.now(timezone.utc)
     out = []
-    for name, src in rt.settings.dr.sources.items():
+    for name, src in sources(rt).items():
+        if not deployed(rt, src):  # its stack is not deployed: nothing to lose yet, nothing to alert on
+            out.append({"source": name, "type": src.type, "newest": newest[name].isoformat() if name in newest else None, "age_s": None,
+                        "rpo_s": src.rpo_s, "ok": True, "host": src.host, "note": f"host {src.host} is not deployed"})  # fmt: skip
+            continue
         t = newest.get(name)
         age = (now - t).total_seconds() if t else None
         live = LIVE.lag_s(name) if LIVE is not None and t is not None else None
@@ -124,7 +162,7 @@ def rpo_status(rt: Context, repo: Repository | None = None) -> list[dict[str, An
         metrics.DR_RPO_TARGET.labels(source=name).set(src.rpo_s)
         metrics.DR_RPO.labels(source=name).set(age if age is not None else float("inf"))
         out.append({"source": name, "type": src.type, "newest": t.isoformat() if t else None, "age_s": round(age, 1) if age is not None else None,
-                    "rpo_s": src.rpo_s, "ok": age is not None and age <= src.rpo_s})  # fmt: skip
+                    "rpo_s": src.rpo_s, "ok": age is not None and age <= src.rpo_s, "host": src.host})  # fmt: skip
     return out
 
 
@@ -137,7 +175,7 @@ def due_sources(rt: Context, repo: Repository) -> list[str]:
         t = datetime.fromisoformat(s["time"])
         last[s["source"]] = max(last.get(s["source"], t), t)
     now = datetime.now(timezone.utc)
-    return [n for n, src in rt.settings.dr.sources.items() if n not in last or (now - last[n]).total_seconds() >= src.every_s]
+    return [n for n, src in sources(rt).items() if (n not in last or (now - last[n]).total_seconds() >= src.every_s) and deployed(rt, src)]
 
 
 LIVE: Live | None = None  # the running instance in this process (the scheduler leader's)
@@ -205,8 +243,8 @@ class Live:
 
         global LIVE
         self.wal.start()
-        for name, src in self.rt.settings.dr.sources.items():
-            if src.type != "files" or not src.realtime:
+        for name, src in sources(self.rt).items():
+            if src.type != "files" or not src.realtime or not deployed(self.rt, src):
                 continue
 
             def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
@@ -215,7 +253,12 @@ class Live:
                     metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
 
             try:
-                self.watchers.append(Watcher(open_repo(self.rt), source_path(self.rt, src), name, on_ship=shipped).start())
+                if src.host is not None:
+                    from dr.remote import RemoteWatcher
+
+                    self.watchers.append(RemoteWatcher(self.rt, open_repo(self.rt), name, src, on_ship=shipped).start())
+                else:
+                    self.watchers.append(Watcher(open_repo(self.rt), source_path(self.rt, src), name, on_ship=shipped).start())
             except Exception as exc:  # noqa: BLE001
                 logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
         LIVE = self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from control_plane.loader import LoadError, load_model
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +38,30 @@ class Pool(_M):
     capacity: Capacity
 
 
+class SystemData(_M):
+    """Where a system keeps its data: a PostgreSQL cluster or a file tree on a pool host; each becomes a backup source ``<system>.<name>``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$", description="the data's name within the system (main, uploads)")
+    type: Literal["postgres", "files"]
+    host: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$", description="the pool host it lives on (a deployed stack's host name)")
+    port: int = Field(default=5432, ge=1, le=65535, description="postgres: its port")
+    path: Path | None = Field(default=None, description="files: the directory on the host")
+    realtime: bool = Field(default=False, description="files: ship every change within seconds (inotify on the host, over SSH)")
+    every_s: int = Field(default=3600, ge=60, description="periodic backups (files) or base backups (postgres), in seconds")
+    tls_ca: Path | None = Field(default=None, description="postgres: the CA certificate its server certificate is checked against")
+    credential: Path | None = Field(default=None, description="postgres: a 0600 file with the replication role's password (default <key_dir>/dr/<source>.pw)")
+    role: str = Field(default="govctl_replication", pattern=r"^[a-z_][a-z0-9_]{0,62}$", description="postgres: the replication-only role")
+    account: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="files: the account the bastion's key for the host logs in as")
+
+    @model_validator(mode="after")
+    def _shape(self) -> SystemData:
+        if self.type == "files" and self.path is None:
+            raise ValueError("files data needs path (a directory on the host)")
+        if self.type == "postgres" and self.tls_ca is None:
+            raise ValueError("postgres data needs tls_ca (replication from the backup pool runs over TLS only)")
+        return self
+
+
 class System(_M):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
@@ -47,6 +72,7 @@ class System(_M):
     level: int | None = Field(default=None, ge=1, le=5, description="网络安全等级保护 level (等保 1-5)")
     rpo_s: float | None = Field(default=None, ge=0, description="recovery point objective: data a disaster may lose, in seconds")
     rto_s: float | None = Field(default=None, gt=0, description="recovery time objective: how long until the system serves again, in seconds")
+    data: list[SystemData] = Field(default_factory=list, description="its databases and file trees, backed up as sources <code>.<name>")
 
 
 class Department(_M):
@@ -74,6 +100,9 @@ class Registry(_M):
             raise ValueError(f"systems: codes and names must be unique across departments (a drill names one): {', '.join(dup)}")
         for d in self.departments:
             for s in d.systems:
+                names = [x.name for x in s.data]
+                if len(names) != len(set(names)):
+                    raise ValueError(f"departments.{d.code}.systems.{s.code}.data: names must be unique")
                 for p in s.pools:
                     if p not in self.pools:
                         raise ValueError(f"departments.{d.code}.systems.{s.code}.pools: unknown pool {p!r}")

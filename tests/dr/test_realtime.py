@@ -75,7 +75,7 @@ def test_rpo_status_and_metric_follow_the_watcher(sqlite_runtime, tmp_path: Path
     (src / "a.txt").write_text("a")
     object.__setattr__(rt.settings.dr, "sources", {"docs": DrSource(type="files", path=src, realtime=True, rpo_s=60)})
     rows = service.rpo_status(rt)
-    assert rows == [{"source": "docs", "type": "files", "newest": None, "age_s": None, "rpo_s": 60, "ok": False}]
+    assert rows == [{"source": "docs", "type": "files", "newest": None, "age_s": None, "rpo_s": 60, "ok": False, "host": None}]
     assert metrics.DR_RPO.labels(source="docs")._value.get() == float("inf")
     live = service.Live(rt).start()
     try:

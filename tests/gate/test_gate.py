@@ -25,6 +25,7 @@ EXPECTED = {
     "backup.delete": {"sysadmin"},
     "backup.prune": {"sysadmin"},
     "dr.restore": {"ops_engineer", "sysadmin"},
+    "dr.credential": {"sysadmin"},
     "dr.drill": {"ops_engineer", "sysadmin"},
     "soc.alert.update": {"secadmin"},
     "soc.exception.change": {"secadmin"},
