@@ -346,7 +346,7 @@ def backup_pool_target(rt: Context, name: str, host: str) -> PgTarget:
 
 
 def _source(rt: Context, name: str) -> Any:
-    from dr.service import source
+    from dr.sources import source
 
     src = source(rt, name)
     if src.type != "postgres" or src.host is None:
@@ -367,7 +367,7 @@ class Streaming:
         import threading
 
         self.rt, self.ship_every_s = rt, ship_every_s
-        from dr.service import deployed, sources
+        from dr.sources import deployed, sources
 
         self.streamers = {n: WalStreamer(rt, n, target=target_for(rt, n, s)) for n, s in sources(rt).items() if s.type == "postgres" and deployed(rt, s)}
         self._stop = threading.Event()
