@@ -47,7 +47,7 @@ drills = Table(
     "dr_drills", metadata,
     Column("id", String(32), primary_key=True), Column("started", String(40), nullable=False), Column("stack", String(64), nullable=False),
     Column("rpo_s", Float), Column("rto_s", Float), Column("status", String(24), nullable=False), Column("path", Text, nullable=False),
-    Column("cleaned", String(40)),
+    Column("cleaned", String(40)), Column("system", String(64)), Column("plan", String(64)), Column("approvers", Text),
 )  # fmt: skip
 
 
@@ -85,12 +85,13 @@ def system_for(rt: Context, key: str, stack: str) -> dict[str, Any]:
     from control_plane.report.registry import RegistryError, load_registry
 
     s = rt.settings
-    dept, sysm = load_registry(s.path(s.report.registry_file) if s.report.registry_file else None).system(key)
+    reg = load_registry(s.path(s.report.registry_file) if s.report.registry_file else None)
+    dept, sysm = reg.system(key)
     if sysm.stacks and stack not in sysm.stacks:
         raise RegistryError(f"system {sysm.name} ({sysm.code}) runs on {', '.join(sysm.stacks)}, not on stack {stack!r}",
                             hint=f"drill it there: govctl dr drill --system {sysm.code} --stack {sysm.stacks[0]}")  # fmt: skip
     return {"code": sysm.code, "name": sysm.name, "department": dept.code, "department_name": dept.name, "level": sysm.level,
-            "targets": {"rpo_s": sysm.rpo_s, "rto_s": sysm.rto_s}}  # fmt: skip
+            "targets": {"rpo_s": sysm.rpo_s, "rto_s": sysm.rto_s}, "plans": [p.code for p in reg.plans_for(sysm.code)]}  # fmt: skip
 
 
 def judge(rpo_s: float | None, rto_s: float | None, targets: dict[str, float | None]) -> tuple[dict[str, bool | None], list[str]]:
@@ -109,7 +110,7 @@ def judge(rpo_s: float | None, rto_s: float | None, targets: dict[str, float | N
 
 
 def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "govctl", progress: Any = None, fill_mb: int = 0,
-        system: str | None = None) -> dict[str, Any]:  # fmt: skip
+        system: str | None = None, approvers: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Run one drill end to end; returns the report. ``fill_mb`` loads that much pgbench data into the primary first.
 
     With ``system`` (a registered system's code or name) the measured RPO and RTO are judged
@@ -136,7 +137,7 @@ def run(rt: Context, *, stack: str = "local", canary_s: float = 5.0, by: str = "
     source = f"drill-{did}"
     repo = open_repo(rt)
     started = _now()
-    report: dict[str, Any] = {"drill": did, "stack": stack, "started": started.isoformat(), "by": by,
+    report: dict[str, Any] = {"drill": did, "stack": stack, "started": started.isoformat(), "by": by, "approvers": list(approvers),
                               "primary": {"host": pname, "address": pip}, "backup": {"host": bname, "address": bip}, "steps": []}  # fmt: skip
 
     def step(name: str, **info: Any) -> None:
@@ -294,8 +295,10 @@ def _store(rt: Context, report: dict[str, Any], base: Path) -> None:
     (out / "report.sig.json").write_text(json.dumps(sign(rt.signer, data), indent=1))
     (out / "report.html").write_text(html(report), encoding="utf-8")
     with rt.engine.begin() as cx:
+        system = report.get("system") or {}
         cx.execute(drills.insert().values(id=report["drill"], started=report["started"], stack=report["stack"], rpo_s=report["rpo_s"],
-                                          rto_s=report["rto_s"], status=report["status"], path=str(out)))  # fmt: skip
+                                          rto_s=report["rto_s"], status=report["status"], path=str(out), system=system.get("code"),
+                                          plan=(system.get("plans") or [None])[0], approvers=json.dumps(report.get("approvers") or [])))  # fmt: skip
     report["files"] = {"json": str(out / "report.json"), "signature": str(out / "report.sig.json"), "html": str(out / "report.html"), "work": str(base)}
 
 

@@ -90,7 +90,8 @@ def _forget(call: Call) -> dict[str, Any]:
 def _drill(call: Call) -> dict[str, Any]:
     if call.params.get("cleanup"):
         return drill.cleanup(call.ctx, call.params["cleanup"], by=call.by)
-    return drill.run(call.ctx, stack=call.target, canary_s=float(call.params.get("canary_s", 5.0)), by=call.by, system=call.params.get("system"))
+    return drill.run(call.ctx, stack=call.target, canary_s=float(call.params.get("canary_s", 5.0)), by=call.by, system=call.params.get("system"),
+                     approvers=call.approvers)  # fmt: skip
 
 
 OPERATIONS = (

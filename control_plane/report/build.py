@@ -312,7 +312,26 @@ class Builder:
                 "rpo_p99_s": _r(float(v[max(0, math.ceil(0.99 * len(v)) - 1)]), 1) if len(v) else None,
                 "rpo_coverage": round(len(v) / self.grid.n, 6),
             })  # fmt: skip
-        return {"sources": sources, "drills": self._drills()}
+        drills = self._drills()
+        return {"sources": sources, "drills": drills, "plans": self._plans(drills)}
+
+    def _plans(self, drills: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each drill plan's systems: drills due this month (by its schedule) against drills done, passed, and signed off."""
+        out = []
+        for p in self.reg.drill_plans:
+            due = p.due(self.start, self.end, SH)
+            for key in p.systems:
+                _, sysm = self.reg.system(key)
+                done = [d for d in drills if d.get("system") == sysm.code]
+                passed = [d for d in done if d["status"] == "passed"]
+                signed = [d for d in done if p.sign_off in (d.get("approvers") or [])]
+                out.append({"plan": p.code, "plan_name": p.name, "system": sysm.code, "system_name": sysm.name, "planned": len(due),
+                            "due": [t.isoformat() for t in due], "done": len(done), "passed": len(passed), "signed_off": len(signed),
+                            "sign_off": p.sign_off, "participants": p.participants,
+                            "met": len(passed) >= len(due)})  # fmt: skip
+                if len(passed) < len(due):
+                    self.notes.append(f"演练计划“{p.name}”：{sysm.name} 本月应演练 {len(due)} 次，已完成并通过 {len(passed)} 次。")
+        return out
 
     def _drills(self) -> list[dict[str, Any]]:
         from sqlalchemy import inspect, text
@@ -322,9 +341,10 @@ class Builder:
             return []
         s, e = self.start.astimezone(timezone.utc).isoformat(), self.end.astimezone(timezone.utc).isoformat()
         with self.rt.engine.connect() as c:
-            rows = c.execute(text("SELECT id, started, rpo_s, rto_s, status FROM dr_drills WHERE started >= :s AND started < :e ORDER BY started"),
-                             {"s": s, "e": e}).all()  # fmt: skip
-        return [{"id": r.id, "started": r.started, "rpo_s": r.rpo_s, "rto_s": r.rto_s, "status": r.status} for r in rows]
+            rows = c.execute(text("SELECT id, started, rpo_s, rto_s, status, system, plan, approvers FROM dr_drills "
+                                  "WHERE started >= :s AND started < :e ORDER BY started"), {"s": s, "e": e}).all()  # fmt: skip
+        return [{"id": r.id, "started": r.started, "rpo_s": r.rpo_s, "rto_s": r.rto_s, "status": r.status, "system": r.system, "plan": r.plan,
+                 "approvers": json.loads(r.approvers) if r.approvers else []} for r in rows]  # fmt: skip
 
     def security(self) -> dict[str, Any]:
         """SOC alerts raised in the month (by severity and verdict) and operations the gate refused or the SOC blocked."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from control_plane.loader import LoadError, load_model
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,6 +12,7 @@ from control_plane.errors import GovctlError
 from control_plane.resources import folder
 
 DEFAULT_REGISTRY = folder("monitors") / "registry.yaml"
+_SECOND = __import__("datetime").timedelta(seconds=1)
 
 
 class RegistryError(GovctlError):
@@ -81,10 +82,45 @@ class Department(_M):
     systems: list[System] = []
 
 
+class DrillPlan(_M):
+    """A planned disaster-recovery drill: which systems, when (cron, in the scheduler's time zone), who takes part and who signs it off."""
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str = Field(min_length=1, max_length=200)
+    systems: list[str] = Field(min_length=1, description="registered systems' codes or names")
+    cron: str = Field(description="when the drill is due, e.g. '0 10 15 */3 *' (10:00 on the 15th of every third month)")
+    participants: list[str] = Field(default_factory=list, description="user names of the people taking part")
+    sign_off: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$", description="the user who signs the result off: one of the drill's approvers")
+
+    @model_validator(mode="after")
+    def _cron(self) -> DrillPlan:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron)
+        except ValueError as exc:
+            raise ValueError(f"drill_plans.{self.code}.cron: {exc}") from None
+        return self
+
+    def due(self, start: Any, end: Any, tz: Any) -> list[Any]:
+        """The times this plan is due in [start, end)."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        trig = CronTrigger.from_crontab(self.cron, timezone=tz)
+        out, prev = [], None
+        t = trig.get_next_fire_time(None, start)
+        while t is not None and t < end and len(out) < 1000:
+            out.append(t)
+            prev = t
+            t = trig.get_next_fire_time(prev, prev + _SECOND)
+        return out
+
+
 class Registry(_M):
     network_zones: dict[str, str]
     pools: dict[str, Pool]
     departments: list[Department]
+    drill_plans: list[DrillPlan] = Field(default_factory=list, description="disaster-recovery drills planned per system; the monthly report lists planned vs done")
 
     @model_validator(mode="after")
     def _consistent(self) -> Registry:
@@ -98,6 +134,14 @@ class Registry(_M):
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"systems: codes and names must be unique across departments (a drill names one): {', '.join(dup)}")
+        plan_codes = [p.code for p in self.drill_plans]
+        if len(plan_codes) != len(set(plan_codes)):
+            raise ValueError("drill_plans: codes must be unique")
+        known = set(keys)
+        for p in self.drill_plans:
+            for key in p.systems:
+                if key not in known:
+                    raise ValueError(f"drill_plans.{p.code}.systems: unknown system {key!r}")
         for d in self.departments:
             for s in d.systems:
                 names = [x.name for x in s.data]
@@ -120,6 +164,12 @@ class Registry(_M):
                     return d, s
         known = ", ".join(f"{s.code} ({s.name})" for d in self.departments for s in d.systems)
         raise RegistryError(f"no system {key!r} in the registry", hint=f"registered: {known or 'none'} (monitors/registry.yaml, report.registry_file)")
+
+
+    def plans_for(self, code: str) -> list[DrillPlan]:
+        """The drill plans that cover a system (by its code)."""
+        _, sysm = self.system(code)
+        return [p for p in self.drill_plans if sysm.code in p.systems or sysm.name in p.systems]
 
 
 def load_registry(path: Path | None = None) -> Registry:

@@ -155,7 +155,11 @@ def xlsx(doc: dict[str, Any]) -> bytes:
     sheet("业务性能", ["接口", "请求数", "P95(毫秒)", "错误率"], [[r["route"], r["requests"], r["p95_ms"], r["error_rate"]] for r in doc["performance"]["routes"]])
     sheet("备份", ["备份源", "执行次数", "成功", "失败", "成功率", "RPO P50(秒)", "RPO P99(秒)"],
           [[b["source"], b["runs"], b["succeeded"], b["failed"], b["success_rate"], b["rpo_p50_s"], b["rpo_p99_s"]] for b in doc["backups"]["sources"]])
-    sheet("容灾演练", ["演练", "开始时间", "RPO(秒)", "RTO(秒)", "结果"], [[x["id"], x["started"], x["rpo_s"], x["rto_s"], x["status"]] for x in doc["backups"]["drills"]])
+    sheet("演练计划", ["演练计划", "系统", "计划次数", "已演练", "通过", "已签核", "签核人", "按计划完成"],
+          [[p["plan_name"], p["system_name"], p["planned"], p["done"], p["passed"], p["signed_off"], p["sign_off"], "是" if p["met"] else "否"]
+           for p in doc["backups"].get("plans", [])])  # fmt: skip
+    sheet("容灾演练", ["演练", "系统", "开始时间", "RPO(秒)", "RTO(秒)", "结果"],
+          [[x["id"], x.get("system"), x["started"], x["rpo_s"], x["rto_s"], x["status"]] for x in doc["backups"]["drills"]])
     al = doc["security"]["alerts"] or {"by_severity": {}, "by_verdict": {}}
     sheet("安全", ["项目", "数量"], [[f"告警-{SEV_NAMES[k]}", al["by_severity"].get(k, 0)] for k in SEVERITIES]
           + [[f"研判-{v}", al["by_verdict"].get(k, 0)] for k, v in VERDICT_NAMES.items()]

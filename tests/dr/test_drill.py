@@ -29,6 +29,13 @@ departments:
     systems:
       - {code: population-db, name: 人口库, pools: [primary, backup], stacks: [local], level: 3, rpo_s: 60, rto_s: 1800}
       - {code: one-stop-portal, name: 一网通办, pools: [primary, backup], stacks: [local], level: 3, rpo_s: 60, rto_s: 1}
+drill_plans:
+  - code: monthly-core
+    name: 核心系统月度容灾演练
+    systems: [人口库, one-stop-portal]
+    cron: "0 10 1 * *"
+    participants: [ops_engineer, approver]
+    sign_off: approver
 """
 
 
@@ -119,3 +126,29 @@ def test_an_unknown_system_or_one_on_another_stack_is_refused_before_anything_st
     assert "人口库" in (e.value.hint or "")
     with pytest.raises(RegistryError, match="runs on local, not on stack 'other'"):
         drill.system_for(pools, "population-db", "other")
+
+
+def test_the_monthly_report_lists_drills_planned_against_done(pools: Context, services) -> None:  # noqa: ANN001
+    """The plan is due once this month for each of its systems: 人口库's drill passed and its sign-off person approved it;
+    一网通办's drill ran without approval (directly) and failed its RTO, so it is not done as planned."""
+    from datetime import datetime, timezone
+
+    from control_plane.report.build import Builder, month_window
+    from control_plane.report.prom import Prom
+    from control_plane.report.registry import load_registry
+
+    rt = pools
+    now = datetime.now(timezone.utc)
+    month = now.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    start, _ = month_window(month)
+    b = Builder(rt, load_registry(rt.settings.path(rt.settings.report.registry_file)), Prom(rt.settings.services.prometheus.url), month, now=now)
+    drills = b._drills()
+    assert {d["system"] for d in drills} >= {"population-db", "one-stop-portal"}
+    plans = {p["system"]: p for p in b._plans(drills)}
+    due_this_month = 1 if start.replace(hour=10) < now else 0  # 10:00 on the 1st, Shanghai time
+    pop, portal = plans["population-db"], plans["one-stop-portal"]
+    assert (pop["plan"], pop["planned"], pop["sign_off"]) == ("monthly-core", due_this_month, "approver")
+    assert pop["done"] >= 1 and pop["passed"] >= 1 and pop["signed_off"] >= 1 and pop["met"]
+    assert portal["done"] >= 1 and portal["passed"] == 0 and portal["signed_off"] == 0 and portal["met"] is (due_this_month == 0)
+    if due_this_month:
+        assert any("一网通办 本月应演练 1 次，已完成并通过 0 次" in n for n in b.notes)
