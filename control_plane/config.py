@@ -398,6 +398,8 @@ class Retention(_Model):
     keep_weekly: int = Field(default=8, ge=0)
     keep_monthly: int = Field(default=12, ge=0)
     keep_yearly: int = Field(default=3, ge=0)
+    destroyed_min_days: int = Field(default=180, ge=0, le=36500, description="a system whose stack is gone: its backups are kept at least this many days "
+                                                                            "after the newest before 数据安全销毁 (dr destroy) may remove them")
 
 
 def _default_dr_sources() -> dict[str, DrSource]:

@@ -13,7 +13,8 @@ from control_plane.clikit import (JsonOpt, changes, context, emit_json, err, gat
 from control_plane.deploy.cli import StackOpt
 
 
-dr_app = typer.Typer(help="Backups and disaster recovery: backup, snapshots, restore, restore-pg, check, forget, prune, status.", no_args_is_help=True)
+dr_app = typer.Typer(help="Backups and disaster recovery: backup, snapshots, restore, restore-pg, check, forget, prune, status, drill, destroy.",
+                     no_args_is_help=True)  # fmt: skip
 
 
 def _dr_done(view: Any, as_json: bool, fmt: Any) -> None:
@@ -93,6 +94,7 @@ def dr_credential(source: str = typer.Argument(..., help="A PostgreSQL source on
 
     from dr.access import stage_credential
 
+    principal()  # who is asking, before anything is read or written
     secret = typer.prompt("password", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()
     view = gated("dr.credential", source, {"staged": stage_credential(context(), secret)})
     _dr_done(view, as_json, lambda r: out.print(f"stored {r['source']}'s password in {r['file']} (0600)"))
@@ -176,6 +178,34 @@ def dr_drills(as_json: bool = JsonOpt) -> None:
     t = Table("drill", "stack", "started (UTC)", "RPO s", "RTO s", "status", "failed back", "report")
     for d in rows:
         t.add_row(d["id"], d["stack"], d["started"][:19], f"{d['rpo_s']}", f"{d['rto_s']}", d["status"], (d["cleaned"] or "-")[:19], d["path"] + "/report.html")
+    out.print(t)
+
+
+@dr_app.command("destroy")
+@changes("dr.destroy")
+def dr_destroy(system: str = typer.Option(..., "--system", help="A registered system (code or name, e.g. 人口库) whose stack is gone."),
+               as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """数据安全销毁: destroy a system's backups in every repository, with a signed record. Critical: two approvers."""
+    view = gated("dr.destroy", system, {})
+    _dr_done(view, as_json, lambda r: out.print(f"destroyed {r['snapshots_destroyed']} snapshots of {r['system']} in {r['repositories']} "
+                                                f"repositories; record {r['record']} (SM3 {r['record_sm3'][:16]}…, SM2-signed)"))  # fmt: skip
+
+
+@dr_app.command("destructions")
+@reads("dr.read")
+def dr_destructions(as_json: bool = JsonOpt) -> None:
+    """Destruction records (数据安全销毁), newest first."""
+    from dr.destroy import records
+
+    principal()
+    rows = records(context())
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table("destruction", "at (UTC)", "system", "requested by", "approved by", "snapshots", "record")
+    for r in rows:
+        t.add_row(r["destruction"], r["at"][:19], f"{r['system_name']} ({r['system']})", r["requested_by"], ", ".join(r["approvers"]), str(r["snapshots"]),
+                  r["record"])  # fmt: skip
     out.print(t)
 
 

@@ -87,6 +87,18 @@ def _forget(call: Call) -> dict[str, Any]:
     return forget(open_repo(call.ctx, create=False), call.ctx.settings.dr.retention, source=src, dry_run=bool(call.params.get("dry_run")))
 
 
+def _validate_destroy(call: Call) -> None:
+    from dr.destroy import plan
+
+    plan(call.ctx, call.target)
+
+
+def _destroy(call: Call) -> dict[str, Any]:
+    from dr.destroy import destroy
+
+    return destroy(call.ctx, call.target, by=call.by, approvers=call.approvers, op_id=call.op_id)
+
+
 def _drill(call: Call) -> dict[str, Any]:
     if call.params.get("cleanup"):
         return drill.cleanup(call.ctx, call.params["cleanup"], by=call.by)
@@ -105,6 +117,8 @@ OPERATIONS = (
               DryRun, description="delete data no snapshot references"),  # fmt: skip
     Operation("dr.credential", SOURCE_T, "a PostgreSQL source on a pool host (<system>.<data>)", _credential, Credential, validate=_validate_credential,
               description="install the password of a department cluster's replication role (typed on standard input, staged 0600; never a parameter)"),  # fmt: skip
+    Operation("dr.destroy", r"^[\w.-]{1,64}$", "a registered system (code or name)", _destroy, validate=_validate_destroy,
+              description="数据安全销毁: destroy a system's backups in every repository, with a signed destruction record (its stack must be gone)"),  # fmt: skip
     Operation("dr.drill", STACK_T, TARGETS[STACK_T], _drill, Drill, validate=_validate_drill,
               description="a failover drill on a stack, judged against a registered system's RPO/RTO targets when one is named (or clean one up)"),  # fmt: skip
 )

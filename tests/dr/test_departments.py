@@ -360,3 +360,58 @@ def test_a_host_cannot_make_the_mirror_write_outside_itself(dept: Dept, tmp_path
 
     _run(go())
     assert list(local_outside.iterdir()) == []
+
+
+def test_a_destroyed_stacks_backups_are_kept_then_destroyed_by_two_approvers(dept: Dept, tmp_path: Path) -> None:
+    """Destroying the stack keeps its system's backups (nothing due, nothing alerted); 数据安全销毁 is refused while the system
+    runs and within the retention period, needs two approvers, removes the system's data everywhere but nothing else's,
+    and leaves an SM2-signed record. Runs last in this module: it destroys the stack."""
+    from control_plane.crypto import SM2PublicKey
+    from control_plane.deploy import service as deploy
+    from control_plane.gate import ApprovalError
+    from control_plane.report.seal import verify
+    from dr.check import check
+    from dr.destroy import records
+    from dr.files import backup
+    from dr.service import due_sources, open_repo, rpo_status
+
+    d, rt, p = dept, dept.rt, dept.people
+    mine = lambda: [s for s in open_repo(rt).snapshots() if s["source"].startswith("population-db.")]  # noqa: E731
+    before = mine()
+    assert {s["source"] for s in before} == {"population-db.main", "population-db.uploads"}
+    other = tmp_path / "city-docs"
+    other.mkdir()
+    (other / "notice.txt").write_text("关于数据共享的通知\n" * 100, encoding="utf-8")
+    other_sid, _ = backup(open_repo(rt), other, name="city-docs")
+    with pytest.raises(GovctlError, match="still runs"):
+        rt.gate.submit(p["sysadmin"], OperationRequest("dr.destroy", "人口库", {}))
+    deploy.destroy(rt, "local")
+    assert not [n for n in due_sources(rt, open_repo(rt)) if n.startswith("population-db.")]
+    rows = [r for r in rpo_status(rt) if r["source"].startswith("population-db.")]
+    assert len(rows) == 2 and all(r["ok"] and "not deployed" in r["note"] for r in rows)
+    assert len(mine()) == len(before), "a destroyed stack's backups stay"
+    with pytest.raises(GovctlError, match="kept at least 180 days"):
+        rt.gate.submit(p["sysadmin"], OperationRequest("dr.destroy", "人口库", {}))
+    object.__setattr__(rt.settings.dr.retention, "destroyed_min_days", 0)
+    view = rt.gate.submit(p["sysadmin"], OperationRequest("dr.destroy", "人口库", {}, reason="system retired; archive period over"))
+    assert (view.status, view.risk) == ("pending_approval", "critical")
+    rt.gate.approve(p["approver"], view.id, "retirement notice 2026-12")
+    with pytest.raises(ApprovalError):
+        rt.gate.run(p["sysadmin"], view.id)  # one approver is not enough
+    assert len(mine()) == len(before)
+    rt.gate.approve(p["approver2"], view.id, "confirmed with the department")
+    res = rt.gate.run(p["sysadmin"], view.id).result
+    assert res["snapshots_destroyed"] == len(before) and mine() == []
+    assert not (rt.settings.var / "dr" / "mirror" / "population-db.uploads").exists()
+    assert not (rt.settings.var / "dr" / "wal" / "population-db.main").exists()
+    repo = open_repo(rt)
+    assert [s["id"] for s in repo.snapshots() if s["source"] == "city-docs"] == [other_sid]
+    assert _snapshot_files(rt, other_sid, tmp_path / "docs-back") == {"notice.txt": sm3_hex(("关于数据共享的通知\n" * 100).encode())}
+    assert check(repo, read_data=True).ok
+    rec = Path(res["record"])
+    data = rec.read_bytes()
+    verify(data, __import__("json").loads((rec.parent / "record.sig.json").read_text()), SM2PublicKey.from_pem(rt.signer.public_key.to_pem()))
+    doc = __import__("json").loads(data)
+    assert doc["kind"] == "数据安全销毁" and doc["requested_by"] == "sysadmin" and sorted(doc["approvers"]) == ["approver", "approver2"]
+    assert sm3_hex(data) == res["record_sm3"] and "数据安全销毁记录" in (rec.parent / "record.html").read_text(encoding="utf-8")
+    assert records(rt)[0]["destruction"] == res["destruction"]

@@ -26,6 +26,7 @@ EXPECTED = {
     "backup.prune": {"sysadmin"},
     "dr.restore": {"ops_engineer", "sysadmin"},
     "dr.credential": {"sysadmin"},
+    "dr.destroy": {"sysadmin"},
     "dr.drill": {"ops_engineer", "sysadmin"},
     "soc.alert.update": {"secadmin"},
     "soc.exception.change": {"secadmin"},

@@ -25,7 +25,7 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills",
+    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills", "dr destructions",
     "bastion keys list", "bastion grants", "bastion sessions", "bastion verify", "bastion replay", "bastion watch", "bastion hosts",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
@@ -39,6 +39,7 @@ ARGS = {
     "report build": ["--month", "2026-10"], "report submit": ["--month", "2026-10"],
     "ops show": ["op-x"], "soc alerts show": ["a1"], "report show": ["--month", "2026-10"], "report verify": ["--month", "2026-10"],
     "soc decide": ["--", "ls"], "dr backup": ["reports"], "dr restore": ["abc", "--target", "/tmp/x"], "dr restore-pg": ["--target", "/tmp/x"],
+    "dr destroy": ["--system", "人口库"], "dr credential": ["population-db.main"],
     "bastion keys add": ["pyproject.toml"], "bastion keys remove": ["SHA256:x"], "bastion grant": ["bob", "--hosts", "*"],
     "bastion revoke": ["g1"], "bastion verify": ["s1"], "bastion replay": ["s1"], "bastion watch": ["s1"], "bastion kill": ["s1"],
     "bastion lock": ["bob"], "bastion unlock": ["bob"], "bastion rotate": ["prim-app-1"],
