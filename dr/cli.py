@@ -220,9 +220,10 @@ def dr_status(as_json: bool = JsonOpt) -> None:
     if as_json:
         emit_json(rows)
         return
-    t = Table("source", "type", "newest restore point", "age s", "RPO target s", "ok")
+    t = Table("source", "type", "host", "newest restore point", "age s", "RPO target s", "ok")
     for r in rows:
-        t.add_row(r["source"], r["type"], (r["newest"] or "none")[:19], "-" if r["age_s"] is None else f"{r['age_s']:.0f}", str(r["rpo_s"]), "yes" if r["ok"] else "[red]NO[/red]")
+        t.add_row(r["source"], r["type"], r.get("host") or "this host", (r["newest"] or "none")[:19], "-" if r["age_s"] is None else f"{r['age_s']:.0f}",
+                  str(r["rpo_s"]), r["note"] if r.get("note") else "yes" if r["ok"] else "[red]NO[/red]")  # fmt: skip
     out.print(t)
     if not all(r["ok"] for r in rows):
         raise typer.Exit(1)
