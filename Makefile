@@ -113,7 +113,7 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 
 # Rebuilt when its sources change; cargo's build directory is kept outside the clone, so a rebuild compiles only our crate.
 sm4-native: $(SM4_STAMP)
-$(SM4_STAMP): $(STAMP) $(SM4_NATIVE)/Cargo.toml $(SM4_NATIVE)/Cargo.lock $(SM4_NATIVE)/pyproject.toml $(SM4_NATIVE)/src/lib.rs
+$(SM4_STAMP): $(STAMP) $(SM4_NATIVE)/Cargo.toml $(SM4_NATIVE)/Cargo.lock $(SM4_NATIVE)/pyproject.toml $(wildcard $(SM4_NATIVE)/src/*.rs)
 	@PATH="$(HOME)/.cargo/bin:$$PATH" command -v cargo >/dev/null || { echo "the SM4 extension needs Rust's cargo (rustup or Debian's cargo)"; exit 1; }
 	PATH="$(HOME)/.cargo/bin:$$PATH" CARGO_TARGET_DIR=$(CACHE)/cargo/sm4 $(VENV)/bin/python -m pip install -q --disable-pip-version-check ./$(SM4_NATIVE)
 	@touch $@

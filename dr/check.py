@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.crypto import CryptoError, sm3_hex
+from control_plane.crypto import CryptoError
 from dr.repo import RepoError, Repository
 
 
@@ -119,7 +119,7 @@ def _read_pack(repo: Repository, pid: str, blobs: list[tuple[str, Any]], res: Ch
         res.problems.append(f"pack {pid}: cannot be read ({exc.strerror})")
         return
     res.packs_read += 1
-    if sm3_hex(data) != pid:
+    if repo.pack_digest(data) != pid:
         res.problems.append(f"pack {pid}: content does not match its name (corrupted or altered)")
     try:
         header = {e[0]: e for e in repo.read_pack_header(pid, data)}

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from control_plane.crypto import sm3_hex
 from dr.repo import RepoError, Repository
 
 
@@ -33,7 +32,7 @@ def _copy_pack(src: Repository, dst: Repository, pid: str, bandwidth_mib_s: floa
             ahead = len(data) / (bandwidth_mib_s * (1 << 20)) - (time.monotonic() - t0)
             if ahead > 0:
                 time.sleep(ahead)
-    if sm3_hex(bytes(data)) != pid:
+    if src.pack_digest(bytes(data)) != pid:
         raise RepoError(f"pack {pid[:16]}… in the source repository does not match its name; not copied", hint="run govctl dr check --read-data")
     dst.backend.write_once(name, bytes(data))
     return len(data)

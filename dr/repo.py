@@ -24,6 +24,7 @@ from typing import Any
 import zstandard
 
 from control_plane.crypto import IntegrityError, InvalidSignature, SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3_hex
+from control_plane.crypto.sm3 import sm3_tree_hex
 from control_plane.crypto import sm4
 from control_plane.crypto.keys import derive_key, unwrap_key, wrap_key
 from control_plane.errors import GovctlError
@@ -244,7 +245,7 @@ class Repository:
         else:
             assert signer is not None, "a new repository needs the signing key"
             cfg = {"format": FORMAT, "id": rid, "created": created, "chunker": CHUNKER, "compression": "zstd", "zstd_level": 3,
-                   "pack_size": pack_size, "signer_key_id": signer.public_key.key_id}  # fmt: skip
+                   "pack_size": pack_size, "signer_key_id": signer.public_key.key_id, "pack_hash": "sm3-tree-1m"}  # fmt: skip
         backend.write_once("config", json.dumps(cfg, indent=1).encode())
         trusted = copy_of.trusted if copy_of else signer.public_key  # type: ignore[union-attr]
         return cls.open(root, passphrase, signer=signer, trusted=trusted, backend=backend)
@@ -316,6 +317,16 @@ class Repository:
         """Where a pack lives on a local backend (for tools and tests that look inside)."""
         return self.root / self.pack_name(pack_id)
 
+    def pack_digest(self, body: bytes) -> str:
+        """A pack's name from its bytes: SM3 of the whole file (repositories made before pack_hash), or the one-level
+        SM3 tree over 1 MiB pieces (``pack_hash: sm3-tree-1m``: the pieces hash in parallel lanes)."""
+        scheme = self.config.get("pack_hash", "sm3")
+        if scheme == "sm3-tree-1m":
+            return sm3_tree_hex(body, 1 << 20)
+        if scheme == "sm3":
+            return sm3_hex(body)
+        raise RepoError(f"repository {self.root} names packs by {scheme!r}, which this version does not know", hint="upgrade govctl")
+
     def write_pack(self, blobs: list[tuple[str, str, bytes, int]]) -> tuple[str, list[list[Any]]]:
         """Write blobs [(id, type, sealed, raw_len)] as one pack; returns (pack id, header entries)."""
         entries, parts, off = [], [], 0
@@ -325,7 +336,7 @@ class Repository:
             off += len(sealed)
         header = self._enc(json.dumps(entries).encode(), b"govctl-pack-header")
         body = b"".join([*parts, header, struct.pack(">I", len(header))])  # one copy of the pack, not two
-        pid = sm3_hex(body)
+        pid = self.pack_digest(body)
         self.backend.write_once(self.pack_name(pid), body)
         return pid, entries
 

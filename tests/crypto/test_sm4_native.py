@@ -222,3 +222,30 @@ def test_sixteen_lane_sm3_standard_vectors() -> None:
     abc, abcd = "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0", "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
     out = native.sm3_many([b"abc", b"abcd" * 16] * 9 + [os.urandom(1000)])
     assert [d.hex() for d in out[:18]] == [abc, abcd] * 9
+
+
+def _openssl_sm3(data: bytes) -> bytes:
+    p = subprocess.run(["openssl", "dgst", "-sm3", "-r"], input=data, capture_output=True, check=True)
+    return bytes.fromhex(p.stdout.split()[0].decode())
+
+
+@pytest.mark.parametrize("size", [0, 1, 1 << 20, 4 << 20, (4 << 20) - 1, (4 << 20) + 1, 5 * (1 << 20) + 12345, 17 << 20])
+@pytest.mark.parametrize("lanes", [True, False])
+def test_the_pack_tree_hash_is_what_dr_format_says(size: int, lanes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SM3(label ‖ length ‖ piece size ‖ SM3 of each 1 MiB piece), computed here with the openssl command line; the same
+    with the lanes (pieces read in place) and without them; a different length is a different name."""
+    mod = __import__("importlib").import_module("control_plane.crypto.sm3")  # the module (the package exports a function of that name)
+
+    if lanes and not mod._LANES:
+        pytest.skip("this CPU has no AVX-512: the lanes do not run here (the other parameter covers the fallback)")
+    monkeypatch.setattr(mod, "_LANES", lanes)
+    data = random.Random(size).randbytes(size)
+    leaves = b"".join(_openssl_sm3(data[i : i + (1 << 20)]) for i in range(0, len(data), 1 << 20)) if data else _openssl_sm3(b"")
+    want = _openssl_sm3(b"govctl-sm3-tree-v1\0" + size.to_bytes(8, "big") + (1 << 20).to_bytes(4, "big") + leaves).hex()
+    assert mod.sm3_tree_hex(data) == want
+    assert mod.sm3_tree_hex(data + b"\0") != want
+
+
+def test_sm3_pieces_refuses_a_zero_segment() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        native.sm3_pieces(b"abc", 0)

@@ -208,3 +208,31 @@ def test_sigkill_anywhere_leaves_a_sound_repository_and_resumes(repo: Repository
     latest = r.snapshots()[-1]
     restore(r, latest["id"], tmp_path / "out")
     _same(src, tmp_path / "out")
+
+
+def test_packs_are_named_by_the_sm3_tree_and_older_repositories_by_whole_file_sm3(tmp_path: Path) -> None:
+    """A new repository names packs by the one-level SM3 tree (dr/FORMAT.md); one made before pack_hash existed keeps whole-file
+    SM3 names, and both restore and pass check --read-data. A pack altered in place is caught either way."""
+    from control_plane.crypto import sm3_hex
+    from control_plane.crypto.sm3 import sm3_tree_hex
+
+    src = _tree(tmp_path / "src", n=12, size=300_000)
+    for name, scheme, digest in (("new", "sm3-tree-1m", sm3_tree_hex), ("old", None, sm3_hex)):
+        r = Repository.init(tmp_path / name, "correct horse", signer=KEY, iterations=100_000, pack_size=1_000_000)
+        assert r.config["pack_hash"] == "sm3-tree-1m"
+        if scheme is None:  # as a repository written by the version before this one
+            cfg = {k: v for k, v in r.config.items() if k != "pack_hash"}
+            (tmp_path / name / "config").write_text(json.dumps(cfg, indent=1))
+            r = Repository.open(tmp_path / name, "correct horse", signer=KEY, trusted=KEY.public_key)
+        sid, _ = backup(r, src, name="docs")
+        packs = sorted((tmp_path / name / "data").rglob("*"))
+        packs = [p for p in packs if p.is_file()]
+        assert packs and all(p.name == digest(p.read_bytes()) for p in packs), name
+        restore(r, sid, tmp_path / f"out-{name}")
+        _same(src, tmp_path / f"out-{name}")
+        assert check(r, read_data=True).ok
+        victim = packs[0]
+        body = bytearray(victim.read_bytes())
+        body[len(body) // 2] ^= 1
+        victim.write_bytes(bytes(body))
+        assert any("does not match its name" in p for p in check(r, read_data=True).problems), name

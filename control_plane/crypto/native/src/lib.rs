@@ -539,6 +539,18 @@ mod python {
         digests(py, ds)
     }
 
+    /// SM3 of each `segment`-byte piece of `data` (the last one shorter; one empty piece for empty data), the digests
+    /// concatenated; read in place (no copy of the pieces), the GIL released.
+    #[pyfunction]
+    fn sm3_pieces<'py>(py: Python<'py>, data: &[u8], segment: usize) -> PyResult<Bound<'py, PyBytes>> {
+        if segment == 0 {
+            return Err(PyValueError::new_err("segment must be positive"));
+        }
+        let refs: Vec<&[u8]> = if data.is_empty() { vec![data] } else { data.chunks(segment).collect() };
+        let ds = py.allow_threads(|| super::sm3mb::many(&super::sm3mb::IV, 0, &refs));
+        Ok(PyBytes::new(py, &ds.concat()))
+    }
+
     /// HMAC-SM3 of every message in the list under one key; the GIL is released.
     #[pyfunction]
     fn hmac_sm3_many<'py>(py: Python<'py>, key: &[u8], msgs: Vec<Bound<'py, PyBytes>>) -> Vec<Bound<'py, PyBytes>> {
@@ -550,6 +562,7 @@ mod python {
     #[pymodule]
     fn govctl_sm4(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(sm3_many, m)?)?;
+        m.add_function(wrap_pyfunction!(sm3_pieces, m)?)?;
         m.add_function(wrap_pyfunction!(hmac_sm3_many, m)?)?;
         m.add_function(wrap_pyfunction!(available, m)?)?;
         m.add_function(wrap_pyfunction!(path, m)?)?;
