@@ -361,32 +361,68 @@ def stop_restored(rt: Context, data: Path, *, mode: str = "fast") -> None:
 
 
 class Streaming:
-    """Keeps pg_receivewal running for every postgres source and ships its WAL every couple of seconds (the scheduler leader runs it)."""
+    """Keeps pg_receivewal running for every postgres source and ships its WAL every couple of seconds (the scheduler leader runs it).
+
+    The sources are looked at again every ``RECONCILE_S``: a system whose stack is deployed (or whose credential is stored)
+    later starts streaming without a restart, one whose hosts are gone stops; a source that cannot start does not hold
+    the others back.
+    """
+
+    RECONCILE_S = 30.0
 
     def __init__(self, rt: Context, *, ship_every_s: float = SHIP_EVERY_S) -> None:
         import threading
 
         self.rt, self.ship_every_s = rt, ship_every_s
-        from dr.sources import deployed, sources
-
-        self.streamers = {n: WalStreamer(rt, n, target=target_for(rt, n, s)) for n, s in sources(rt).items() if s.type == "postgres" and deployed(rt, s)}
+        self.streamers: dict[str, WalStreamer] = {}
+        self.errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="govctl-wal-shipping", daemon=True)
         self.last_error: str | None = None
         self.last_ship_at: float | None = None
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Start streamers for postgres sources that should stream and stop those that should not any more."""
+        import logging
+
+        from dr.sources import deployed, sources
+
+        log = logging.getLogger("govctl.dr")
+        try:
+            wanted = {n: s for n, s in sources(self.rt).items() if s.type == "postgres" and deployed(self.rt, s)}
+        except Exception as exc:  # noqa: BLE001 - a broken registry must not stop what already streams
+            log.warning("WAL streaming: cannot read the sources: %s", getattr(exc, "message", exc))
+            return
+        for name in [n for n in self.streamers if n not in wanted]:
+            self.streamers.pop(name).stop()
+        for name, src in wanted.items():
+            if name in self.streamers:
+                continue
+            try:
+                self.streamers[name] = WalStreamer(self.rt, name, target=target_for(self.rt, name, src))
+                self.errors.pop(name, None)
+            except Exception as exc:  # noqa: BLE001 - tried again at the next reconcile; dr status shows the lag
+                msg = str(getattr(exc, "message", exc))
+                if self.errors.get(name) != msg:
+                    log.warning("WAL streaming for %s cannot start: %s", name, msg)
+                self.errors[name] = msg
 
     def start(self) -> Streaming:
         """Start the loop."""
-        if self.streamers:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def _loop(self) -> None:
         import logging
 
         log = logging.getLogger("govctl.dr")
+        last_reconcile = time.monotonic()
         while not self._stop.is_set():
-            for name, w in self.streamers.items():
+            if time.monotonic() - last_reconcile >= self.RECONCILE_S:
+                self.reconcile()
+                last_reconcile = time.monotonic()
+            for name, w in list(self.streamers.items()):
                 try:
                     if not w.alive():
                         w.start()
@@ -403,5 +439,5 @@ class Streaming:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
-        for w in self.streamers.values():
+        for w in list(self.streamers.values()):
             w.stop()

@@ -164,7 +164,7 @@ def write_heartbeats(rt: Context, live: Live) -> None:
 
     d = rt.settings.var / "dr" / "live"
     d.mkdir(parents=True, exist_ok=True)
-    names = [w.name for w in live.watchers] + list(live.wal.streamers)
+    names = [w.name for w in list(live.watchers)] + list(dict(live.wal.streamers))
     for n in names:
         lag = live.lag_s(n)
         if lag is not None:
@@ -185,10 +185,11 @@ class Live:
         self.wal = Streaming(rt)
         self.watchers: list[Any] = []
         self._stop = threading.Event()
+        self._lock = threading.Lock()
 
     def lag_s(self, name: str) -> float | None:
         """For a source streamed here: seconds its oldest unshipped change has waited (0 if none); None if it is not streamed."""
-        for w in self.watchers:
+        for w in list(self.watchers):
             if w.name == name and w._thread.is_alive():
                 first = w.journal.first_at
                 return 0.0 if first is None else time.monotonic() - first
@@ -198,49 +199,70 @@ class Live:
         return None
 
     def start(self) -> Live:
-        """Start everything configured (a source that cannot start is logged and retried by the periodic job)."""
-        import logging
+        """Start everything configured (a source that cannot start is logged and tried again at the next reconcile)."""
         import threading
-
-        from dr.realtime import Watcher
 
         global LIVE
         self.wal.start()
-        for name, src in sources(self.rt).items():
-            if src.type != "files" or not src.realtime or not deployed(self.rt, src):
-                continue
-
-            def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
-                metrics.BACKUP_RUNS.labels(source=name, kind="realtime", outcome="succeeded").inc()
-                if first is not None:
-                    metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
-
-            try:
-                if src.host is not None:
-                    from dr.remote import RemoteWatcher
-
-                    self.watchers.append(RemoteWatcher(self.rt, open_repo(self.rt), name, src, on_ship=shipped).start())
-                else:
-                    self.watchers.append(Watcher(open_repo(self.rt), source_path(self.rt, src), name, on_ship=shipped).start())
-            except Exception as exc:  # noqa: BLE001
-                logging.getLogger("govctl.dr").warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
+        self.reconcile()
         LIVE = self
 
         def beat() -> None:
+            n = 0
             while not self._stop.wait(2.0):
+                n += 1
                 try:
                     write_heartbeats(self.rt, self)
                 except OSError:
                     pass
+                if n % 15 == 0:  # every 30 s: systems deployed, retired or given a credential since
+                    self.reconcile()
 
         threading.Thread(target=beat, name="govctl-dr-heartbeat", daemon=True).start()
         return self
+
+    def reconcile(self) -> None:
+        """Real-time watchers for the files sources that want one (a remote one only while its host is deployed); stop the others."""
+        import logging
+
+        from dr.realtime import Watcher
+
+        log = logging.getLogger("govctl.dr")
+        with self._lock:
+            try:
+                wanted = {n: s for n, s in sources(self.rt).items() if s.type == "files" and s.realtime and deployed(self.rt, s)}
+            except Exception as exc:  # noqa: BLE001 - a broken registry must not stop what already runs
+                log.warning("real-time watchers: cannot read the sources: %s", getattr(exc, "message", exc))
+                return
+            for w in [w for w in self.watchers if w.name not in wanted]:
+                self.watchers.remove(w)
+                w.stop()
+            running = {w.name for w in self.watchers}
+            for name, src in wanted.items():
+                if name in running:
+                    continue
+
+                def shipped(sid: str, changed: set[str], first: float | None, name: str = name) -> None:
+                    metrics.BACKUP_RUNS.labels(source=name, kind="realtime", outcome="succeeded").inc()
+                    if first is not None:
+                        metrics.DR_RPO.labels(source=name).set(max(0.0, time.monotonic() - first))
+
+                try:
+                    if src.host is not None:
+                        from dr.remote import RemoteWatcher
+
+                        self.watchers.append(RemoteWatcher(self.rt, open_repo(self.rt), name, src, on_ship=shipped).start())
+                    else:
+                        self.watchers.append(Watcher(open_repo(self.rt), source_path(self.rt, src), name, on_ship=shipped).start())
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("real-time watcher for %s did not start: %s", name, getattr(exc, "message", exc))
 
     def stop(self) -> None:
         """Stop watchers (shipping what is left) and WAL streaming."""
         global LIVE
         LIVE = None
         self._stop.set()
-        for w in self.watchers:
-            w.stop()
+        with self._lock:
+            for w in self.watchers:
+                w.stop()
         self.wal.stop()

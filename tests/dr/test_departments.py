@@ -205,7 +205,14 @@ def test_department_postgres_point_in_time_onto_the_backup_pool(dept: Dept) -> N
     assert {"population-db.main", "population-db.uploads"} <= set(sources(rt))
     with pytest.raises(GovctlError, match="no credential file"):  # a clear error before anything is read
         rt.gate.submit(p["ops_engineer"], OperationRequest("backup.run", "population-db.main", {}))
-    _install_credential(d)
+    early = Live(rt).start()  # the scheduler leader's DR worker, running before the department's password is stored
+    try:
+        assert "population-db.main" not in early.wal.streamers and "no credential file" in early.wal.errors["population-db.main"]
+        _install_credential(d)
+        early.wal.reconcile()  # what its loop does every 30 s: the source streams now, without a restart
+        assert "population-db.main" in early.wal.streamers and "population-db.main" not in early.wal.errors
+    finally:
+        early.stop()
     bindir = rt.supervisor._pg_bin()
     env = {**os.environ, "PGPASSWORD": d.admin_pw, "PGSSLMODE": "require"}
     subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", "2", "-h", d.prim, "-U", DEPT_ADMIN, "postgres"], env=env, check=True, capture_output=True)
@@ -325,6 +332,16 @@ def test_department_files_on_a_pool_host_in_real_time(dept: Dept, tmp_path: Path
         lag = time.monotonic() - t0
         print(f"real-time over SSH: {len(expect)} files shipped {lag:.1f} s after the first write (RPO target 60 s)")
         assert lag < 60 and w.shipments >= 1 and sid
+        # the journal on the host dies (a reboot, a killed session): what changes meanwhile still arrives, by a full walk
+        journal = subprocess.run(["pgrep", "-f", r"python3[0-9.]* -u -$"], capture_output=True, text=True).stdout.split()
+        assert journal, "the journal runs on the host as python3 reading its program from standard input"
+        for pid in journal:
+            os.kill(int(pid), 9)
+        body = os.urandom(70_000)
+        (d.files / "while-down.bin").write_bytes(body)
+        expect["while-down.bin"] = sm3_hex(body)
+        assert _wait("the change made while the journal was down shipped", shipped, timeout=60)
+        assert w.reconnects >= 1
     finally:
         live.stop()
     res = rt.gate.submit(d.people["ops_engineer"], OperationRequest("backup.run", "population-db.uploads", {})).result
