@@ -24,7 +24,7 @@ SEAWEED_BIN  := $(CACHE)/seaweedfs-$(SEAWEED_COMMIT)/bin/weed
 # Our SM4-GCM/CTR extension (Rust, pyo3, built by maturin from crates.io; GFNI and AVX-512 at run time, OpenSSL otherwise).
 SM4_NATIVE   := control_plane/crypto/native
 SM4_STAMP    := $(VENV)/.govctl-sm4-installed
-.PHONY: run test setup system-packages service-user elasticsearch pulumi venv sm4-native console-assets objectstore bench corpus clean-var
+.PHONY: run test setup system-packages service-user elasticsearch pulumi venv langhost sm4-native console-assets objectstore bench corpus clean-var
 
 PROFILE      ?= single
 run: setup
@@ -34,7 +34,7 @@ test: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
-setup: system-packages service-user elasticsearch pulumi objectstore venv sm4-native console-assets
+setup: system-packages service-user elasticsearch pulumi objectstore venv langhost sm4-native console-assets
 
 # Debian packages: Prometheus, node_exporter, Alertmanager, PostgreSQL with Patroni and etcd (the cluster profile),
 # Chromium (the console's browser tests), the openssl CLI (interop tests),
@@ -110,6 +110,16 @@ $(STAMP): pyproject.toml $(PULUMI_BIN)
 	  "$(abspath $(VENV))/bin/python" > $(VENV)/bin/pulumi-resource-pulumi-python
 	chmod +x $(VENV)/bin/pulumi-resource-pulumi-python
 	@touch $@
+
+# The language host the standard CLI starts for `pulumi preview` / `up` / `--policy-pack` at the repository root
+# (infra/langhost.py: the Go one is not served by the module proxy).
+LANGHOST     := $(VENV)/bin/pulumi-language-python
+langhost: $(LANGHOST)
+$(LANGHOST): $(STAMP) infra/langhost.py
+	printf '#!/bin/sh\n# The Pulumi engine'"'"'s Python language host for this project (infra/langhost.py).\nexec "%s" -u -m infra.langhost "$$@"\n' \
+	  "$(abspath $(VENV))/bin/python" > $@.tmp
+	chmod +x $@.tmp
+	mv $@.tmp $@
 
 # Rebuilt when its sources change; cargo's build directory is kept outside the clone, so a rebuild compiles only our crate.
 sm4-native: $(SM4_STAMP)

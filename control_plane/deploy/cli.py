@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 import typer
 
@@ -72,6 +74,27 @@ def deploy_outputs(stack: str = StackOpt, as_json: bool = JsonOpt) -> None:
     else:
         for k, v in res.items():
             out.print(f"{k}: {v}")
+
+
+@deploy_app.command("cli-env")
+@reads("deploy.read")
+def deploy_cli_env() -> None:
+    """The exports the standard `pulumi` CLI needs at the repository root (paths only: the passphrase stays in its file).
+
+    Plain lines (never wrapped), for `eval "$(govctl deploy cli-env)"`."""
+    from control_plane.resources import project_root
+
+    principal()
+    s = context().settings
+    typer.echo(f"export PATH={project_root() / '.venv' / 'bin'}:$PATH")
+    typer.echo(f"export PULUMI_BACKEND_URL=file://{s.var / 'pulumi' / 'state'} PULUMI_HOME={s.var / 'pulumi' / 'home'}")
+    if os.environ.get("GOVCTL_KEY_PASSPHRASE"):
+        typer.echo('export PULUMI_CONFIG_PASSPHRASE="$GOVCTL_KEY_PASSPHRASE"')
+    elif s.crypto.key_passphrase:
+        typer.echo("# the platform key's passphrase is in govctl.yaml (crypto.key_passphrase): export PULUMI_CONFIG_PASSPHRASE yourself")
+    else:
+        typer.echo(f"export PULUMI_CONFIG_PASSPHRASE_FILE={s.key_passphrase_file()}")
+    typer.echo("# then: pulumi preview --stack local; pulumi up --stack local --policy-pack infra/policy")
 
 
 APPS = (("deploy", deploy_app),)

@@ -114,6 +114,11 @@ def stack(rt: Context, name: str) -> Any:
     )
     st = auto.create_or_select_stack(stack_name=name, project_name=PROJECT, program=program, opts=ws)
     st.set_config("govctl:spec", auto.ConfigValue(json.dumps(spec), secret=True))
+    from control_plane.credentials import write_private
+    from infra.program import cli_spec_path
+
+    # the same settings for the standard CLI at the repository root (`pulumi preview --stack NAME`); 0600: the pools' key is in it
+    write_private(cli_spec_path(rt.settings.var, name), json.dumps(spec).encode())
     return st
 
 
