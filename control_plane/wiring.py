@@ -25,7 +25,7 @@ log = logging.getLogger("govctl")
 # Core packages first (they declare operations and jobs too), then the domains.
 DOMAINS = ("control_plane.gate", "control_plane.audit", "control_plane.scheduler", "control_plane.services", "control_plane.deploy",
            "control_plane.playbook", "control_plane.soc", "control_plane.report", "dr", "control_plane.bastion",
-           "control_plane.notify", "control_plane.console")  # fmt: skip
+           "control_plane.notify", "control_plane.tenancy", "control_plane.console")  # fmt: skip
 
 
 def _part(domain: str, name: str) -> ModuleType | None:

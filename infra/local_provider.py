@@ -153,9 +153,10 @@ class HostProvider(ResourceProvider):
         raise RuntimeError(f"sshd in {ns} did not start; see {ssh / 'sshd.log'}")
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("netns", "address", "gateway", "bridge", "home", "authorized_key", "ingress")
+        keys = ("netns", "address", "gateway", "bridge", "home", "authorized_key", "ingress", "tags")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k != "ingress"], delete_before_replace=True)
+        # the security group and the tags (a department's resize: vCPU, memory) change in place
+        return DiffResult(changes=bool(changed), replaces=[k for k in changed if k not in ("ingress", "tags")], delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         sh("nft", "-f", "-", netns=id_, input="flush ruleset\n" + _sg_script(id_, news["ingress"]))
@@ -209,7 +210,7 @@ class DirectoryProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in ("path", "kind", "encrypted") if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed) or olds.get("tags") != news.get("tags"), replaces=changed)
+        return DiffResult(changes=bool(changed) or olds.get("tags") != news.get("tags") or olds.get("size_gb") != news.get("size_gb"), replaces=changed)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self.create(news).outs)

@@ -48,6 +48,25 @@ class PoolSpec(BaseModel):
         return v
 
 
+class AllocationSpec(BaseModel):
+    """A host a department requested and the bureau approved (申请 → 审批 → 开通): its own slot in a pool, sized and tagged as its."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
+    department: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    pool: Role
+    slot: int = Field(ge=1, le=200, description="its fixed place in the pool (name and address never move when others are returned)")
+    tier: Literal["app", "data"] = "app"
+    vcpu: int = Field(ge=1, le=128)
+    memory_gib: int = Field(ge=1, le=1024)
+    storage_gib: int = Field(ge=1, le=65536)
+    expires: str = ""
+
+    @property
+    def host(self) -> str:
+        return f"{self.pool[:4]}-r{self.slot}"
+
+
 class StackSpec(BaseModel):
     """The whole stack: who owns it, how sensitive its data is, and its two pools."""
 
@@ -64,6 +83,7 @@ class StackSpec(BaseModel):
     kek_hex: str = ""
     bastion_keys: dict[str, str] = Field(default_factory=dict, description="each host's bastion public key, by host name (govctl fills it in)")
     ssh_sources: list[str] = Field(default_factory=list, description="networks allowed to reach the hosts' SSH; default: only the control plane (the bastion)")
+    allocations: list[AllocationSpec] = Field(default_factory=list, description="departments' approved hosts (govctl fills them in from its records)")
 
     @model_validator(mode="after")
     def _placement(self) -> StackSpec:
@@ -81,8 +101,9 @@ class StackSpec(BaseModel):
 
 
 def host_names(spec: StackSpec) -> list[str]:
-    """The host names a stack's pools will have, in the order they are made."""
-    return [f"{pool.role[:4]}-{tier[:4]}-{i}" for pool in spec.pools.values() for tier, ts in pool.tiers.items() for i in range(1, ts.count + 1)]
+    """The host names a stack's pools will have, in the order they are made (departments' allocations last)."""
+    return [f"{pool.role[:4]}-{tier[:4]}-{i}" for pool in spec.pools.values() for tier, ts in pool.tiers.items() for i in range(1, ts.count + 1)] + [
+        a.host for a in spec.allocations]
 
 
 def tags_for(spec: StackSpec, pool: PoolSpec, tier: str | None = None) -> dict[str, str]:
@@ -136,6 +157,20 @@ class ResourcePool(pulumi.ComponentResource):
                 }, pulumi.ResourceOptions(parent=self, depends_on=[vol]))  # fmt: skip
                 self.hosts[hname] = host.ip
                 self.host_keys[hname] = host.host_key
+        for a in (a for a in spec.allocations if a.pool == pool.role):
+            hname = a.host
+            tags = {**tags_for(spec, pool, a.tier), "department": a.department, "allocation": a.id, "vcpu": str(a.vcpu),
+                    "memory_gib": str(a.memory_gib), **({"expires": a.expires} if a.expires else {})}  # fmt: skip
+            vol = Directory(f"{name}-r{a.slot}-vol", {"path": f"{root}/volumes/{hname}", "kind": "volume", "encrypted": pool.encrypted_volumes,
+                                                      "size_gb": a.storage_gib, "tags": tags}, child)  # fmt: skip
+            host = Host(f"{name}-r{a.slot}", {
+                "netns": f"{spec.local_prefix}-{hname}", "address": f"{net[-1 - a.slot]}/{spec.local_gateway.split('/')[1]}", "gateway": gw,
+                "bridge": spec.local_bridge, "home": f"{root}/hosts/{hname}",
+                "authorized_key": "\n".join(k for k in (spec.ssh_public_key, spec.bastion_keys.get(hname, "")) if k),
+                "ingress": ingress, "tier": a.tier, "data_tier": a.tier == "data", "public_ip": False, "tags": tags, "volume": vol.path,
+            }, pulumi.ResourceOptions(parent=self, depends_on=[vol]))  # fmt: skip
+            self.hosts[hname] = host.ip
+            self.host_keys[hname] = host.host_key
         self.bucket = Directory(f"{name}-bucket", {"path": f"{root}/bucket", "kind": "bucket", "encrypted": True,
                                                    "size_gb": 0, "tags": tags_for(spec, pool)}, child).path  # fmt: skip
 

@@ -58,6 +58,7 @@ def stack_spec(rt: Context, name: str) -> dict[str, Any]:
         raw.setdefault("local_root", str(rt.settings.var / "pools" / name))
         raw.setdefault("ssh_public_key", ssh_keypair(rt)[1])
     raw.setdefault("kek_hex", hmac.new(rt.signer.to_bytes(), f"pool-kek|{name}".encode(), "sha256").hexdigest()[:32])
+    raw.setdefault("allocations", active_allocations(rt, name))
     try:
         spec = StackSpec.model_validate(raw)
         if spec.target == "local" and not spec.bastion_keys:  # each host's own bastion key, installed with the host
@@ -68,6 +69,18 @@ def stack_spec(rt: Context, name: str) -> dict[str, Any]:
         return spec.model_dump()
     except Exception as exc:  # pydantic.ValidationError: say which key is wrong
         raise DeployError(f"deploy.stacks.{name}: {exc}".replace("\n", " "), hint="fix the stack's configuration in govctl.yaml") from None
+
+
+def active_allocations(rt: Context, stack_name: str) -> list[dict[str, Any]]:
+    """The departments' approved hosts on a stack, as the program builds them."""
+    from sqlalchemy import and_, select
+
+    from control_plane.deploy.models import allocations as t
+
+    with rt.engine.connect() as c:
+        rows = c.execute(select(t).where(and_(t.c.stack == stack_name, t.c.status == "active")).order_by(t.c.pool, t.c.slot)).all()
+    return [{"id": r.id, "department": r.department, "pool": r.pool, "slot": r.slot, "tier": r.tier, "vcpu": r.vcpu, "memory_gib": r.memory_gib,
+             "storage_gib": r.storage_gib, "expires": r.expires} for r in rows]  # fmt: skip
 
 
 def ssh_keypair(rt: Context) -> tuple[Path, str]:

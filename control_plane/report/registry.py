@@ -76,10 +76,20 @@ class System(_M):
     data: list[SystemData] = Field(default_factory=list, description="its databases and file trees, backed up as sources <code>.<name>")
 
 
+class Quota(_M):
+    """What a department may hold in one pool (配额): hosts it requested and the bureau approved count against it."""
+
+    vcpu: int = Field(ge=0)
+    memory_gib: int = Field(ge=0)
+    storage_gib: int = Field(ge=0)
+    hosts: int = Field(ge=0)
+
+
 class Department(_M):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
     systems: list[System] = []
+    quotas: dict[str, Quota] = Field(default_factory=dict, description="per pool (primary, backup): what requests may add up to; none: no requests")
 
 
 class DrillPlan(_M):
@@ -143,6 +153,9 @@ class Registry(_M):
                 if key not in known:
                     raise ValueError(f"drill_plans.{p.code}.systems: unknown system {key!r}")
         for d in self.departments:
+            for pool in d.quotas:
+                if pool not in self.pools:
+                    raise ValueError(f"departments.{d.code}.quotas: unknown pool {pool!r}")
             for s in d.systems:
                 names = [x.name for x in s.data]
                 if len(names) != len(set(names)):

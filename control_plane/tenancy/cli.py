@@ -1,0 +1,99 @@
+"""`govctl resource`: a department's hosts — request, resize, extend, return — and its quota use."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from control_plane.clikit import JsonOpt, changes, context, emit_json, gated, out, pending_note, principal, reads
+
+resource_app = typer.Typer(help="Departments' hosts (申请 → 审批 → 开通 → 配额 → 回收): request, resize, extend, return, list, quota.", no_args_is_help=True)
+
+
+def _done(view: Any, as_json: bool, fmt: Any) -> None:
+    if as_json:
+        emit_json(view.as_dict())
+    elif not pending_note(view):
+        fmt(view.result)
+
+
+@resource_app.command("request")
+@changes("resource.request")
+def resource_request(department: str = typer.Option(..., "--department", help="The department's code (a 部门管理员: their own)."),
+                     hosts: int = typer.Option(1, "--hosts"), vcpu: int = typer.Option(..., "--vcpu"), memory: int = typer.Option(..., "--memory", help="GiB"),
+                     storage: int = typer.Option(..., "--storage", help="GiB"), pool: str = typer.Option("primary", "--pool"),
+                     tier: str = typer.Option("app", "--tier", help="app or data"), stack: str = typer.Option("local", "--stack"),
+                     expires: Optional[str] = typer.Option(None, "--expires", help="YYYY-MM-DD for a temporary host"),
+                     reason: str = typer.Option("", "--reason"), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Ask for hosts within the department's quota; the bureau approves, then they are deployed (high risk)."""
+    params: dict[str, Any] = {"stack": stack, "pool": pool, "hosts": hosts, "tier": tier, "vcpu": vcpu, "memory_gib": memory, "storage_gib": storage,
+                              "reason": reason}  # fmt: skip
+    if expires:
+        params["expires"] = expires
+    view = gated("resource.request", department, params, reason=reason)
+    _done(view, as_json, lambda r: out.print("\n".join(f"{a['id']}: {a['host']} {a.get('address') or ''}" for a in r["allocations"])))
+
+
+@resource_app.command("resize")
+@changes("resource.resize")
+def resource_resize(allocation: str, vcpu: Optional[int] = typer.Option(None, "--vcpu"), memory: Optional[int] = typer.Option(None, "--memory"),
+                    storage: Optional[int] = typer.Option(None, "--storage"), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Change a host's vCPU, memory (GiB) or storage (GiB), within the quota (high risk)."""
+    params = {k: v for k, v in (("vcpu", vcpu), ("memory_gib", memory), ("storage_gib", storage)) if v is not None}
+    _done(gated("resource.resize", allocation, params), as_json, lambda r: out.print(f"{r['allocation']}: {r['before']} → {r['after']}"))
+
+
+@resource_app.command("extend")
+@changes("resource.extend")
+def resource_extend(allocation: str, expires: str = typer.Option(..., "--expires", help="YYYY-MM-DD"), as_json: bool = JsonOpt) -> None:
+    """Keep a temporary host longer (high risk)."""
+    _done(gated("resource.extend", allocation, {"expires": expires}), as_json, lambda r: out.print(f"{r['allocation']} now expires {r['expires']}"))
+
+
+@resource_app.command("return")
+@changes("resource.return")
+def resource_return(allocation: str, as_json: bool = JsonOpt) -> None:
+    """回收: give a host back; it is destroyed with its volume and the quota freed (high risk)."""
+    _done(gated("resource.return", allocation), as_json, lambda r: out.print(f"{r['allocation']} returned; freed {r['freed']}"))
+
+
+@resource_app.command("list")
+@reads("resource.read")
+def resource_list(department: Optional[str] = typer.Option(None, "--department"), all_states: bool = typer.Option(False, "--all"),
+                  as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Departments' hosts (a 部门管理员 sees only their own department's)."""
+    from control_plane.tenancy import service as ten
+
+    p = principal()
+    rows = ten.listing(context(), ten.scope(context(), p.name, department), all_states=all_states)
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table("allocation", "department", "host", "address", "pool", "vCPU", "memory GiB", "storage GiB", "expires", "status")
+    for r in rows:
+        t.add_row(r["id"], r["department"], r["host"], r["address"] or "-", r["pool"], str(r["vcpu"]), str(r["memory_gib"]), str(r["storage_gib"]),
+                  r["expires"] or "-", r["status"])  # fmt: skip
+    out.print(t)
+
+
+@resource_app.command("quota")
+@reads("resource.read")
+def resource_quota(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """Quota and use per department and pool (a 部门管理员: their own)."""
+    from control_plane.tenancy import service as ten
+
+    p = principal()
+    rows = ten.quotas(context(), ten.scope(context(), p.name, department))
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table("department", "pool", "hosts", "vCPU", "memory GiB", "storage GiB")
+    for r in rows:
+        q, u = r["quota"], r["used"]
+        t.add_row(f"{r['name']} ({r['department']})", r["pool"], *(f"{u[k]} / {q[k]}" for k in ("hosts", "vcpu", "memory_gib", "storage_gib")))
+    out.print(t)
+
+
+APPS = (("resource", resource_app),)

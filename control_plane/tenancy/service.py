@@ -1,0 +1,236 @@
+"""Departments' resources (申请 → 审批 → 开通 → 配额 → 回收): requests against quotas, hosts built by the same Pulumi program.
+
+A department administrator (部门管理员) asks for hosts in a pool, a resize, an extension or a
+return; each is a gate operation the bureau approves. Quotas per department and pool live in the
+registry; a request that would exceed one is refused at once with the numbers. An approved
+request is recorded as allocations (``deploy_allocations``) that ``govctl deploy`` puts into the
+stack's spec, and the stack is deployed — the same program, the same engine, the same audit.
+A department administrator sees only its own department's allocations and quota use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, select, update
+
+from control_plane.clock import now_iso as utc_now_iso
+from control_plane.deploy.models import allocations as t
+from control_plane.errors import GovctlError
+
+if TYPE_CHECKING:
+    from control_plane.context import Context
+
+DEPT_ROLE = "dept_admin"
+DIMENSIONS = ("hosts", "vcpu", "memory_gib", "storage_gib")
+LABELS = {"hosts": "hosts", "vcpu": "vCPU", "memory_gib": "memory GiB", "storage_gib": "storage GiB"}
+
+
+class TenancyError(GovctlError):
+    """A request that cannot be made as asked."""
+
+    http_status = 409
+    exit_code = 1
+
+
+def registry(rt: Context) -> Any:
+    """The department registry (quotas, departments)."""
+    from control_plane.report.registry import load_registry
+
+    s = rt.settings
+    return load_registry(s.path(s.report.registry_file) if s.report.registry_file else None)
+
+
+def department_of(rt: Context, user: str) -> str | None:
+    """The department a department administrator acts for; None for the bureau's own roles (they act for any)."""
+    from control_plane.gate import iam
+
+    u = iam.get_user(rt, user) or {}
+    if DEPT_ROLE in (u.get("roles") or []):
+        return str(u.get("department") or "") or "-"
+    return None
+
+
+def scope(rt: Context, user: str, asked: str | None) -> str | None:
+    """Which department a reader may see: a department administrator only their own, whatever they asked."""
+    own = department_of(rt, user)
+    if own is not None:
+        if asked not in (None, own):
+            raise TenancyError(f"{user} administers {own}, not {asked}", hint="a department administrator sees only their own department")
+        return own
+    return asked
+
+
+def check_actor(rt: Context, user: str, department: str) -> None:
+    """A department administrator acts only for their own department."""
+    own = department_of(rt, user)
+    if own is not None and own != department:
+        raise TenancyError(f"{user} administers {own}; a request for {department} must come from that department", hint="ask its administrator")
+
+
+def usage(rt: Context, department: str, pool: str, *, exclude: str | None = None) -> dict[str, int]:
+    """What a department holds in a pool (active allocations, all stacks)."""
+    with rt.engine.connect() as c:
+        rows = c.execute(select(t).where(and_(t.c.department == department, t.c.pool == pool, t.c.status == "active"))).all()
+    out = dict.fromkeys(DIMENSIONS, 0)
+    for r in rows:
+        if r.id == exclude:
+            continue
+        out["hosts"] += 1
+        out["vcpu"] += r.vcpu
+        out["memory_gib"] += r.memory_gib
+        out["storage_gib"] += r.storage_gib
+    return out
+
+
+def check_quota(rt: Context, department: str, pool: str, add: dict[str, int], *, exclude: str | None = None) -> dict[str, Any]:
+    """Refuse, with the numbers, a change that would take a department over its quota in a pool."""
+    reg = registry(rt)
+    dept = reg.department(department)
+    if dept is None:
+        raise TenancyError(f"no department {department!r} in the registry", hint=f"registered: {', '.join(d.code for d in reg.departments)}")
+    quota = dept.quotas.get(pool)
+    if quota is None:
+        raise TenancyError(f"{dept.name} ({department}) has no quota in the {pool} pool", hint="the bureau sets quotas in the registry (departments.<code>.quotas)")
+    used = usage(rt, department, pool, exclude=exclude)
+    over = [f"{LABELS[k]} {used[k]} + {add[k]} > {getattr(quota, k)}" for k in DIMENSIONS if used[k] + add.get(k, 0) > getattr(quota, k)]
+    if over:
+        raise TenancyError(f"over {dept.name}'s quota in the {pool} pool: {'; '.join(over)}",
+                           hint="ask for less, return something first, or ask the bureau for a larger quota")  # fmt: skip
+    return {"used": used, "quota": quota.model_dump(), "after": {k: used[k] + add.get(k, 0) for k in DIMENSIONS}}
+
+
+def check_expiry(expires: str | None) -> None:
+    """An expiry date lies in the future."""
+    if expires and date.fromisoformat(expires) <= date.today():
+        raise TenancyError(f"expiry {expires} is not in the future", hint="give a later date (YYYY-MM-DD) or none for a permanent host")
+
+
+def get(rt: Context, aid: str) -> dict[str, Any]:
+    """One allocation, or a clear error."""
+    with rt.engine.connect() as c:
+        r = c.execute(select(t).where(t.c.id == aid)).first()
+    if r is None:
+        raise TenancyError(f"no allocation {aid!r}", hint="govctl resource list")
+    return dict(r._mapping)
+
+
+def listing(rt: Context, department: str | None = None, *, all_states: bool = False) -> list[dict[str, Any]]:
+    """Allocations (active ones unless ``all_states``), optionally of one department."""
+    q = select(t).order_by(t.c.created)
+    if department:
+        q = q.where(t.c.department == department)
+    if not all_states:
+        q = q.where(t.c.status == "active")
+    with rt.engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(q)]
+    from control_plane.deploy.service import outputs
+
+    addr: dict[tuple[str, str], str] = {}
+    for stack in {r["stack"] for r in rows}:
+        outs = outputs(rt, stack)
+        for role in ("primary", "backup"):
+            for h, ip in (outs.get(f"{role}_hosts") or {}).items():
+                addr[(stack, h)] = str(ip)
+    for r in rows:
+        r["host"] = f"{r['pool'][:4]}-r{r['slot']}"
+        r["address"] = addr.get((r["stack"], r["host"]))
+    return rows
+
+
+def quotas(rt: Context, department: str | None = None) -> list[dict[str, Any]]:
+    """Each department's quota and use per pool."""
+    out = []
+    for d in registry(rt).departments:
+        if department and d.code != department:
+            continue
+        for pool, q in d.quotas.items():
+            out.append({"department": d.code, "name": d.name, "pool": pool, "quota": q.model_dump(), "used": usage(rt, d.code, pool)})
+    return out
+
+
+def _free_slots(rt: Context, stack: str, pool: str, n: int) -> list[int]:
+    with rt.engine.connect() as c:
+        taken = {r.slot for r in c.execute(select(t.c.slot).where(and_(t.c.stack == stack, t.c.pool == pool, t.c.status == "active")))}
+    free = [i for i in range(1, 201) if i not in taken][:n]
+    if len(free) < n:
+        raise TenancyError(f"the {pool} pool of stack {stack} has no free place for {n} more hosts")
+    return free
+
+
+def _deploy(rt: Context, stack: str, progress: Any = None) -> dict[str, Any]:
+    from control_plane.deploy import service as deploy
+    from control_plane.monitoring import refresh
+
+    out = deploy.up(rt, stack, progress)
+    out["monitoring"] = refresh(rt)
+    return out
+
+
+def request(rt: Context, department: str, p: dict[str, Any], *, by: str, op_id: str, progress: Any = None) -> dict[str, Any]:
+    """开通: record the approved hosts (quota checked again: another request may have landed since) and deploy the stack."""
+    n = int(p["hosts"])
+    add = {"hosts": n, "vcpu": n * p["vcpu"], "memory_gib": n * p["memory_gib"], "storage_gib": n * p["storage_gib"]}
+    check_quota(rt, department, p["pool"], add)
+    now = utc_now_iso()
+    ids = []
+    with rt.engine.begin() as c:
+        for slot in _free_slots(rt, p["stack"], p["pool"], n):
+            aid = f"al-{uuid.uuid4().hex[:12]}"
+            ids.append(aid)
+            c.execute(t.insert().values(id=aid, department=department, stack=p["stack"], pool=p["pool"], slot=slot, tier=p["tier"], vcpu=p["vcpu"],
+                                        memory_gib=p["memory_gib"], storage_gib=p["storage_gib"], expires=p.get("expires") or "", status="active",
+                                        requested_by=by, op_id=op_id, reason=p.get("reason") or "", created=now, updated=now))  # fmt: skip
+    try:
+        deployed = _deploy(rt, p["stack"], progress)
+    except Exception:
+        _set(rt, ids, status="failed")
+        raise
+    rows = {r["id"]: r for r in listing(rt, department)}
+    return {"department": department, "allocations": [{"id": i, "host": rows[i]["host"], "address": rows[i]["address"]} for i in ids if i in rows],
+            "stack": p["stack"], "deploy": deployed.get("summary")}  # fmt: skip
+
+
+def _set(rt: Context, ids: list[str], **vals: Any) -> None:
+    with rt.engine.begin() as c:
+        c.execute(update(t).where(t.c.id.in_(ids)).values(**vals, updated=utc_now_iso()))
+
+
+def resize(rt: Context, aid: str, p: dict[str, Any], *, progress: Any = None) -> dict[str, Any]:
+    """A host's vCPU, memory or storage changed (quota checked without its current size)."""
+    a = get(rt, aid)
+    new = {k: p.get(k) or a[k] for k in ("vcpu", "memory_gib", "storage_gib")}
+    check_quota(rt, a["department"], a["pool"], {"hosts": 1, **new}, exclude=aid)
+    _set(rt, [aid], **new)
+    try:
+        deployed = _deploy(rt, a["stack"], progress)
+    except Exception:
+        _set(rt, [aid], **{k: a[k] for k in new})
+        raise
+    return {"allocation": aid, "before": {k: a[k] for k in new}, "after": new, "deploy": deployed.get("summary")}
+
+
+def extend(rt: Context, aid: str, expires: str, *, progress: Any = None) -> dict[str, Any]:
+    """A temporary host's expiry moved."""
+    a = get(rt, aid)
+    check_expiry(expires)
+    _set(rt, [aid], expires=expires)
+    deployed = _deploy(rt, a["stack"], progress)  # the host's expires tag follows
+    return {"allocation": aid, "expires_before": a["expires"], "expires": expires, "deploy": deployed.get("summary")}
+
+
+def give_back(rt: Context, aid: str, *, progress: Any = None) -> dict[str, Any]:
+    """回收: the host is destroyed with its volume and its quota freed."""
+    a = get(rt, aid)
+    if a["status"] != "active":
+        raise TenancyError(f"allocation {aid} is {a['status']}, not active")
+    _set(rt, [aid], status="returned")
+    try:
+        deployed = _deploy(rt, a["stack"], progress)
+    except Exception:
+        _set(rt, [aid], status="active")
+        raise
+    return {"allocation": aid, "department": a["department"], "freed": {"hosts": 1, "vcpu": a["vcpu"], "memory_gib": a["memory_gib"],
+                                                                        "storage_gib": a["storage_gib"]}, "deploy": deployed.get("summary")}  # fmt: skip

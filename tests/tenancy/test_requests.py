@@ -1,0 +1,129 @@
+"""Departments request, resize and return hosts on the local pools through the gate, within quotas; one cannot see another's."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from control_plane.config import load
+from control_plane.context import Context
+from control_plane.errors import GovctlError
+from control_plane.gate import OperationRequest, iam
+from control_plane.wiring import context_for
+from tests.conftest import make_test_config, write_config
+from tests.deploy.test_local_stack import TEST_STACK, _netns, _ssh
+from tests.gate.conftest import make_people
+
+REGISTRY = """
+network_zones: {egov: 政务外网}
+pools:
+  primary: {name: 主资源池, network_zone: egov, capacity: {vcpu: 64, memory_gib: 256, storage_gib: 4096, physical_cores: 32}}
+  backup: {name: 备资源池, network_zone: egov, capacity: {vcpu: 32, memory_gib: 128, storage_gib: 8192, physical_cores: 16}}
+departments:
+  - code: city-public-security
+    name: 市公安局
+    quotas: {primary: {vcpu: 8, memory_gib: 16, storage_gib: 200, hosts: 3}}
+  - code: water-bureau
+    name: 市水务局
+    quotas: {primary: {vcpu: 4, memory_gib: 8, storage_gib: 100, hosts: 2}}
+"""
+A, B = "city-public-security", "water-bureau"
+STACK = {**TEST_STACK, "local_bridge": "govqbr0", "local_gateway": "10.80.0.1/16", "local_prefix": "gq",
+         "pools": {"primary": {**TEST_STACK["pools"]["primary"], "cidr": "10.80.1.0/24"},
+                   "backup": {**TEST_STACK["pools"]["backup"], "cidr": "10.80.2.0/24"}}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Context]:
+    from control_plane.deploy import service as deploy
+
+    tmp = tmp_path_factory.mktemp("tenancy")
+    (tmp / "registry.yaml").write_text(REGISTRY, encoding="utf-8")
+    data = make_test_config(var_dir=tmp / "var")
+    data["deploy"] = {"stacks": {"local": STACK}}
+    data["report"] = {"registry_file": str(tmp / "registry.yaml")}
+    ctx = context_for(load(write_config(tmp / "govctl.yaml", data)))
+    try:
+        yield ctx
+    finally:
+        deploy.destroy(ctx, "local")
+
+
+@pytest.fixture(scope="module")
+def people(rt: Context):  # noqa: ANN201
+    p = make_people(rt)
+    for name, dept in (("alice", A), ("bob", B)):
+        iam.change_user(rt, name, roles=["dept_admin"], department=dept)
+        p.tokens[name] = iam.create_token(rt, name)[1]
+    return p
+
+
+def _approved(rt: Context, people, who: str, op: OperationRequest):  # noqa: ANN001, ANN202
+    view = rt.gate.submit(people[who], op)
+    assert (view.status, view.risk) == ("pending_approval", "high")
+    rt.gate.approve(people["approver"], view.id, "checked against the department's plan")
+    return rt.gate.run(people[who], view.id).result
+
+
+def _answers(rt: Context, ip: str, name: str) -> bool:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if _ssh(rt, ip, "hostname").stdout.strip() == name:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_request_within_quota_is_approved_and_deployed_over_quota_refused_with_numbers(rt: Context, people) -> None:  # noqa: ANN001
+    from control_plane.tenancy import service as ten
+
+    res = _approved(rt, people, "alice", OperationRequest("resource.request", A, {"hosts": 2, "vcpu": 2, "memory_gib": 4, "storage_gib": 40},
+                                                          reason="人口库 扩容"))  # fmt: skip
+    hosts = {a["host"]: a for a in res["allocations"]}
+    assert set(hosts) == {"prim-r1", "prim-r2"} and {"gq-prim-r1", "gq-prim-r2"} <= _netns()
+    assert _answers(rt, hosts["prim-r1"]["address"], "prim-r1")
+    assert ten.usage(rt, A, "primary") == {"hosts": 2, "vcpu": 4, "memory_gib": 8, "storage_gib": 80}
+    with pytest.raises(GovctlError, match=r"over 市公安局's quota in the primary pool: hosts 2 \+ 2 > 3; vCPU 4 \+ 8 > 8; memory GiB 8 \+ 16 > 16") as e:
+        rt.gate.submit(people["alice"], OperationRequest("resource.request", A, {"hosts": 2, "vcpu": 4, "memory_gib": 8, "storage_gib": 40}))
+    assert "return something first" in (e.value.hint or "")
+    with pytest.raises(GovctlError, match="bob administers water-bureau"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.request", A, {"hosts": 1, "vcpu": 1, "memory_gib": 1, "storage_gib": 1}))
+
+
+def test_another_department_sees_none_of_it(rt: Context, people) -> None:  # noqa: ANN001
+    from control_plane.tenancy import service as ten
+
+    assert {r["department"] for r in ten.listing(rt, ten.scope(rt, "alice", None))} == {A}
+    assert ten.listing(rt, ten.scope(rt, "bob", None)) == []
+    with pytest.raises(GovctlError, match="bob administers water-bureau, not city-public-security") as e:
+        ten.scope(rt, "bob", A)
+    assert "sees only their own department" in (e.value.hint or "")
+    assert [q["department"] for q in ten.quotas(rt, ten.scope(rt, "bob", None))] == [B]
+    assert {r["department"] for r in ten.listing(rt, ten.scope(rt, "ops_engineer", None))} == {A}  # the bureau sees every department
+    mine = ten.listing(rt, A)[0]["id"]
+    with pytest.raises(GovctlError, match="bob administers water-bureau"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.return", mine, {}))
+
+
+def test_resize_then_return_frees_the_quota(rt: Context, people) -> None:  # noqa: ANN001
+    from control_plane.deploy import service as deploy
+    from control_plane.tenancy import service as ten
+
+    r1, r2 = sorted(ten.listing(rt, A), key=lambda r: r["slot"])
+    with pytest.raises(GovctlError, match=r"vCPU 2 \+ 8 > 8"):  # the other host's 2 vCPU count, this one's do not
+        rt.gate.submit(people["alice"], OperationRequest("resource.resize", r1["id"], {"vcpu": 8}))
+    out = _approved(rt, people, "alice", OperationRequest("resource.resize", r1["id"], {"vcpu": 4, "memory_gib": 8}))
+    assert out["before"]["vcpu"] == 2 and out["after"] == {"vcpu": 4, "memory_gib": 8, "storage_gib": 40}
+    state = deploy.stack(rt, "local").export_stack().deployment["resources"]
+    host = next(r for r in state if r["urn"].endswith("::primary-pool-r1"))
+    assert host["outputs"]["tags"]["vcpu"] == "4" and host["outputs"]["tags"]["department"] == A
+    gone = _approved(rt, people, "alice", OperationRequest("resource.return", r2["id"], {}))
+    assert gone["freed"] == {"hosts": 1, "vcpu": 2, "memory_gib": 4, "storage_gib": 40}
+    assert "gq-prim-r2" not in _netns() and "gq-prim-r1" in _netns()
+    assert ten.usage(rt, A, "primary") == {"hosts": 1, "vcpu": 4, "memory_gib": 8, "storage_gib": 40}
+    assert ten.get(rt, r2["id"])["status"] == "returned"
+    assert set(deploy.preview(rt, "local")["change_summary"]) <= {"same"}, "the records and the stack agree"
