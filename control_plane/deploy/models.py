@@ -16,3 +16,10 @@ allocations = Table(
     Column("requested_by", String(64), nullable=False), Column("op_id", String(40), nullable=False), Column("reason", Text, nullable=False, default=""),
     Column("created", String(32), nullable=False), Column("updated", String(32), nullable=False),
 )  # fmt: skip
+
+reclaim_answers = Table(
+    "deploy_reclaim_answers", metadata,
+    Column("op_id", String(40), primary_key=True), Column("allocation", String(40), nullable=False),
+    Column("answer", String(16), nullable=False),  # confirm (give it back) or justify (keep it, and why)
+    Column("note", Text, nullable=False, default=""), Column("by", String(64), nullable=False), Column("at", String(32), nullable=False),
+)  # fmt: skip

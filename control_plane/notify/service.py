@@ -35,6 +35,7 @@ KINDS = {  # kind → (中文, English), what may be subscribed to
     "job": ("作业失败", "job failed"),
     "delivery": ("报送失败", "report delivery failing"),
     "escalation": ("升级通知", "escalation"),
+    "expiry": ("资源即将到期", "a department's temporary host expires soon"),
 }
 ESCALATING = ("alert", "approval", "break_glass")
 EMAIL = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$"
@@ -251,6 +252,18 @@ def _found(ctx: Context) -> list[Message]:
     for r in recent_runs(ctx, None, 50):
         if r["status"] == "failed" and not r["job_id"].startswith("notify."):
             out.append(Message(f"job:{r['run_key']}"[:80], "job", f"作业失败：{r['job_id']}", str(r.get("detail") or "")[:1000], "/jobs"))
+    try:
+        from datetime import date
+
+        from control_plane.tenancy import service as tenancy
+
+        soon = (date.today() + timedelta(days=7)).isoformat()
+        for a in tenancy.listing(ctx):
+            if a["expires"] and a["expires"] <= soon:
+                out.append(Message(f"expiry:{a['id']}:{a['expires']}", "expiry", f"资源即将到期：{a['department']} {a['host']}（{a['expires']}）",
+                                   f"到期后将自动提交回收申请。需要继续使用请申请延期：govctl resource extend {a['id']} --expires YYYY-MM-DD。", "/resources"))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - no stack deployed yet
+        log.info("notify: allocations unavailable: %s", exc)
     from control_plane.report import deliver
 
     for d in deliver.list_deliveries(ctx):

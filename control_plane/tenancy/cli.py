@@ -96,4 +96,33 @@ def resource_quota(department: Optional[str] = typer.Option(None, "--department"
     out.print(t)
 
 
+@resource_app.command("reclaims")
+@reads("resource.read")
+def resource_reclaims(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """Open reclamation requests (expired or under-used hosts) and the department's answer (a 部门管理员: their own)."""
+    from control_plane.tenancy import service as ten
+
+    p = principal()
+    rows = ten.reclaims(context(), ten.scope(context(), p.name, department))
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table("operation", "department", "host", "kind", "status", "answer", "reason")
+    for r in rows:
+        a = r["answer"]
+        t.add_row(r["op"], r["department"], r["host"], r["kind"] or "-", r["status"], f"{a['answer']} ({a['by']}): {a['note']}" if a else "-", r["reason"])
+    out.print(t)
+
+
+@resource_app.command("answer")
+@changes("resource.answer")
+def resource_answer(op_id: str, confirm: bool = typer.Option(False, "--confirm", help="Give the host back."),
+                    justify: str = typer.Option("", "--justify", help="Keep it: say why it is still needed."), as_json: bool = JsonOpt) -> None:  # fmt: skip
+    """Answer a reclamation request for your department's host: --confirm, or --justify "why"; the bureau's approver then decides."""
+    if confirm == bool(justify):
+        raise typer.BadParameter("give exactly one of --confirm or --justify '…'")
+    params = {"answer": "confirm", "note": ""} if confirm else {"answer": "justify", "note": justify}
+    _done(gated("resource.answer", op_id, params), as_json, lambda r: out.print(f"{r['op']}: {r['answer']} recorded for the approver"))
+
+
 APPS = (("resource", resource_app),)

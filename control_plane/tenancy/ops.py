@@ -36,6 +36,11 @@ class Extend(Params):
     expires: DATE
 
 
+class Answer(Params):
+    answer: Literal["confirm", "justify"]
+    note: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
 def _validate_request(call: Call) -> None:
     p = call.params
     ten.check_actor(call.ctx, call.by, call.target)
@@ -68,6 +73,13 @@ def _validate_extend(call: Call) -> None:
     ten.check_expiry(call.params["expires"])
 
 
+def _validate_answer(call: Call) -> None:
+    found = next((r for r in ten.reclaims(call.ctx) if r["op"] == call.target), None)
+    if found is None:
+        raise ten.TenancyError(f"{call.target} is not an open reclamation request", hint="govctl resource reclaims")
+    ten.check_actor(call.ctx, call.by, found["department"])
+
+
 OPERATIONS = (
     Operation("resource.request", DEPT_T, "a department code from the registry", lambda c: ten.request(c.ctx, c.target, c.params, by=c.by, op_id=c.op_id,
               progress=c.progress), Request, validate=_validate_request,
@@ -76,6 +88,9 @@ OPERATIONS = (
               Resize, validate=_validate_resize, description="a department's host resized (vCPU, memory, storage), within its quota"),  # fmt: skip
     Operation("resource.extend", ALLOC_T, "an allocation id (govctl resource list)", lambda c: ten.extend(c.ctx, c.target, c.params["expires"],
               progress=c.progress), Extend, validate=_validate_extend, description="a temporary host kept longer"),  # fmt: skip
+    Operation("resource.answer", r"^op-\d{8}-[0-9a-f]{8}$", "a reclamation request's operation id (govctl resource reclaims)",
+              lambda c: ten.answer(c.ctx, c.target, c.params["answer"], c.params["note"], by=c.by), Answer, validate=_validate_answer,
+              description="a department confirms a reclamation request or justifies keeping the host; the approver decides on it"),  # fmt: skip
     Operation("resource.return", ALLOC_T, "an allocation id (govctl resource list)", lambda c: ten.give_back(c.ctx, c.target, progress=c.progress),
               validate=lambda c: (_mine(c), None)[1], description="回收: a department's host destroyed with its volume, its quota freed"),  # fmt: skip
 )

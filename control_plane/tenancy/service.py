@@ -234,3 +234,47 @@ def give_back(rt: Context, aid: str, *, progress: Any = None) -> dict[str, Any]:
         raise
     return {"allocation": aid, "department": a["department"], "freed": {"hosts": 1, "vcpu": a["vcpu"], "memory_gib": a["memory_gib"],
                                                                         "storage_gib": a["storage_gib"]}, "deploy": deployed.get("summary")}  # fmt: skip
+
+
+# -- reclamation requests and the department's answer --------------------------------------------
+
+
+def reclaims(rt: Context, department: str | None = None) -> list[dict[str, Any]]:
+    """Reclamation requests still open (the scheduler's resource.return awaiting a decision), with the department's answer."""
+    import json
+
+    from control_plane.deploy.models import reclaim_answers
+    from control_plane.gate.models import operations
+
+    with rt.engine.connect() as c:
+        ops = c.execute(select(operations).where(and_(operations.c.requester == "system:scheduler", operations.c.operation == "resource.return",
+                                                      operations.c.status.in_(("pending_approval", "approved"))))).all()  # fmt: skip
+        answers = {r.op_id: dict(r._mapping) for r in c.execute(select(reclaim_answers))}
+    out = []
+    for o in ops:
+        try:
+            a = get(rt, o.target)
+        except TenancyError:
+            continue
+        if department and a["department"] != department:
+            continue
+        out.append({"op": o.id, "allocation": a["id"], "department": a["department"], "host": f"{a['pool'][:4]}-r{a['slot']}", "reason": o.reason,
+                    "kind": ((json.loads(o.origin) if o.origin else {}).get("job", "").split(":") + ["", ""])[1] or None, "status": o.status,
+                    "answer": answers.get(o.id)})  # fmt: skip
+    return out
+
+
+def answer(rt: Context, op_id: str, reply: str, note: str, *, by: str) -> dict[str, Any]:
+    """A department's answer to a reclamation request: confirm (give it back) or justify (keep it, and why); the approver reads it."""
+    from control_plane.deploy.models import reclaim_answers
+
+    found = next((r for r in reclaims(rt) if r["op"] == op_id), None)
+    if found is None:
+        raise TenancyError(f"{op_id} is not an open reclamation request", hint="govctl resource reclaims")
+    check_actor(rt, by, found["department"])
+    if reply == "justify" and not note.strip():
+        raise TenancyError("a justification says why the host is still needed", hint="--note '…'")
+    with rt.engine.begin() as c:
+        c.execute(reclaim_answers.delete().where(reclaim_answers.c.op_id == op_id))
+        c.execute(reclaim_answers.insert().values(op_id=op_id, allocation=found["allocation"], answer=reply, note=note, by=by, at=utc_now_iso()))
+    return {"op": op_id, "allocation": found["allocation"], "answer": reply, "note": note}

@@ -31,6 +31,7 @@ EXPECTED = {
     "resource.resize": {"dept_admin", "ops_engineer"},
     "resource.extend": {"dept_admin", "ops_engineer"},
     "resource.return": {"dept_admin", "ops_engineer"},
+    "resource.answer": {"dept_admin"},
     "dr.drill": {"ops_engineer", "sysadmin"},
     "soc.alert.update": {"secadmin"},
     "soc.exception.change": {"secadmin"},

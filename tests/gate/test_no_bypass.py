@@ -25,7 +25,7 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "deploy cli-env", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills", "dr destructions", "resource list", "resource quota",
+    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills", "dr destructions", "resource list", "resource quota", "resource reclaims",
     "bastion keys list", "bastion grants", "bastion sessions", "bastion verify", "bastion replay", "bastion watch", "bastion hosts",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.
@@ -41,7 +41,8 @@ ARGS = {
     "soc decide": ["--", "ls"], "dr backup": ["reports"], "dr restore": ["abc", "--target", "/tmp/x"], "dr restore-pg": ["--target", "/tmp/x"],
     "dr destroy": ["--system", "人口库"],
     "resource request": ["--department", "water-bureau", "--vcpu", "1", "--memory", "1", "--storage", "1"], "resource resize": ["al-0123456789ab", "--vcpu", "2"],
-    "resource extend": ["al-0123456789ab", "--expires", "2030-01-01"], "resource return": ["al-0123456789ab"], "dr credential": ["population-db.main"],
+    "resource extend": ["al-0123456789ab", "--expires", "2030-01-01"], "resource return": ["al-0123456789ab"],
+    "resource answer": ["op-20261204-0123abcd", "--confirm"], "dr credential": ["population-db.main"],
     "bastion keys add": ["pyproject.toml"], "bastion keys remove": ["SHA256:x"], "bastion grant": ["bob", "--hosts", "*"],
     "bastion revoke": ["g1"], "bastion verify": ["s1"], "bastion replay": ["s1"], "bastion watch": ["s1"], "bastion kill": ["s1"],
     "bastion lock": ["bob"], "bastion unlock": ["bob"], "bastion rotate": ["prim-app-1"],

@@ -127,3 +127,40 @@ def test_resize_then_return_frees_the_quota(rt: Context, people) -> None:  # noq
     assert ten.usage(rt, A, "primary") == {"hosts": 1, "vcpu": 4, "memory_gib": 8, "storage_gib": 40}
     assert ten.get(rt, r2["id"])["status"] == "returned"
     assert set(deploy.preview(rt, "local")["change_summary"]) <= {"same"}, "the records and the stack agree"
+
+
+def test_an_expired_host_is_reminded_then_reclaimed_after_the_department_answers(rt: Context, people) -> None:  # noqa: ANN001
+    """Extended to a date a few days off: the reminder is announced; past it, the scheduler files a reclamation request; the
+    department answers it (another cannot); the approver approves and the job returns the host."""
+    from datetime import date, timedelta
+
+    from control_plane.notify.service import _found
+    from control_plane.tenancy import scheduled
+    from control_plane.tenancy import service as ten
+
+    (r1,) = ten.listing(rt, A)
+    soon = (date.today() + timedelta(days=3)).isoformat()
+    _approved(rt, people, "alice", OperationRequest("resource.extend", r1["id"], {"expires": soon}))
+    assert ten.get(rt, r1["id"])["expires"] == soon
+    reminders = [m for m in _found(rt) if m.kind == "expiry"]
+    assert [m.id for m in reminders] == [f"expiry:{r1['id']}:{soon}"] and "自动提交回收申请" in reminders[0].body
+    assert scheduled.reclaim_requests(rt, today=date.today()) == []  # not expired yet
+    made = scheduled.reclaim_requests(rt, today=date.today() + timedelta(days=4))
+    assert [(m["allocation"], m["kind"]) for m in made] == [(r1["id"], "expired")]
+    assert scheduled.reclaim_requests(rt, today=date.today() + timedelta(days=4)) == [], "one request per host, not one per run"
+    op = made[0]["op"]
+    assert [r["op"] for r in ten.reclaims(rt, ten.scope(rt, "alice", None))] == [op]
+    assert ten.reclaims(rt, ten.scope(rt, "bob", None)) == []
+    with pytest.raises(GovctlError, match="bob administers water-bureau"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.answer", op, {"answer": "confirm", "note": ""}))
+    with pytest.raises(GovctlError, match="says why"):
+        rt.gate.submit(people["alice"], OperationRequest("resource.answer", op, {"answer": "justify", "note": ""}))
+    rt.gate.submit(people["alice"], OperationRequest("resource.answer", op, {"answer": "confirm", "note": ""}))
+    assert ten.reclaims(rt, A)[0]["answer"]["answer"] == "confirm"
+    assert scheduled.run_approved(rt) == []  # nothing approved yet: nothing happens
+    assert "gq-prim-r1" in _netns()
+    rt.gate.approve(people["approver"], op, "the department confirmed")
+    ran = scheduled.run_approved(rt)
+    assert ran == [{"allocation": r1["id"], "op": op, "status": "succeeded"}]
+    assert "gq-prim-r1" not in _netns() and ten.get(rt, r1["id"])["status"] == "returned"
+    assert ten.usage(rt, A, "primary") == {"hosts": 0, "vcpu": 0, "memory_gib": 0, "storage_gib": 0}

@@ -1,4 +1,4 @@
-"""Departments' requested hosts (申请 → 审批 → 开通 → 回收): deploy_allocations.
+"""Departments' requested hosts (申请 → 审批 → 开通 → 回收): deploy_allocations, and departments' answers to reclamation requests.
 
 Revision ID: 0012
 Revises: 0011
@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create deploy_allocations."""
+    """Create deploy_allocations and deploy_reclaim_answers."""
     op.create_table(
         "deploy_allocations",
         sa.Column("id", sa.String(40), primary_key=True), sa.Column("department", sa.String(64), nullable=False, index=True),
@@ -26,8 +26,15 @@ def upgrade() -> None:
         sa.Column("op_id", sa.String(40), nullable=False), sa.Column("reason", sa.Text, nullable=False, server_default=""),
         sa.Column("created", sa.String(32), nullable=False), sa.Column("updated", sa.String(32), nullable=False),
     )  # fmt: skip
+    op.create_table(
+        "deploy_reclaim_answers",
+        sa.Column("op_id", sa.String(40), primary_key=True), sa.Column("allocation", sa.String(40), nullable=False),
+        sa.Column("answer", sa.String(16), nullable=False), sa.Column("note", sa.Text, nullable=False, server_default=""),
+        sa.Column("by", sa.String(64), nullable=False), sa.Column("at", sa.String(32), nullable=False),
+    )  # fmt: skip
 
 
 def downgrade() -> None:
-    """Drop it."""
+    """Drop them."""
+    op.drop_table("deploy_reclaim_answers")
     op.drop_table("deploy_allocations")
