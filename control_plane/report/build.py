@@ -346,6 +346,50 @@ class Builder:
         return [{"id": r.id, "started": r.started, "rpo_s": r.rpo_s, "rto_s": r.rto_s, "status": r.status, "system": r.system, "plan": r.plan,
                  "approvers": json.loads(r.approvers) if r.approvers else []} for r in rows]  # fmt: skip
 
+    def resources(self) -> list[dict[str, Any]]:
+        """Per department: requests made, approved and refused this month, quota use (as built), capacity reclaimed this month."""
+        from sqlalchemy import and_, inspect, select
+
+        from control_plane.audit.models import records
+        from control_plane.deploy.models import allocations
+        from control_plane.gate.models import operations
+
+        if not inspect(self.rt.engine).has_table("deploy_allocations"):
+            return []
+        s = self.start.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        e = self.end.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        dims = ("hosts", "vcpu", "memory_gib", "storage_gib")
+        with self.rt.engine.connect() as c:
+            ops = c.execute(select(operations.c.operation, operations.c.target, operations.c.status, operations.c.result, operations.c.requester).where(
+                and_(operations.c.operation.in_(("resource.request", "resource.return")), operations.c.created >= s, operations.c.created < e))).all()  # fmt: skip
+            refused = c.execute(select(records.c.target).where(and_(records.c.operation == "resource.request", records.c.outcome == "refused",
+                                                                    records.c.ts >= s, records.c.ts < e))).all()  # fmt: skip
+            allocs = [dict(r._mapping) for r in c.execute(select(allocations))]
+        dept_of = {a["id"]: a["department"] for a in allocs}
+        out = []
+        for d in self.reg.departments:
+            mine = [o for o in ops if (o.target if o.operation == "resource.request" else dept_of.get(o.target)) == d.code]
+            reqs = [o for o in mine if o.operation == "resource.request"]
+            reclaimed = dict.fromkeys(dims, 0)
+            for o in mine:
+                if o.operation == "resource.return" and o.status == "succeeded":
+                    freed = (json.loads(o.result) if o.result else {}).get("freed") or {}
+                    for k in dims:
+                        reclaimed[k] += int(freed.get(k, 0))
+            quotas = []
+            for pool, q in d.quotas.items():
+                held = [a for a in allocs if a["department"] == d.code and a["pool"] == pool and a["status"] == "active"]
+                used = {"hosts": len(held), **{k: sum(int(a[k]) for a in held) for k in dims[1:]}}
+                quotas.append({"pool": pool, "quota": q.model_dump(), "used": used})
+            n_refused = sum(1 for r in refused if r.target == d.code)
+            if not (reqs or n_refused or quotas or any(reclaimed.values())):
+                continue
+            out.append({"department": d.code, "name": d.name, "requests": len(reqs), "approved": sum(1 for o in reqs if o.status == "succeeded"),
+                        "rejected": sum(1 for o in reqs if o.status == "rejected"), "pending": sum(1 for o in reqs if o.status == "pending_approval"),
+                        "refused": n_refused, "reclaim_requests": sum(1 for o in mine if o.operation == "resource.return" and o.requester == "system:scheduler"),
+                        "reclaimed": reclaimed, "quotas": quotas})  # fmt: skip
+        return out
+
     def security(self) -> dict[str, Any]:
         """SOC alerts raised in the month (by severity and verdict) and operations the gate refused or the SOC blocked."""
         from sqlalchemy import func, select
@@ -401,6 +445,7 @@ class Builder:
             "underused": [{"host": r["host"], "pool": r["pool"], "department": r["department"], "vcpu": r["vcpu"],
                            "cpu_mean": r["cpu"]["mean"], "cpu_p95": r["cpu"]["p95"]} for r in rows if r["underused"]],
             "services": self.services(), "performance": self.performance(), "backups": self.backups(), "security": self.security(),
+            "resources": self.resources(),
             "coverage": cov,
         }  # fmt: skip
         # the signed head of the audit ledger goes to the province with the report: once its receipt is back, the province

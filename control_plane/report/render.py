@@ -155,6 +155,11 @@ def xlsx(doc: dict[str, Any]) -> bytes:
     sheet("业务性能", ["接口", "请求数", "P95(毫秒)", "错误率"], [[r["route"], r["requests"], r["p95_ms"], r["error_rate"]] for r in doc["performance"]["routes"]])
     sheet("备份", ["备份源", "执行次数", "成功", "失败", "成功率", "RPO P50(秒)", "RPO P99(秒)"],
           [[b["source"], b["runs"], b["succeeded"], b["failed"], b["success_rate"], b["rpo_p50_s"], b["rpo_p99_s"]] for b in doc["backups"]["sources"]])
+    sheet("资源申请与配额", ["部门", "申请", "批准", "驳回", "待审批", "超配额拒绝", "回收申请", "已回收主机", "已回收vCPU", "已回收内存GiB", "已回收存储GiB", "配额使用"],
+          [[r["name"], r["requests"], r["approved"], r["rejected"], r["pending"], r["refused"], r["reclaim_requests"], r["reclaimed"]["hosts"],
+            r["reclaimed"]["vcpu"], r["reclaimed"]["memory_gib"], r["reclaimed"]["storage_gib"],
+            "；".join(f"{q['pool']} 主机{q['used']['hosts']}/{q['quota']['hosts']} vCPU{q['used']['vcpu']}/{q['quota']['vcpu']}" for q in r["quotas"])]
+           for r in doc.get("resources", [])])  # fmt: skip
     sheet("演练计划", ["演练计划", "系统", "计划次数", "已演练", "通过", "已签核", "签核人", "按计划完成"],
           [[p["plan_name"], p["system_name"], p["planned"], p["done"], p["passed"], p["signed_off"], p["sign_off"], "是" if p["met"] else "否"]
            for p in doc["backups"].get("plans", [])])  # fmt: skip

@@ -164,3 +164,25 @@ def test_an_expired_host_is_reminded_then_reclaimed_after_the_department_answers
     assert ran == [{"allocation": r1["id"], "op": op, "status": "succeeded"}]
     assert "gq-prim-r1" not in _netns() and ten.get(rt, r1["id"])["status"] == "returned"
     assert ten.usage(rt, A, "primary") == {"hosts": 0, "vcpu": 0, "memory_gib": 0, "storage_gib": 0}
+
+
+def test_the_monthly_report_counts_requests_refusals_quota_use_and_reclaimed_capacity(rt: Context) -> None:
+    """What this module did, counted by hand: one request approved, two refused (over quota; from another department),
+    one reclamation request, two hosts reclaimed (one returned, one expired), nothing held now."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from control_plane.report.build import Builder
+    from control_plane.report.prom import Prom
+    from control_plane.report.registry import load_registry
+
+    now = datetime.now(timezone.utc)
+    month = now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    b = Builder(rt, load_registry(rt.settings.path(rt.settings.report.registry_file)), Prom(rt.settings.services.prometheus.url), month, now=now)
+    rows = {r["department"]: r for r in b.resources()}
+    a = rows[A]
+    assert (a["requests"], a["approved"], a["rejected"], a["pending"], a["refused"], a["reclaim_requests"]) == (1, 1, 0, 0, 2, 1)
+    assert a["reclaimed"] == {"hosts": 2, "vcpu": 2 + 4, "memory_gib": 4 + 8, "storage_gib": 40 + 40}
+    assert a["quotas"] == [{"pool": "primary", "quota": {"vcpu": 8, "memory_gib": 16, "storage_gib": 200, "hosts": 3},
+                            "used": {"hosts": 0, "vcpu": 0, "memory_gib": 0, "storage_gib": 0}}]  # fmt: skip
+    assert rows[B]["requests"] == 0 and rows[B]["reclaimed"]["hosts"] == 0
