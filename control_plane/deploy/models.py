@@ -23,3 +23,11 @@ reclaim_answers = Table(
     Column("answer", String(16), nullable=False),  # confirm (give it back) or justify (keep it, and why)
     Column("note", Text, nullable=False, default=""), Column("by", String(64), nullable=False), Column("at", String(32), nullable=False),
 )  # fmt: skip
+
+quotas = Table(
+    "deploy_quotas", metadata,  # a quota the bureau changed through the gate (resource.quota); it overrides the registry's
+    Column("department", String(64), primary_key=True), Column("pool", String(16), primary_key=True),
+    Column("vcpu", Integer, nullable=False), Column("memory_gib", Integer, nullable=False), Column("storage_gib", Integer, nullable=False),
+    Column("hosts", Integer, nullable=False), Column("by", String(64), nullable=False), Column("op_id", String(40), nullable=False),
+    Column("updated", String(32), nullable=False),
+)  # fmt: skip

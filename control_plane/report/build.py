@@ -352,6 +352,7 @@ class Builder:
 
         from control_plane.audit.models import records
         from control_plane.deploy.models import allocations
+        from control_plane.deploy.models import quotas as quota_overrides
         from control_plane.gate.models import operations
 
         if not inspect(self.rt.engine).has_table("deploy_allocations"):
@@ -365,6 +366,8 @@ class Builder:
             refused = c.execute(select(records.c.target).where(and_(records.c.operation == "resource.request", records.c.outcome == "refused",
                                                                     records.c.ts >= s, records.c.ts < e))).all()  # fmt: skip
             allocs = [dict(r._mapping) for r in c.execute(select(allocations))]
+            overrides = {(r.department, r.pool): {k: int(getattr(r, k)) for k in ("vcpu", "memory_gib", "storage_gib", "hosts")}
+                         for r in c.execute(select(quota_overrides))}  # fmt: skip
         dept_of = {a["id"]: a["department"] for a in allocs}
         out = []
         for d in self.reg.departments:
@@ -377,10 +380,11 @@ class Builder:
                     for k in dims:
                         reclaimed[k] += int(freed.get(k, 0))
             quotas = []
-            for pool, q in d.quotas.items():
+            for pool in sorted(set(d.quotas) | {p for (dc, p) in overrides if dc == d.code}):
                 held = [a for a in allocs if a["department"] == d.code and a["pool"] == pool and a["status"] == "active"]
                 used = {"hosts": len(held), **{k: sum(int(a[k]) for a in held) for k in dims[1:]}}
-                quotas.append({"pool": pool, "quota": q.model_dump(), "used": used})
+                q = overrides.get((d.code, pool)) or d.quotas[pool].model_dump()  # one the bureau set through the gate wins
+                quotas.append({"pool": pool, "quota": q, "used": used})
             n_refused = sum(1 for r in refused if r.target == d.code)
             if not (reqs or n_refused or quotas or any(reclaimed.values())):
                 continue

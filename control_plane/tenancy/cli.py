@@ -96,6 +96,55 @@ def resource_quota(department: Optional[str] = typer.Option(None, "--department"
     out.print(t)
 
 
+def _scoped_table(kind: str, department: Optional[str], as_json: bool, columns: list[str], row: Any) -> None:
+    from control_plane.tenancy import service as ten
+
+    p = principal()
+    dept = ten.scope(context(), p.name, department)
+    if dept is None:
+        raise typer.BadParameter("name the department: --department CODE")
+    rows = getattr(ten, f"department_{kind}")(context(), dept)
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table(*columns)
+    for r in rows:
+        t.add_row(*(str(x) if x is not None else "-" for x in row(r)))
+    out.print(t)
+
+
+@resource_app.command("hosts")
+@reads("resource.read")
+def resource_hosts(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """A department's hosts: its stacks' and the ones it requested (a 部门管理员: their own)."""
+    _scoped_table("hosts", department, as_json, ["host", "address", "stack", "pool", "allocation"],
+                  lambda r: (r["host"], r["address"], r["stack"], r["pool"], r["allocation"]))  # fmt: skip
+
+
+@resource_app.command("backups")
+@reads("resource.read")
+def resource_backups(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """Restore points of a department's systems against their RPO (a 部门管理员: their own)."""
+    _scoped_table("backups", department, as_json, ["source", "host", "newest restore point", "age s", "RPO s", "ok"],
+                  lambda r: (r["source"], r.get("host"), (r["newest"] or "none")[:19], r["age_s"], r["rpo_s"], r.get("note") or ("yes" if r["ok"] else "NO")))  # fmt: skip
+
+
+@resource_app.command("alerts")
+@reads("resource.read")
+def resource_alerts(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """SOC alerts about a department's hosts (a 部门管理员: their own)."""
+    _scoped_table("alerts", department, as_json, ["alert", "severity", "status", "last seen", "summary"],
+                  lambda r: (r["id"], r.get("severity"), r.get("status"), str(r.get("last_seen"))[:19], str(r.get("summary"))[:80]))  # fmt: skip
+
+
+@resource_app.command("audit")
+@reads("resource.read")
+def resource_audit(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """Audit records about a department: its requests, hosts and allocations, and what its people did (a 部门管理员: their own)."""
+    _scoped_table("audit", department, as_json, ["seq", "time", "actor", "operation", "target", "decision", "outcome"],
+                  lambda r: (r["seq"], r["ts"][:19], r["actor"], r["operation"], r["target"], r["decision"], r["outcome"]))  # fmt: skip
+
+
 @resource_app.command("reclaims")
 @reads("resource.read")
 def resource_reclaims(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:

@@ -36,6 +36,14 @@ class Extend(Params):
     expires: DATE
 
 
+class Quota(Params):
+    pool: Literal["primary", "backup"]
+    vcpu: int = Field(ge=0, le=100_000)
+    memory_gib: int = Field(ge=0, le=1_000_000)
+    storage_gib: int = Field(ge=0, le=100_000_000)
+    hosts: int = Field(ge=0, le=10_000)
+
+
 class Answer(Params):
     answer: Literal["confirm", "justify"]
     note: Annotated[str, StringConstraints(max_length=1000)] = ""
@@ -88,6 +96,9 @@ OPERATIONS = (
               Resize, validate=_validate_resize, description="a department's host resized (vCPU, memory, storage), within its quota"),  # fmt: skip
     Operation("resource.extend", ALLOC_T, "an allocation id (govctl resource list)", lambda c: ten.extend(c.ctx, c.target, c.params["expires"],
               progress=c.progress), Extend, validate=_validate_extend, description="a temporary host kept longer"),  # fmt: skip
+    Operation("resource.quota", DEPT_T, "a department code from the registry",
+              lambda c: ten.set_quota(c.ctx, c.target, c.params["pool"], c.params, by=c.by, op_id=c.op_id), Quota,
+              description="配额: the bureau changes a department's quota in a pool (overrides the registry's; never below what it holds)"),  # fmt: skip
     Operation("resource.answer", r"^op-\d{8}-[0-9a-f]{8}$", "a reclamation request's operation id (govctl resource reclaims)",
               lambda c: ten.answer(c.ctx, c.target, c.params["answer"], c.params["note"], by=c.by), Answer, validate=_validate_answer,
               description="a department confirms a reclamation request or justifies keeping the host; the approver decides on it"),  # fmt: skip

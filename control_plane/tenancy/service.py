@@ -91,15 +91,48 @@ def check_quota(rt: Context, department: str, pool: str, add: dict[str, int], *,
     dept = reg.department(department)
     if dept is None:
         raise TenancyError(f"no department {department!r} in the registry", hint=f"registered: {', '.join(d.code for d in reg.departments)}")
-    quota = dept.quotas.get(pool)
+    quota = effective_quota(rt, dept, pool)
     if quota is None:
         raise TenancyError(f"{dept.name} ({department}) has no quota in the {pool} pool", hint="the bureau sets quotas in the registry (departments.<code>.quotas)")
     used = usage(rt, department, pool, exclude=exclude)
-    over = [f"{LABELS[k]} {used[k]} + {add[k]} > {getattr(quota, k)}" for k in DIMENSIONS if used[k] + add.get(k, 0) > getattr(quota, k)]
+    over = [f"{LABELS[k]} {used[k]} + {add[k]} > {quota[k]}" for k in DIMENSIONS if used[k] + add.get(k, 0) > quota[k]]
     if over:
         raise TenancyError(f"over {dept.name}'s quota in the {pool} pool: {'; '.join(over)}",
                            hint="ask for less, return something first, or ask the bureau for a larger quota")  # fmt: skip
-    return {"used": used, "quota": quota.model_dump(), "after": {k: used[k] + add.get(k, 0) for k in DIMENSIONS}}
+    return {"used": used, "quota": quota, "after": {k: used[k] + add.get(k, 0) for k in DIMENSIONS}}
+
+
+def effective_quota(rt: Context, dept: Any, pool: str) -> dict[str, int] | None:
+    """The quota in force: one the bureau set through the gate, else the registry's."""
+    from control_plane.deploy.models import quotas as qt
+
+    with rt.engine.connect() as c:
+        r = c.execute(select(qt).where(and_(qt.c.department == dept.code, qt.c.pool == pool))).first()
+    if r is not None:
+        return {k: int(getattr(r, k)) for k in DIMENSIONS}
+    q = dept.quotas.get(pool)
+    return q.model_dump() if q is not None else None
+
+
+def set_quota(rt: Context, department: str, pool: str, q: dict[str, int], *, by: str, op_id: str) -> dict[str, Any]:
+    """The bureau changes a department's quota in a pool (never below what it holds now)."""
+    from control_plane.deploy.models import quotas as qt
+
+    reg = registry(rt)
+    dept = reg.department(department)
+    if dept is None:
+        raise TenancyError(f"no department {department!r} in the registry")
+    if pool not in reg.pools:
+        raise TenancyError(f"no pool {pool!r}", hint=f"pools: {', '.join(reg.pools)}")
+    used = usage(rt, department, pool)
+    below = [f"{LABELS[k]} {q[k]} < {used[k]} held" for k in DIMENSIONS if q[k] < used[k]]
+    if below:
+        raise TenancyError(f"a quota below what {dept.name} holds in {pool}: {'; '.join(below)}", hint="reclaim first, then lower the quota")
+    before = effective_quota(rt, dept, pool)
+    with rt.engine.begin() as c:
+        c.execute(qt.delete().where(and_(qt.c.department == department, qt.c.pool == pool)))
+        c.execute(qt.insert().values(department=department, pool=pool, **{k: q[k] for k in DIMENSIONS}, by=by, op_id=op_id, updated=utc_now_iso()))
+    return {"department": department, "pool": pool, "before": before, "after": {k: q[k] for k in DIMENSIONS}}
 
 
 def check_expiry(expires: str | None) -> None:
@@ -146,8 +179,12 @@ def quotas(rt: Context, department: str | None = None) -> list[dict[str, Any]]:
     for d in registry(rt).departments:
         if department and d.code != department:
             continue
-        for pool, q in d.quotas.items():
-            out.append({"department": d.code, "name": d.name, "pool": pool, "quota": q.model_dump(), "used": usage(rt, d.code, pool)})
+        from control_plane.deploy.models import quotas as qt
+
+        with rt.engine.connect() as c:
+            pools = set(d.quotas) | {r.pool for r in c.execute(select(qt.c.pool).where(qt.c.department == d.code))}
+        for pool in sorted(pools):
+            out.append({"department": d.code, "name": d.name, "pool": pool, "quota": effective_quota(rt, d, pool), "used": usage(rt, d.code, pool)})
     return out
 
 
@@ -278,3 +315,68 @@ def answer(rt: Context, op_id: str, reply: str, note: str, *, by: str) -> dict[s
         c.execute(reclaim_answers.delete().where(reclaim_answers.c.op_id == op_id))
         c.execute(reclaim_answers.insert().values(op_id=op_id, allocation=found["allocation"], answer=reply, note=note, by=by, at=utc_now_iso()))
     return {"op": op_id, "allocation": found["allocation"], "answer": reply, "note": note}
+
+
+# -- what a department administrator sees: its own hosts, backups, alerts and audit records ------------
+
+
+def department_hosts(rt: Context, department: str) -> list[dict[str, Any]]:
+    """The department's hosts: every host of the stacks it owns, and the hosts it requested in others'."""
+    from control_plane.deploy.service import outputs, stack_spec, state_file
+
+    out = []
+    for stack in rt.settings.deploy.stacks:
+        if not state_file(rt, stack).exists():
+            continue
+        outs = outputs(rt, stack)
+        spec = stack_spec(rt, stack)
+        mine_alloc = {f"{a['pool'][:4]}-r{a['slot']}": a["id"] for a in spec.get("allocations", []) if a["department"] == department}
+        theirs = {f"{a['pool'][:4]}-r{a['slot']}" for a in spec.get("allocations", []) if a["department"] != department}
+        for role in ("primary", "backup"):
+            for h, ip in sorted((outs.get(f"{role}_hosts") or {}).items()):
+                if h in mine_alloc or (spec.get("department") == department and h not in theirs):
+                    out.append({"host": h, "address": str(ip), "stack": stack, "pool": role, "allocation": mine_alloc.get(h)})
+    return out
+
+
+def department_backups(rt: Context, department: str) -> list[dict[str, Any]]:
+    """Restore points of the department's systems' data (their RPO status)."""
+    from dr.service import rpo_status
+
+    d = registry(rt).department(department)
+    codes = {s.code for s in d.systems} if d else set()
+    return [r for r in rpo_status(rt) if r["source"].split(".", 1)[0] in codes and "." in r["source"]]
+
+
+def alert_concerns(alert: dict[str, Any], hosts: set[str]) -> bool:
+    """An alert is about one of these hosts (its grouping or one of its events names it)."""
+    key = str(alert.get("group_key") or "")
+    if any(f"host.name={h}|" in key + "|" for h in hosts):
+        return True
+    return any(((e.get("host") or {}).get("name") in hosts) for e in alert.get("events") or [] if isinstance(e, dict))
+
+
+def department_alerts(rt: Context, department: str, limit: int = 200) -> list[dict[str, Any]]:
+    """SOC alerts about the department's hosts."""
+    from control_plane.soc import alerts
+
+    hosts = {h["host"] for h in department_hosts(rt, department)}
+    return [a for a in alerts.search(rt.es, limit=limit) if alert_concerns(a, hosts)] if hosts else []
+
+
+def department_audit(rt: Context, department: str, limit: int = 200) -> list[dict[str, Any]]:
+    """Audit records about the department: requests for it, its hosts and allocations, and what its own people did."""
+    from sqlalchemy import or_
+
+    from control_plane.audit.models import records
+    from control_plane.gate.models import users
+
+    with rt.engine.connect() as c:
+        people = [r.name for r in c.execute(select(users.c.name).where(users.c.department == department))]
+        ids = [r.id for r in c.execute(select(t.c.id).where(t.c.department == department))]
+    targets = [department, *ids, *(h["host"] for h in department_hosts(rt, department))]
+    conds = [records.c.target.in_(targets)] + ([records.c.actor.in_(people)] if people else [])
+    with rt.engine.connect() as c:
+        rows = c.execute(select(records).where(or_(*conds)).order_by(records.c.seq.desc()).limit(limit)).all()
+    return [{"seq": r.seq, "ts": r.ts, "actor": r.actor, "operation": r.operation, "target": r.target, "decision": r.decision, "outcome": r.outcome}
+            for r in rows]  # fmt: skip

@@ -32,6 +32,7 @@ EXPECTED = {
     "resource.extend": {"dept_admin", "ops_engineer"},
     "resource.return": {"dept_admin", "ops_engineer"},
     "resource.answer": {"dept_admin"},
+    "resource.quota": {"sysadmin"},
     "dr.drill": {"ops_engineer", "sysadmin"},
     "soc.alert.update": {"secadmin"},
     "soc.exception.change": {"secadmin"},

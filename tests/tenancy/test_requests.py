@@ -107,6 +107,21 @@ def test_another_department_sees_none_of_it(rt: Context, people) -> None:  # noq
     mine = ten.listing(rt, A)[0]["id"]
     with pytest.raises(GovctlError, match="bob administers water-bureau"):
         rt.gate.submit(people["bob"], OperationRequest("resource.return", mine, {}))
+    # hosts: the stack belongs to the big-data bureau (TEST_STACK's department); alice's two are hers alone
+    assert {h["host"] for h in ten.department_hosts(rt, A)} == {"prim-r1", "prim-r2"}
+    assert ten.department_hosts(rt, B) == []
+    bureau = {h["host"] for h in ten.department_hosts(rt, TEST_STACK["department"])}
+    assert {"prim-app-1", "prim-data-1", "back-data-1"} <= bureau and not bureau & {"prim-r1", "prim-r2"}
+    # audit: A's records are its requests and its people's acts; B's hold bob's own refused attempt, none of alice's
+    a_audit, b_audit = ten.department_audit(rt, A), ten.department_audit(rt, B)
+    assert any(r["operation"] == "resource.request" and r["actor"] == "alice" and r["outcome"] == "succeeded" for r in a_audit)
+    assert b_audit and all(r["actor"] == "bob" for r in b_audit) and not any(r["actor"] == "alice" for r in b_audit)
+    # alerts: one about prim-r1 concerns A, one about another host does not (alert documents as the SOC stores them)
+    about = {"group_key": "host.name=prim-r1|user.name=root|source.ip=|govctl.target=", "events": [{"host": {"name": "prim-r1"}}]}
+    other = {"group_key": "host.name=prim-app-1|user.name=|source.ip=10.0.0.9|govctl.target=", "events": [{"host": {"name": "prim-app-1"}}]}
+    hosts_a = {h["host"] for h in ten.department_hosts(rt, A)}
+    assert ten.alert_concerns(about, hosts_a) and not ten.alert_concerns(other, hosts_a)
+    assert not ten.alert_concerns({"group_key": "host.name=prim-r10|", "events": []}, hosts_a)  # prim-r1 is not a prefix match
 
 
 def test_resize_then_return_frees_the_quota(rt: Context, people) -> None:  # noqa: ANN001
@@ -186,3 +201,25 @@ def test_the_monthly_report_counts_requests_refusals_quota_use_and_reclaimed_cap
     assert a["quotas"] == [{"pool": "primary", "quota": {"vcpu": 8, "memory_gib": 16, "storage_gib": 200, "hosts": 3},
                             "used": {"hosts": 0, "vcpu": 0, "memory_gib": 0, "storage_gib": 0}}]  # fmt: skip
     assert rows[B]["requests"] == 0 and rows[B]["reclaimed"]["hosts"] == 0
+
+
+def test_the_bureau_changes_a_quota_through_the_gate(rt: Context, people) -> None:  # noqa: ANN001
+    """resource.quota: a sysadmin asks, an approver approves; the new numbers are what requests are checked against and what
+    the report shows; a department administrator cannot change its own quota."""
+    from control_plane.tenancy import service as ten
+
+    with pytest.raises(GovctlError, match="may not"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.quota", B, {"pool": "primary", "vcpu": 64, "memory_gib": 64, "storage_gib": 64, "hosts": 9}))
+    out = _approved_by(rt, people, "sysadmin", OperationRequest("resource.quota", B, {"pool": "primary", "vcpu": 1, "memory_gib": 8, "storage_gib": 100,
+                                                                                      "hosts": 2}, reason="水务局 本年度压减"))  # fmt: skip
+    assert out["before"] == {"vcpu": 4, "memory_gib": 8, "storage_gib": 100, "hosts": 2} and out["after"]["vcpu"] == 1
+    assert ten.quotas(rt, B)[0]["quota"]["vcpu"] == 1
+    with pytest.raises(GovctlError, match=r"vCPU 0 \+ 2 > 1"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.request", B, {"vcpu": 2, "memory_gib": 1, "storage_gib": 1}))
+
+
+def _approved_by(rt: Context, people, who: str, op: OperationRequest):  # noqa: ANN001, ANN202
+    view = rt.gate.submit(people[who], op)
+    assert view.status == "pending_approval"
+    rt.gate.approve(people["approver"], view.id, "agreed")
+    return rt.gate.run(people[who], view.id).result

@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create deploy_allocations and deploy_reclaim_answers."""
+    """Create deploy_allocations, deploy_reclaim_answers and deploy_quotas."""
     op.create_table(
         "deploy_allocations",
         sa.Column("id", sa.String(40), primary_key=True), sa.Column("department", sa.String(64), nullable=False, index=True),
@@ -34,7 +34,17 @@ def upgrade() -> None:
     )  # fmt: skip
 
 
+    op.create_table(
+        "deploy_quotas",
+        sa.Column("department", sa.String(64), primary_key=True), sa.Column("pool", sa.String(16), primary_key=True),
+        sa.Column("vcpu", sa.Integer, nullable=False), sa.Column("memory_gib", sa.Integer, nullable=False),
+        sa.Column("storage_gib", sa.Integer, nullable=False), sa.Column("hosts", sa.Integer, nullable=False),
+        sa.Column("by", sa.String(64), nullable=False), sa.Column("op_id", sa.String(40), nullable=False), sa.Column("updated", sa.String(32), nullable=False),
+    )  # fmt: skip
+
+
 def downgrade() -> None:
     """Drop them."""
+    op.drop_table("deploy_quotas")
     op.drop_table("deploy_reclaim_answers")
     op.drop_table("deploy_allocations")
