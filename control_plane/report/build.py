@@ -350,10 +350,14 @@ class Builder:
         """Per department: requests made, approved and refused this month, quota use (as built), capacity reclaimed this month."""
         from sqlalchemy import and_, inspect, select
 
+        from sqlalchemy import column, table
+
         from control_plane.audit.models import records
-        from control_plane.deploy.models import allocations
-        from control_plane.deploy.models import quotas as quota_overrides
         from control_plane.gate.models import operations
+
+        # deploy's tables, read by name (the report does not import the deploy domain, which imports monitoring, which imports this)
+        allocations = table("deploy_allocations", *(column(n) for n in ("id", "department", "pool", "status", "vcpu", "memory_gib", "storage_gib")))
+        quota_overrides = table("deploy_quotas", *(column(n) for n in ("department", "pool", "vcpu", "memory_gib", "storage_gib", "hosts")))
 
         if not inspect(self.rt.engine).has_table("deploy_allocations"):
             return []
