@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from control_plane.apikit import Access, context
 from control_plane.console import session as sessions
 from control_plane.console.session import WebSession
-from control_plane.console.web import HERE, page_changes, page_decides, page_reads, page_session, render, source_of
+from control_plane.console.web import HERE, next_page, page_changes, page_decides, page_reads, page_session, render, roles_may_read, source_of
 from control_plane.errors import GovctlError
 from control_plane.gate import OperationRequest
 
@@ -105,7 +105,10 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
         cookie, _s = sessions.login(ctx, username, password, otp.strip(), source=source_of(request), lang=lang)
     except GovctlError as exc:
         return render(request, "login.html", status_code=401, next=_safe_next(next), error=exc.message, username=username[:64])
-    resp = RedirectResponse(_safe_next(next), status_code=303)
+    to = _safe_next(next)
+    if to == "/" and not roles_may_read(ctx.gate.policy, _s.roles, "ops.read"):  # a 部门管理员 starts on their department's page
+        to = next_page(ctx.gate.policy, _s.roles)
+    resp = RedirectResponse(to, status_code=303)
     resp.set_cookie(sessions.COOKIE, cookie, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
     return resp
 
@@ -344,6 +347,42 @@ def pools_page(request: Request, s: WebSession = Depends(page_reads("deploy.read
     from control_plane.console import overview as ov
 
     return render(request, "pools.html", pools=ov.pools(context(request)))
+
+
+# -- 部门资源 departments' resources ------------------------------------------------------------------
+
+
+@router.get("/resources")
+def resources_page(request: Request, department: str = "", s: WebSession = Depends(page_reads("resource.read"))) -> Response:
+    """A department's hosts, quota use and open reclamation requests; a 部门管理员 sees only their own department."""
+    from control_plane.tenancy import service as ten
+
+    ctx = context(request)
+    dept = ten.scope(ctx, s.user, department or None)
+    reg = ten.registry(ctx)
+    return render(request, "resources.html", dept=dept, departments=[(d.code, d.name) for d in reg.departments],
+                  rows=ten.listing(ctx, dept) if dept else [], quotas=ten.quotas(ctx, dept) if dept else [],
+                  reclaims=ten.reclaims(ctx, dept) if dept else [], stacks=list(ctx.settings.deploy.stacks))  # fmt: skip
+
+
+@router.post("/resources/request")
+def resources_request(request: Request, department: str = Form(...), pool: str = Form("primary"), hosts: int = Form(1), vcpu: int = Form(...),
+                      memory: int = Form(...), storage: int = Form(...), stack: str = Form("local"), expires: str = Form(""),
+                      reason: str = Form(""), s: WebSession = Depends(page_changes("resource.request"))) -> Response:  # fmt: skip
+    """申请: a gated resource.request (the bureau approves it; over-quota requests are refused at once with the numbers)."""
+    params: dict[str, Any] = {"stack": stack, "pool": pool, "hosts": hosts, "vcpu": vcpu, "memory_gib": memory, "storage_gib": storage, "reason": reason}
+    if expires:
+        params["expires"] = expires
+    view = submit(request, s, "resource.request", department, params, reason or "from the console")
+    return back(f"/resources?department={department}", op_message(view))
+
+
+@router.post("/resources/answer/{op_id}")
+def resources_answer(request: Request, op_id: str, answer: str = Form(...), note: str = Form(""),
+                     s: WebSession = Depends(page_changes("resource.answer"))) -> Response:  # fmt: skip
+    """A department confirms a reclamation request or says why it keeps the host."""
+    view = submit(request, s, "resource.answer", op_id, {"answer": answer, "note": note})
+    return back("/resources", op_message(view))
 
 
 @router.get("/dr")

@@ -88,11 +88,17 @@ NAV = (  # (path, 中文, English, the read it needs)
     ("/audit", "审计", "Audit", "audit.read"),
     ("/pools", "资源池", "Pools", "deploy.read"),
     ("/dr", "灾备", "DR", "dr.read"),
+    ("/resources", "部门资源", "Resources", "resource.read"),
     ("/reports", "报告", "Reports", "report.read"),
     ("/jobs", "作业", "Jobs", "jobs.read"),
     ("/users", "用户与权限", "Users", "iam.read"),
     ("/notifications", "通知", "Notifications", "notify.read"),
 )
+
+
+def next_page(policy: Any, roles: tuple[str, ...]) -> str:
+    """The first page of the menu a person's roles may read (where someone who may not see the overview starts)."""
+    return next((p for p, _zh, _en, read in NAV if roles_may_read(policy, roles, read)), "/account")
 
 
 def roles_may_read(policy: Any, roles: tuple[str, ...], read: str) -> bool:

@@ -89,11 +89,11 @@ class Person:
             time.sleep(1)
 
 
-def person(ctx: Context, name: str, roles: list[str]) -> Person:
+def person(ctx: Context, name: str, roles: list[str], department: str = "") -> Person:
     """A registered, enrolled person with a console password (set through the gate, as `govctl iam password` does)."""
     from control_plane.gate import OperationRequest
 
-    _, code = iam.create_user(ctx, name, roles=roles)
+    _, code = iam.create_user(ctx, name, roles=roles, department=department)
     totp = pyotp.parse_uri(iam.start_enrolment(ctx, name, code))
     _, token, _ = iam.finish_enrolment(ctx, name, code, totp.at(time.time() - 30))
     p = Person(name, totp)
@@ -106,14 +106,14 @@ def person(ctx: Context, name: str, roles: list[str]) -> Person:
     return p
 
 
-def login(page: Any, base: str, p: Person, ctx: Context, *, lang: str = "zh") -> None:
-    """Sign in through the form (password and TOTP); the overview is shown."""
+def login(page: Any, base: str, p: Person, ctx: Context, *, lang: str = "zh", landing: str = "/") -> None:
+    """Sign in through the form (password and TOTP); the overview (or ``landing``, for someone who may not read it) is shown."""
     page.goto(f"{base}/login")
     page.fill("#username", p.name)
     page.fill("#password", p.password)
     page.fill("#otp", p.code(ctx))
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/", timeout=15000)
+    page.wait_for_url(f"{base}{landing}", timeout=15000)
 
 
 def axe(page: Any, name: str) -> list[dict[str, Any]]:

@@ -365,3 +365,32 @@ def test_english_is_switchable(world: dict[str, Any], page: Any) -> None:
     page.goto(f"{url}/approvals")
     assert page.locator("h1").inner_text() == "Approvals"
     assert re.search(r"\d{4}-\d{2}-\d{2}|None", page.inner_text("main"))
+
+
+def test_a_department_administrator_requests_hosts_and_sees_only_their_department(world: dict[str, Any], page: Any) -> None:
+    """A 部门管理员 signs in to their department's page (not the overview they may not read), asks for a host (pending the bureau's
+    approval), is refused over quota with the numbers, and cannot open another department's page."""
+    ctx, url = world["ctx"], world["url"]
+    admin = person(ctx, f"d{uuid.uuid4().hex[:6]}", ["dept_admin"], department="city-big-data-bureau")
+    login(page, url, admin, ctx, landing="/resources")
+    assert page.locator("h1").inner_text() == "部门资源：申请、配额与回收"
+    assert "0 / 8" in page.locator("table").first.inner_text()  # hosts used / quota in the primary pool
+    page.fill("#vcpu", "2")
+    page.fill("#memory", "4")
+    page.fill("#storage", "40")
+    page.fill("#reason", "人口库 扩容")
+    page.click("text=提交申请")
+    page.wait_for_url(f"{url}/resources*")
+    assert "待审批" in page.content()
+    pending = [v for v in ctx.gate.list(status="pending_approval") if v.operation == "resource.request" and v.requester == admin.name]
+    assert len(pending) == 1 and pending[0].target == "city-big-data-bureau" and pending[0].params["vcpu"] == 2
+    page.fill("#vcpu", "64")
+    page.fill("#memory", "4")
+    page.fill("#storage", "40")
+    page.fill("#reason", "太多")
+    page.click("text=提交申请")
+    page.wait_for_url(f"{url}/resources*")
+    assert "vCPU 0 + 64 > 32" in page.content()
+    r = page.goto(f"{url}/resources?department=water-bureau")
+    assert r is not None and r.status >= 400 and "administers city-big-data-bureau" in page.content()
+    _no_violations(page, "resources")
