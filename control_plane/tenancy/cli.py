@@ -24,6 +24,7 @@ def _done(view: Any, as_json: bool, fmt: Any) -> None:
 def resource_request(department: str = typer.Option(..., "--department", help="The department's code (a 部门管理员: their own)."),
                      hosts: int = typer.Option(1, "--hosts"), vcpu: int = typer.Option(..., "--vcpu"), memory: int = typer.Option(..., "--memory", help="GiB"),
                      storage: int = typer.Option(..., "--storage", help="GiB"), pool: str = typer.Option("primary", "--pool"),
+                     zone: Optional[str] = typer.Option(None, "--zone", help="The network zone the hosts must be in (checked against the pool's)."),
                      tier: str = typer.Option("app", "--tier", help="app or data"), stack: str = typer.Option("local", "--stack"),
                      expires: Optional[str] = typer.Option(None, "--expires", help="YYYY-MM-DD for a temporary host"),
                      reason: str = typer.Option("", "--reason"), as_json: bool = JsonOpt) -> None:  # fmt: skip
@@ -32,6 +33,8 @@ def resource_request(department: str = typer.Option(..., "--department", help="T
                               "reason": reason}  # fmt: skip
     if expires:
         params["expires"] = expires
+    if zone:
+        params["network_zone"] = zone
     view = gated("resource.request", department, params, reason=reason)
     _done(view, as_json, lambda r: out.print("\n".join(f"{a['id']}: {a['host']} {a.get('address') or ''}" for a in r["allocations"])))
 

@@ -17,6 +17,7 @@ DATE = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\d$")]
 class Request(Params):
     stack: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")] = "local"
     pool: Literal["primary", "backup"] = "primary"
+    network_zone: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")] | None = None  # checked against the pool's (registry)
     hosts: int = Field(default=1, ge=1, le=20)
     tier: Literal["app", "data"] = "app"
     vcpu: int = Field(ge=1, le=128)
@@ -55,6 +56,10 @@ def _validate_request(call: Call) -> None:
     ten.check_expiry(p.get("expires"))
     if p["stack"] not in call.ctx.settings.deploy.stacks:
         raise ten.TenancyError(f"unknown stack {p['stack']!r}", hint=f"stacks: {', '.join(call.ctx.settings.deploy.stacks)}")
+    zone = ten.registry(call.ctx).pools.get(p["pool"])
+    if p.get("network_zone") and zone is not None and zone.network_zone != p["network_zone"]:
+        raise ten.TenancyError(f"the {p['pool']} pool is in network zone {zone.network_zone}, not {p['network_zone']}",
+                               hint="pick the pool in the zone the system needs (monitors/registry.yaml: pools)")  # fmt: skip
     n = p["hosts"]
     ten.check_quota(call.ctx, call.target, p["pool"], {"hosts": n, "vcpu": n * p["vcpu"], "memory_gib": n * p["memory_gib"], "storage_gib": n * p["storage_gib"]})
 

@@ -58,11 +58,14 @@ def _underused_last_month(ctx: Context) -> tuple[str, dict[str, dict[str, Any]]]
     return month, {u["host"]: u for u in doc.get("underused", [])}
 
 
-def reclaim_requests(ctx: Context, *, today: date | None = None) -> list[dict[str, Any]]:
-    """Submit a reclamation request for each expired host and each host under-used all last month (once each)."""
+def reclaim_requests(ctx: Context, *, today: date | None = None, underused: tuple[str, dict[str, dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """Submit a reclamation request for each expired host and each host under-used all last month (once each).
+
+    ``underused``: (month, the report's under-used hosts by name); default: the previous month's latest report revision.
+    """
     today = today or date.today()
     open_ = _open_reclaims(ctx)
-    month, underused = _underused_last_month(ctx)
+    month, idle = underused if underused is not None else _underused_last_month(ctx)
     made = []
     with ctx.engine.connect() as c:
         done_months = {(r.target, _kind(r.origin)[1]) for r in c.execute(select(operations.c.target, operations.c.origin).where(
@@ -73,8 +76,8 @@ def reclaim_requests(ctx: Context, *, today: date | None = None) -> list[dict[st
         why, origin = None, {}
         if a["expires"] and date.fromisoformat(a["expires"]) < today:
             why, origin = f"到期自动回收申请：{a['host']} 到期日 {a['expires']}", {"job": "resource.reclaim:expired"}
-        elif a["host"] in underused and (a["id"], month) not in done_months:
-            u = underused[a["host"]]
+        elif a["host"] in idle and (a["id"], month) not in done_months:
+            u = idle[a["host"]]
             why = f"低利用率回收申请：{a['host']} 在 {month} 整月 CPU 平均 {u.get('cpu_mean')}，P95 {u.get('cpu_p95')}；请部门确认或说明理由"
             origin = {"job": f"resource.reclaim:underused:{month}"}
         if why is None:

@@ -218,6 +218,29 @@ def test_the_bureau_changes_a_quota_through_the_gate(rt: Context, people) -> Non
         rt.gate.submit(people["bob"], OperationRequest("resource.request", B, {"vcpu": 2, "memory_gib": 1, "storage_gib": 1}))
 
 
+def test_a_host_under_used_all_month_gets_a_reclamation_request_the_department_can_justify(rt: Context, people) -> None:  # noqa: ANN001
+    """The previous month's report listed the host as under-used: one request per host and month; the department justifies
+    keeping it, the approver rejects the request and the host stays; a request in the wrong network zone is refused."""
+    from control_plane.tenancy import scheduled
+    from control_plane.tenancy import service as ten
+
+    with pytest.raises(GovctlError, match="in network zone egov, not internet"):
+        rt.gate.submit(people["bob"], OperationRequest("resource.request", B, {"vcpu": 1, "memory_gib": 1, "storage_gib": 1, "network_zone": "internet"}))
+    res = _approved(rt, people, "bob", OperationRequest("resource.request", B, {"vcpu": 1, "memory_gib": 1, "storage_gib": 1, "network_zone": "egov"}))
+    (mine,) = res["allocations"]
+    idle = {mine["host"]: {"host": mine["host"], "pool": "primary", "department": B, "vcpu": 1, "cpu_mean": 0.004, "cpu_p95": 0.011}}
+    made = scheduled.reclaim_requests(rt, underused=("2026-11", idle))
+    assert [(m["allocation"], m["kind"]) for m in made] == [(mine["id"], "underused")]
+    (req,) = ten.reclaims(rt, B)
+    assert "低利用率回收申请" in req["reason"] and "2026-11" in req["reason"] and req["kind"] == "underused"
+    rt.gate.submit(people["bob"], OperationRequest("resource.answer", req["op"], {"answer": "justify", "note": "汛期应急备用，6 月启用"}))
+    assert ten.reclaims(rt, B)[0]["answer"]["note"] == "汛期应急备用，6 月启用"
+    rt.gate.approve(people["approver"], req["op"], "the department's reason holds", decision="reject")
+    assert ten.reclaims(rt, B) == [] and scheduled.run_approved(rt) == []
+    assert ten.get(rt, mine["id"])["status"] == "active" and f"gq-{mine['host']}" in _netns()
+    assert scheduled.reclaim_requests(rt, underused=("2026-11", idle)) == [], "the same month is not asked twice"
+    assert [m["kind"] for m in scheduled.reclaim_requests(rt, underused=("2026-12", idle))] == ["underused"]
+
 def _approved_by(rt: Context, people, who: str, op: OperationRequest):  # noqa: ANN001, ANN202
     view = rt.gate.submit(people[who], op)
     assert view.status == "pending_approval"
