@@ -84,6 +84,8 @@ class StackSpec(BaseModel):
     bastion_keys: dict[str, str] = Field(default_factory=dict, description="each host's bastion public key, by host name (govctl fills it in)")
     ssh_sources: list[str] = Field(default_factory=list, description="networks allowed to reach the hosts' SSH; default: only the control plane (the bastion)")
     allocations: list[AllocationSpec] = Field(default_factory=list, description="departments' approved hosts (govctl fills them in from its records)")
+    flavors: dict[str, str] = Field(default_factory=dict, description="openstack: the cloud's flavor for a requested size '<vcpu>c<memory>g' "
+                                                                      "(default: that name itself)")
 
     @model_validator(mode="after")
     def _placement(self) -> StackSpec:
@@ -202,4 +204,16 @@ class ResourcePool(pulumi.ComponentResource):
                     fip = os_.networking.FloatingIp(f"{name}-{tier}-{i}-fip", pool="public", tags=[*tag_list, "public=true"], opts=child)
                     os_.compute.FloatingIpAssociate(f"{name}-{tier}-{i}-fipa", floating_ip=fip.address, instance_id=inst.id, opts=child)
                 self.hosts[hname] = inst.access_ip_v4
+        for a in (a for a in spec.allocations if a.pool == pool.role):  # departments' approved hosts, sized as requested
+            atags = {**tags_for(spec, pool, a.tier), "department": a.department, "allocation": a.id, **({"expires": a.expires} if a.expires else {})}
+            size = f"{a.vcpu}c{a.memory_gib}g"
+            vol = os_.blockstorage.Volume(f"{name}-r{a.slot}-vol", size=a.storage_gib, availability_zone=pool.zone,
+                                          volume_type="encrypted-sm4" if pool.encrypted_volumes else "standard",
+                                          metadata={**atags, "encrypted": str(pool.encrypted_volumes).lower()}, opts=child)  # fmt: skip
+            inst = os_.compute.Instance(f"{name}-r{a.slot}", name=a.host, flavor_name=spec.flavors.get(size, size), image_name=pool.image,
+                                        availability_zone=pool.zone, security_groups=[sg.name], metadata=atags,
+                                        networks=[os_.compute.InstanceNetworkArgs(uuid=network.id)],
+                                        opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet]))  # fmt: skip
+            os_.compute.VolumeAttach(f"{name}-r{a.slot}-attach", instance_id=inst.id, volume_id=vol.id, opts=child)
+            self.hosts[a.host] = inst.access_ip_v4
         self.bucket = os_.objectstorage.Container(f"{name}-bucket", name=f"{name}-backups", metadata=tags, opts=child).name

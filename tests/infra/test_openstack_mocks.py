@@ -81,3 +81,18 @@ def test_overlapping_subnets_refused() -> None:
     with pytest.raises(ValueError, match="overlap"):
         spec(pools={"primary": PoolSpec(role="primary", zone="a", cidr="172.30.0.0/16"),
                     "backup": PoolSpec(role="backup", zone="b", cidr="172.30.2.0/24")})  # fmt: skip
+
+
+def test_a_departments_requested_host_is_built_sized_and_tagged_as_its(mocked: list) -> None:
+    """An approved allocation becomes an instance of the requested size (through the stack's flavor map) with an encrypted volume
+    of the requested storage, tagged with the requesting department, not the stack's."""
+    alloc = {"id": "al-0123456789ab", "department": "city-public-security", "pool": "primary", "slot": 3, "vcpu": 4, "memory_gib": 8,
+             "storage_gib": 120, "expires": "2027-06-30"}  # fmt: skip
+    _build(spec(allocations=[alloc], flavors={"4c8g": "s6.xlarge.2"}))
+    inst = next(i for t, n, i in mocked if t == "openstack:compute/instance:Instance" and n == "primary-pool-r3")
+    vol = next(i for t, n, i in mocked if t == "openstack:blockstorage/volume:Volume" and n == "primary-pool-r3-vol")
+    assert inst["name"] == "prim-r3" and inst["flavorName"] == "s6.xlarge.2" and inst["availabilityZone"] == "az-east"
+    assert inst["metadata"]["department"] == "city-public-security" and inst["metadata"]["allocation"] == "al-0123456789ab"
+    assert inst["metadata"]["classification"] == "sensitive" and inst["metadata"]["expires"] == "2027-06-30"
+    assert vol["size"] == 120 and vol["volumeType"] == "encrypted-sm4"
+    assert sum(1 for t, _, _ in mocked if t == "openstack:compute/instance:Instance") == 5
