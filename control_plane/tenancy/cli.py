@@ -124,6 +124,31 @@ def resource_hosts(department: Optional[str] = typer.Option(None, "--department"
                   lambda r: (r["host"], r["address"], r["stack"], r["pool"], r["allocation"]))  # fmt: skip
 
 
+@resource_app.command("usage")
+@reads("resource.read")
+def resource_usage(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:
+    """A department's figures in the newest monthly report: its hosts' use and the under-used ones (a 部门管理员: their own)."""
+    from control_plane.tenancy import service as ten
+
+    p = principal()
+    dept = ten.scope(context(), p.name, department)
+    if dept is None:
+        raise typer.BadParameter("name the department: --department CODE")
+    u = ten.department_usage(context(), dept)
+    if as_json:
+        emit_json(u)
+        return
+    if u["month"] is None:
+        out.print(u["note"])
+        return
+    t = Table("host", "pool", "vCPU", "CPU mean", "CPU p95", "under-used")
+    for h in u["hosts"]:
+        t.add_row(h["host"], str(h.get("pool")), str(h.get("vcpu")), str((h.get("cpu") or {}).get("mean")), str((h.get("cpu") or {}).get("p95")),
+                  "yes" if h.get("underused") else "no")  # fmt: skip
+    out.print(f"{u['month']} r{u['revision']}")
+    out.print(t)
+
+
 @resource_app.command("backups")
 @reads("resource.read")
 def resource_backups(department: Optional[str] = typer.Option(None, "--department"), as_json: bool = JsonOpt) -> None:

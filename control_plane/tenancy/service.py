@@ -380,3 +380,17 @@ def department_audit(rt: Context, department: str, limit: int = 200) -> list[dic
         rows = c.execute(select(records).where(or_(*conds)).order_by(records.c.seq.desc()).limit(limit)).all()
     return [{"seq": r.seq, "ts": r.ts, "actor": r.actor, "operation": r.operation, "target": r.target, "decision": r.decision, "outcome": r.outcome}
             for r in rows]  # fmt: skip
+
+
+def department_usage(rt: Context, department: str) -> dict[str, Any]:
+    """The department's figures in the newest monthly report (allocated vs used vCPU, memory, storage; its hosts; its under-used ones)."""
+    from control_plane.report import store
+
+    revs = store.all_revisions(rt)
+    if not revs:
+        return {"month": None, "department": None, "hosts": [], "underused": [], "note": "no monthly report built yet"}
+    b = revs[0]
+    doc = store.load(b)
+    return {"month": b.month, "revision": b.revision, "department": next((d for d in doc.get("departments", []) if d.get("department") == department), None),
+            "hosts": [h for h in doc.get("hosts", []) if h.get("department") == department],
+            "underused": [u for u in doc.get("underused", []) if u.get("department") == department]}  # fmt: skip

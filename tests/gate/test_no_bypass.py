@@ -25,7 +25,7 @@ from tests.gate.conftest import make_people
 READ_ONLY = {
     "version", "services status", "config show", "jobs list", "jobs runs", "audit verify", "audit show", "keys show",
     "ops list", "ops show", "ops reviews", "iam user list", "iam token list", "deploy outputs", "deploy cli-env", "playbook list", "soc rules validate", "soc rules list", "soc rules test", "soc alerts list", "soc alerts show", "soc exceptions list", "soc health",
-    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills", "dr destructions", "resource list", "resource quota", "resource reclaims", "resource hosts", "resource backups", "resource alerts", "resource audit",
+    "report show", "report verify", "report list", "soc decide", "dr snapshots", "dr check", "dr status", "dr drills", "dr destructions", "resource list", "resource quota", "resource reclaims", "resource hosts", "resource usage", "resource backups", "resource alerts", "resource audit",
     "bastion keys list", "bastion grants", "bastion sessions", "bastion verify", "bastion replay", "bastion watch", "bastion hosts",
 }  # fmt: skip
 # Valid arguments, so each command gets as far as the gate rather than failing on its input.

@@ -256,3 +256,17 @@ def test_provisional_build_then_final_revision(report_rt: Context) -> None:
     assert doc["supersedes"]["revision"] == 1 and "provisional" in doc["supersedes"]["reason"]
     with pytest.raises(store.ReportExists):
         store.build(report_rt, "2026-10", actor="test", render=False)
+
+
+def test_a_department_sees_its_own_figures_of_the_newest_report(built: tuple) -> None:
+    """`govctl resource usage` for the health commission: the newest revision (October), only its hosts and its row."""
+    from control_plane.tenancy.service import department_usage
+
+    rt, doc, b = built
+    u = department_usage(rt, "health-commission")
+    assert (u["month"], u["revision"]) == ("2026-10", b.revision)
+    mine = sorted(h["host"] for h in doc["hosts"] if h["department"] == "health-commission")
+    assert mine and sorted(h["host"] for h in u["hosts"]) == mine
+    assert len(mine) < len(doc["hosts"]), "the other departments' hosts are left out"
+    assert u["department"]["department"] == "health-commission"
+    assert all(x["department"] == "health-commission" for x in u["underused"])
