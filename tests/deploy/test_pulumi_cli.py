@@ -77,6 +77,8 @@ def test_pulumi_preview_and_up_with_the_policy_pack_at_the_repository_root(cli_r
         while (r := _ssh(rt, outs["primary_hosts"]["prim-app-1"], "hostname")).stdout.strip() != "prim-app-1" and time.monotonic() < deadline:
             time.sleep(0.5)
         assert r.stdout.strip() == "prim-app-1", r.stderr
+        p = _pulumi(["up", "--yes", "--stack", "local", "--config-file", str(cfg_file)], env)  # without the pack: nothing left to change
+        assert p.returncode == 0 and "unchanged" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
         again = deploy.preview(rt, "local")  # govctl and the CLI drive one stack: nothing left to do
         assert set(again["change_summary"]) <= {"same"}, again
     finally:
