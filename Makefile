@@ -83,8 +83,8 @@ $(ES_ZIP):
 
 # The Pulumi CLI from a small wrapper module (the upstream modules carry replace directives,
 # so a plain `go install` refuses them). Only the CLI: the Python language host module is not
-# served by the proxy; our programs run inline through the Automation API, which hosts the
-# language runtime in our own process.
+# served by the proxy; `govctl deploy` runs the program inline through the Automation API, and the
+# standard CLI uses our own language host (infra/langhost.py, the `langhost` target below).
 pulumi: $(PULUMI_BIN)
 $(PULUMI_BIN): infra/engine/go.mod infra/engine/go.sum
 	@mkdir -p $(dir $@)
