@@ -11,7 +11,9 @@ ES_ZIP       := $(CACHE)/dist/elasticsearch-$(ES_VERSION).zip
 SERVICE_USER ?= govctl
 # The Pulumi engine, built from the Go module proxy (infra/engine pins it), cached outside the clone.
 PULUMI_VERSION ?= v3.274.1
-PULUMI_BIN   := $(CACHE)/pulumi-$(PULUMI_VERSION)/bin/pulumi
+# The cache is keyed by the wrapper module's content, not by its files' times: a fresh clone reuses it.
+ENGINE_KEY   := $(shell cat infra/engine/go.mod infra/engine/go.sum 2>/dev/null | sha256sum | cut -c1-12)
+PULUMI_BIN   := $(CACHE)/pulumi-$(PULUMI_VERSION)-$(ENGINE_KEY)/bin/pulumi
 GOENV        := GOFLAGS=-mod=mod GOPATH=$(CACHE)/go GOMODCACHE=$(CACHE)/go/pkg/mod GOCACHE=$(CACHE)/go/build
 STAMP        := $(VENV)/.govctl-installed
 export GOVCTL_CACHE := $(CACHE)
@@ -86,7 +88,7 @@ $(ES_ZIP):
 # served by the proxy; `govctl deploy` runs the program inline through the Automation API, and the
 # standard CLI uses our own language host (infra/langhost.py, the `langhost` target below).
 pulumi: $(PULUMI_BIN)
-$(PULUMI_BIN): infra/engine/go.mod infra/engine/go.sum
+$(PULUMI_BIN):
 	@mkdir -p $(dir $@)
 	cd infra/engine && $(GOENV) go build -trimpath -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$(PULUMI_VERSION)" \
 	  -o $@.tmp github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
