@@ -177,6 +177,7 @@ class Mirror:
                             break
                         out.write(block)
                         self.fetched_bytes += len(block)
+                    out.flush()  # the buffered tail first: written after the utime, it would set the mtime to now
                     _set_meta(out.fileno(), attrs)
         except BaseException:
             _remove(tmp)

@@ -348,6 +348,9 @@ def test_department_files_on_a_pool_host_in_real_time(dept: Dept, tmp_path: Path
     snap = next(s for s in open_repo(rt).snapshots() if s["id"] == res["snapshot"])
     assert snap["remote"] == {"host": "prim-app-1", "path": str(d.files)}
     assert _snapshot_files(rt, res["snapshot"], tmp_path / "periodic") == expect
+    again = rt.gate.submit(d.people["ops_engineer"], OperationRequest("backup.run", "population-db.uploads", {})).result
+    assert again["stats"]["transfer"]["fetched"] == 0, "nothing changed on the host: nothing is fetched again (the mirror keeps the host's times)"
+    assert again["stats"]["skipped_unchanged"] == len(expect)
 
 
 def test_a_host_cannot_make_the_mirror_write_outside_itself(dept: Dept, tmp_path: Path) -> None:
